@@ -1,0 +1,52 @@
+"""The `realsr` command: a thin layer of verbs over library functions of the same name.
+
+Each verb lives in `realsr_fast/commands/<verb>.py` and provides `add_parser(subparsers)`,
+which registers its sub-parser and sets `func` to a callable taking the parsed arguments and
+returning the exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from realsr_fast import __version__
+from realsr_fast.errors import RealSRError
+
+# Module names under realsr_fast.commands, in the order `--help` lists them.
+VERBS: tuple[str, ...] = ("degrade",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="realsr",
+        description="Real-world super-resolution (RealSR), fast: degrade, estimate kernels, "
+        "mine noise, train and upscale.",
+        epilog="Run `realsr VERB --help` for the options of one verb.",
+    )
+    parser.add_argument("--version", action="version", version=f"realsr_fast {__version__}")
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb in VERBS:
+        importlib.import_module(f"realsr_fast.commands.{verb}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except RealSRError as exc:
+        print(f"realsr {args.verb}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"realsr {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""The one exception type users see."""
+
+
+class RealSRError(Exception):
+    """An error the user can act on (bad path, corrupt image, wrong argument, missing weights).
+
+    The CLI prints its message without a traceback and exits non-zero, so the message
+    should say what was wrong and what to do about it.
+    """
