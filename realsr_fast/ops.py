@@ -1,0 +1,232 @@
+"""The compiled ops of realsr_fast, and the plain-PyTorch compositions they replace.
+
+- :func:`degrade`: blur + stride downsample + real-noise injection in one pass (RealSR's
+  degradation, REFERENCE.md sections 3 and 5).
+- :func:`patch_stats`: grey mean and variance of every patch, for noise mining (section 4).
+
+Both run on CPU and CUDA tensors through the dispatcher (``torch.ops.realsr_fast.*``) and have fake
+implementations, so ``torch.compile`` can trace code that calls them. ``degrade_reference`` and
+``patch_stats_reference`` are what a user would write with stock PyTorch; benchmarks time the ops
+against them.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from realsr_fast.errors import RealSRError
+
+try:
+    from realsr_fast import _C  # noqa: F401  (loading it registers the ops)
+except ImportError as exc:  # pragma: no cover - only without a build
+    raise RealSRError(
+        f"the compiled ops of realsr_fast are missing ({exc}); build them with "
+        "`pip install --no-build-isolation .` in the source folder"
+    ) from None
+
+PADDINGS = ("symmetric", "reflect", "replicate", "zeros")
+_DEGRADE_OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.uint8)
+
+
+def degrade(
+    hr: torch.Tensor,
+    kernels: torch.Tensor,
+    scale: int,
+    *,
+    noise_bank: Optional[torch.Tensor] = None,
+    noise_index: Optional[torch.Tensor] = None,
+    noise_offset: Optional[torch.Tensor] = None,
+    padding: str = "symmetric",
+    clamp: bool = True,
+    quantize: bool = False,
+    out_dtype: Optional[torch.dtype] = None,
+) -> torch.Tensor:
+    """Blurs, stride-downsamples and adds real noise in one pass.
+
+    ``out[b,c,i,j] = sum_{u,v} K_b[u,v] * HR~[b, c, s*i + u - k//2, s*j + v - k//2] + N[b,c,i,j]``
+    with ``HR~`` the image extended by ``padding`` and
+    ``N[b,c,i,j] = bank[idx_b, c, oy_b + i, ox_b + j]`` minus its mean over the output-sized crop.
+
+    Args:
+        hr: ``(B, C, H, W)`` uint8 (read as value/255) or float16/bfloat16/float32 in [0, 1];
+            any strides (contiguous or channels_last).
+        kernels: ``(B, k, k)`` one kernel per sample, or ``(k, k)`` for all; odd or even k.
+        scale: the stride s >= 1; the output is ``(B, C, ceil(H/s), ceil(W/s))``.
+        noise_bank: ``(N, C, Ph, Pw)`` uint8 (value/255) or float noise patches, or None.
+        noise_index: ``(B,)`` which bank patch each sample uses.
+        noise_offset: ``(B, 2)`` top-left ``(oy, ox)`` of each sample's crop in its patch.
+        padding: ``symmetric`` (scipy 'reflect', RealSR's), ``reflect`` (torch 'reflect'),
+            ``replicate`` or ``zeros``.
+        clamp: clamp to [0, 1].
+        quantize: round to the nearest 1/255 (half to even).
+        out_dtype: float32 (default), float16, bfloat16, or uint8 (clamped, returns round(255 x)).
+
+    Returns:
+        ``(B, C, ceil(H/s), ceil(W/s))`` tensor of ``out_dtype``, in ``hr``'s memory format.
+
+    Raises:
+        RealSRError: on inconsistent arguments (ranks, devices, out-of-range noise choices...).
+
+    Example:
+        >>> hr = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+        >>> degrade(hr, torch.full((5, 5), 1 / 25), 4).shape
+        torch.Size([2, 3, 16, 16])
+    """
+    if kernels.is_floating_point() and kernels.dtype != torch.float32:
+        kernels = kernels.float()
+    try:
+        return torch.ops.realsr_fast.degrade(
+            hr, kernels, scale, noise_bank, noise_index, noise_offset, padding, clamp, quantize, out_dtype
+        )
+    except ValueError as exc:
+        raise RealSRError(str(exc)) from None
+
+
+def patch_stats(img: torch.Tensor, patch: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grey mean and population variance (0..255 scale) of every patch.
+
+    Grey is PIL's 'L' conversion for 3-channel uint8 images (an integer), 0.299 R + 0.587 G +
+    0.114 B for float images in [0, 1] (scaled by 255), and a single channel as it is. The cost per
+    pixel does not depend on the patch size, and uint8 statistics are exact to float32 rounding.
+
+    Args:
+        img: ``(B, C, H, W)`` with C = 1 or 3; uint8 or float16/bfloat16/float32 in [0, 1].
+        patch: patch side (1..2048).
+        stride: step between patches; patches start at 0, stride, 2*stride... and lie fully inside.
+
+    Returns:
+        ``(mean, var)``, each ``(B, nh, nw)`` float32 with ``nh = (H - patch) // stride + 1``
+        (0 when the image is smaller than a patch).
+
+    Example:
+        >>> img = torch.randint(0, 256, (1, 3, 600, 800), dtype=torch.uint8)
+        >>> mean, var = patch_stats(img, 256, 256)
+        >>> mean.shape
+        torch.Size([1, 2, 3])
+    """
+    try:
+        return torch.ops.realsr_fast.patch_stats(img, patch, stride)
+    except ValueError as exc:
+        raise RealSRError(str(exc)) from None
+
+
+def _output_size(size: int, scale: int) -> int:
+    return (size + scale - 1) // scale
+
+
+@torch.library.register_fake("realsr_fast::degrade")
+def _degrade_fake(hr, kernels, scale, noise_bank=None, noise_index=None, noise_offset=None,
+                  padding="symmetric", clamp=True, quantize=False, out_dtype=None):
+    torch._check(hr.dim() == 4, lambda: f"degrade: hr must be (B, C, H, W), got {tuple(hr.shape)}")
+    torch._check(kernels.dim() in (2, 3), lambda: "degrade: kernels must be (k, k) or (B, k, k)")
+    batch, channels, height, width = hr.shape
+    size = (batch, channels, _output_size(height, scale), _output_size(width, scale))
+    memory_format = torch._prims_common.suggest_memory_format(hr)
+    return torch.empty(size, dtype=out_dtype or torch.float32, device=hr.device, memory_format=memory_format)
+
+
+@torch.library.register_fake("realsr_fast::patch_stats")
+def _patch_stats_fake(img, patch, stride):
+    torch._check(img.dim() == 4, lambda: f"patch_stats: img must be (B, C, H, W), got {tuple(img.shape)}")
+    batch, _, height, width = img.shape
+    out_h = (height - patch) // stride + 1 if height >= patch else 0
+    out_w = (width - patch) // stride + 1 if width >= patch else 0
+    mean = img.new_empty((batch, out_h, out_w), dtype=torch.float32)
+    return mean, torch.empty_like(mean)
+
+
+# --- Plain PyTorch compositions (the baselines) -------------------------------------------------
+
+
+def _symmetric_indices(start: int, stop: int, size: int, device: torch.device) -> torch.Tensor:
+    """Source indices of positions start..stop-1 under half-sample symmetric extension."""
+    idx = torch.arange(start, stop, device=device).remainder(2 * size)
+    return torch.where(idx < size, idx, 2 * size - 1 - idx)
+
+
+def _extend(x: torch.Tensor, k: int, scale: int, padding: str) -> torch.Tensor:
+    """Pads ``(N, C, H, W)`` so that a valid stride-``scale`` correlation gives ceil(H/s) rows."""
+    height, width = x.shape[-2:]
+    before = k // 2
+    after_h = max(0, scale * (_output_size(height, scale) - 1) + k - 1 - before - (height - 1))
+    after_w = max(0, scale * (_output_size(width, scale) - 1) + k - 1 - before - (width - 1))
+    if padding == "symmetric":
+        rows = _symmetric_indices(-before, height + after_h, height, x.device)
+        cols = _symmetric_indices(-before, width + after_w, width, x.device)
+        return x.index_select(-2, rows).index_select(-1, cols)
+    mode = {"reflect": "reflect", "replicate": "replicate", "zeros": "constant"}[padding]
+    return F.pad(x, (before, after_w, before, after_h), mode=mode)
+
+
+def degrade_reference(
+    hr: torch.Tensor,
+    kernels: torch.Tensor,
+    scale: int,
+    *,
+    noise_bank: Optional[torch.Tensor] = None,
+    noise_index: Optional[torch.Tensor] = None,
+    noise_offset: Optional[torch.Tensor] = None,
+    padding: str = "symmetric",
+    clamp: bool = True,
+    quantize: bool = False,
+    out_dtype: Optional[torch.dtype] = None,
+) -> torch.Tensor:
+    """:func:`degrade` composed from stock PyTorch: pad, grouped strided conv2d, gathered noise.
+
+    Same arguments and result (contiguous, to float rounding); allocates every intermediate.
+    """
+    batch, channels, height, width = hr.shape
+    k = kernels.shape[-1]
+    x = hr.float() / 255 if hr.dtype == torch.uint8 else hr.float()
+    x = _extend(x, k, scale, padding)
+    if kernels.dim() == 3:
+        weight = kernels.float().repeat_interleave(channels, dim=0).unsqueeze(1)
+        y = F.conv2d(x.reshape(1, batch * channels, *x.shape[-2:]), weight, stride=scale, groups=batch * channels)
+    else:
+        y = F.conv2d(x.reshape(batch * channels, 1, *x.shape[-2:]), kernels.float()[None, None], stride=scale)
+    out_h, out_w = _output_size(height, scale), _output_size(width, scale)
+    y = y.reshape(batch, channels, *y.shape[-2:])[..., :out_h, :out_w]
+    if noise_bank is not None:
+        rows = noise_offset[:, 0, None] + torch.arange(out_h, device=hr.device)
+        cols = noise_offset[:, 1, None] + torch.arange(out_w, device=hr.device)
+        crop = noise_bank[
+            noise_index[:, None, None, None],
+            torch.arange(channels, device=hr.device)[None, :, None, None],
+            rows[:, None, :, None],
+            cols[:, None, None, :],
+        ].float()
+        if noise_bank.dtype == torch.uint8:
+            crop = crop / 255
+        y = y + (crop - crop.mean(dim=(2, 3), keepdim=True))
+    if clamp or out_dtype == torch.uint8:
+        y = y.clamp(0, 1)
+    if out_dtype == torch.uint8:
+        return torch.round(y * 255).to(torch.uint8)
+    if quantize:
+        y = torch.round(y * 255) / 255
+    return y.to(out_dtype or torch.float32)
+
+
+def grey_reference(img: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, H, W)`` float64 grey on the 0..255 scale, as patch_stats defines it."""
+    if img.dtype == torch.uint8:
+        if img.shape[1] == 1:
+            return img[:, 0].double()
+        r, g, b = img.long().unbind(1)
+        return ((19595 * r + 38470 * g + 7471 * b + 32768) >> 16).double()
+    x = img.double() * 255
+    if x.shape[1] == 1:
+        return x[:, 0]
+    return 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+
+
+def patch_stats_reference(img: torch.Tensor, patch: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`patch_stats` composed from stock PyTorch: grey, then box filters (avg_pool2d) of
+    grey and grey^2 in float64. Returns float32 ``(mean, var)``, each ``(B, nh, nw)``."""
+    grey = grey_reference(img).unsqueeze(1)
+    mean = F.avg_pool2d(grey, patch, stride)
+    mean_sq = F.avg_pool2d(grey * grey, patch, stride)
+    var = (mean_sq - mean * mean).clamp_min(0)
+    return mean[:, 0].float(), var[:, 0].float()
