@@ -31,7 +31,7 @@ if "CUDA_HOME" not in os.environ and os.path.isdir("/usr/local/cuda"):
 from torch.utils import cpp_extension  # noqa: E402  (reads CUDA_HOME at import)
 
 DEFAULT_ARCHS = "8.0;8.6;8.9;9.0"
-CPU_SOURCES = ["csrc/ops.cpp", "csrc/op_args.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))]
+CPU_SOURCES = ["csrc/ops.cpp", "csrc/op_args.cpp", "csrc/python_module.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))]
 CUDA_SOURCES = sorted(glob.glob("csrc/cuda/*.cu")) + sorted(glob.glob("csrc/cuda/*.cpp"))
 
 
