@@ -1,0 +1,71 @@
+"""`realsr eval`: the command-line face of `realsr_fast.evaluate.evaluate_folders`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from realsr_fast.evaluate import evaluate_folders, format_table, write_csv, write_json
+
+DESCRIPTION = """\
+Score super-resolved images against ground truth the way SR papers report it: PSNR and SSIM on
+the Y channel of ITU-R BT.601 (MATLAB's rgb2ycbcr), CROP pixels removed from each side, SSIM
+with an 11x11 Gaussian window (sigma 1.5); --rgb adds the RGB variants, --lpips adds LPIPS
+(AlexNet) when the `lpips` package and torchvision's AlexNet weights are already installed
+(nothing is downloaded; otherwise a note says what is missing).
+
+SR and GT images are paired by file name without the suffix; an SR name may add a tag such as
+_x4 (0001_x4.png pairs with 0001.png). Unpaired, unreadable and size-mismatched files are
+reported and skipped, and the exit code is then 1."""
+
+EPILOG = """\
+examples:
+  realsr eval --sr results/ --gt DIV2K_valid_HR/
+  realsr eval --sr results/ --gt gt/ --crop-border 4 --rgb --json scores.json --csv scores.csv"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="PSNR / SSIM (and LPIPS) of SR images against ground truth",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--sr", required=True, metavar="DIR", help="folder of super-resolved images")
+    parser.add_argument("--gt", required=True, metavar="DIR", help="folder of ground-truth images")
+    parser.add_argument("--crop-border", type=_non_negative_int, default=4, metavar="CROP",
+                        help="pixels removed from each side before scoring; the SR scale "
+                        "(default: %(default)s)")
+    parser.add_argument("--rgb", action="store_true", help="also report PSNR and SSIM on RGB")
+    parser.add_argument("--lpips", action="store_true", help="also report LPIPS (AlexNet) when available offline")
+    parser.add_argument("--json", metavar="FILE", help="write the scores as JSON")
+    parser.add_argument("--csv", metavar="FILE", help="write the scores as CSV")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    evaluation = evaluate_folders(args.sr, args.gt, crop_border=args.crop_border, rgb=args.rgb, lpips=args.lpips)
+    print(format_table(evaluation))
+    for note in evaluation.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.json:
+        write_json(evaluation, args.json)
+    if args.csv:
+        write_csv(evaluation, args.csv)
+    for problem in evaluation.problems:
+        print(f"realsr eval: {problem}", file=sys.stderr)
+    if evaluation.problems:
+        print(f"realsr eval: {len(evaluation.problems)} problem(s), {len(evaluation.images)} image(s) scored",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value

@@ -1,0 +1,1 @@
+"""Training data: clean-up resize, datasets of HR crops, the on-device Degrader, offline pairs."""
