@@ -15,10 +15,17 @@
 
 #include "../op_args.h"
 
+// The hot loop is compiled for AVX-512, AVX2 + FMA and baseline x86-64, picked at load time; the
+// helpers it calls are force-inlined so that they are compiled for the clone's instruction set.
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define REALSR_CPU_CLONES __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#define REALSR_CPU_CLONES __attribute__((target_clones("avx512f", "fma", "default")))
 #else
 #define REALSR_CPU_CLONES
+#endif
+#if defined(__GNUC__)
+#define REALSR_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define REALSR_ALWAYS_INLINE inline
 #endif
 
 namespace realsr_fast {
@@ -28,28 +35,32 @@ constexpr int64_t kChunk = 32;  // outputs accumulated together in registers
 
 // Geometry of one call's phase buffers.
 struct PhaseLayout {
-  int64_t phase_width;            // columns per phase: Wo + (k - 1) / s
-  std::vector<int64_t> col_src;   // (s, phase_width): source column of each buffer column, -1 = zero
+  // Columns per phase row: Wo rounded up to whole chunks (the last chunk reads zeros past the
+  // end instead of taking a slower path) plus the (k - 1) / s columns the taps reach beyond.
+  int64_t pitch;
+  std::vector<int64_t> col_src;  // (s, pitch): source column of each buffer column, -1 = zero
 };
 
 PhaseLayout make_layout(const DegradeParams& p) {
   PhaseLayout layout;
-  layout.phase_width = p.out_width + (p.ksize - 1) / p.scale;
-  layout.col_src.resize(p.scale * layout.phase_width);
+  const int64_t chunks = (p.out_width + kChunk - 1) / kChunk;
+  const int64_t used = p.out_width + (p.ksize - 1) / p.scale;
+  layout.pitch = chunks * kChunk + (p.ksize - 1) / p.scale;
+  layout.col_src.resize(p.scale * layout.pitch);
   for (int64_t ph = 0; ph < p.scale; ++ph)
-    for (int64_t m = 0; m < layout.phase_width; ++m)
-      layout.col_src[ph * layout.phase_width + m] =
-          map_coordinate(p.scale * m + ph - p.ksize / 2, p.width, p.padding);
+    for (int64_t m = 0; m < layout.pitch; ++m)
+      layout.col_src[ph * layout.pitch + m] =
+          m < used ? map_coordinate(p.scale * m + ph - p.ksize / 2, p.width, p.padding) : -1;
   return layout;
 }
 
 // Copies extended rows [row0, row0 + rows) of plane (b, c) into `buf`, phase-major:
-// buf[(ph * rows + r) * phase_width + m] = HR~[row0 + r, s*m + ph] (raw stored values).
+// buf[(ph * rows + r) * pitch + m] = HR~[row0 + r, s*m + ph] (raw stored values).
 template <typename T>
 void fill_phases(const DegradeParams& p, const PhaseLayout& layout, int64_t b, int64_t c,
                  int64_t row0, int64_t rows, float* buf) {
   const T* img = static_cast<const T*>(p.hr) + b * p.hr_strides.n + c * p.hr_strides.c;
-  const int64_t pw = layout.phase_width;
+  const int64_t pw = layout.pitch;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t sy = map_coordinate(row0 + r - p.ksize / 2, p.height, p.padding);
     for (int64_t ph = 0; ph < p.scale; ++ph) {
@@ -66,24 +77,43 @@ void fill_phases(const DegradeParams& p, const PhaseLayout& layout, int64_t b, i
   }
 }
 
-// sum_{u,v} K[u,v] * band[row + u][v-th tap + jj] for jj < width (N > 0 fixes width = N).
-template <int64_t N>
-inline void blur_chunk(const float* __restrict kernel, int64_t k, const int64_t* __restrict tap_shift,
-                       const float* __restrict band, int64_t pw, int64_t width,
-                       float* __restrict result) {
-  float acc[kChunk] = {};
-  const int64_t n = N > 0 ? N : width;
-  for (int64_t u = 0; u < k; ++u) {
-    const float* krow = kernel + u * k;
-    const float* line = band + u * pw;
+// Eight floats as one value (GCC/clang vector extension); aligned(4) allows unaligned loads.
+// Written out because the auto-vectoriser keeps the accumulators in memory here.
+typedef float Float8 __attribute__((vector_size(32), aligned(4)));
+constexpr int64_t kVectors = kChunk / 8;
+
+// blurred[jj] = sum_{u,v} K[u,v] * band[u][tap_shift[v] + jj] for the kChunk outputs of a chunk.
+// Rows u and u + 1 feed separate accumulators, so 2 * kVectors multiply-add chains run at once.
+REALSR_ALWAYS_INLINE void blur_chunk(const float* __restrict kernel, int64_t k,
+                                     const int64_t* __restrict tap_shift, const float* __restrict band,
+                                     int64_t pitch, float* __restrict blurred) {
+  Float8 even[kVectors] = {}, odd[kVectors] = {};
+  int64_t u = 0;
+  for (; u + 1 < k; u += 2) {
+    const float* line0 = band + u * pitch;
+    const float* line1 = line0 + pitch;
     for (int64_t v = 0; v < k; ++v) {
-      const float w = krow[v];
-      const float* src = line + tap_shift[v];
-#pragma omp simd
-      for (int64_t jj = 0; jj < n; ++jj) acc[jj] += w * src[jj];
+      const float w0 = kernel[u * k + v], w1 = kernel[(u + 1) * k + v];
+      const Float8* src0 = reinterpret_cast<const Float8*>(line0 + tap_shift[v]);
+      const Float8* src1 = reinterpret_cast<const Float8*>(line1 + tap_shift[v]);
+      for (int64_t q = 0; q < kVectors; ++q) {
+        even[q] += w0 * src0[q];
+        odd[q] += w1 * src1[q];
+      }
     }
   }
-  for (int64_t jj = 0; jj < n; ++jj) result[jj] = acc[jj];
+  if (u < k) {  // odd k: the last row
+    const float* line = band + u * pitch;
+    for (int64_t v = 0; v < k; ++v) {
+      const float w = kernel[u * k + v];
+      const Float8* src = reinterpret_cast<const Float8*>(line + tap_shift[v]);
+      for (int64_t q = 0; q < kVectors; ++q) even[q] += w * src[q];
+    }
+  }
+  for (int64_t q = 0; q < kVectors; ++q) {
+    const Float8 sum = even[q] + odd[q];
+    for (int64_t t = 0; t < 8; ++t) blurred[8 * q + t] = sum[t];
+  }
 }
 
 // Output rows [i0, i1) of plane (b, c) from its filled phase buffer (whose first row is s * i0);
@@ -93,16 +123,13 @@ void blur_rows(const DegradeParams& p, const PhaseLayout& layout, const int64_t*
                int64_t b, int64_t c, int64_t i0, int64_t i1, const float* buf) {
   const float* kernel = p.kernels + b * p.kernel_batch_stride;
   const float divisor = unit_divisor(p.hr_type);
-  const int64_t pw = layout.phase_width;
+  const int64_t pitch = layout.pitch;
   float blurred[kChunk];
   for (int64_t i = i0; i < i1; ++i) {
-    const float* band = buf + p.scale * (i - i0) * pw;
+    const float* band = buf + p.scale * (i - i0) * pitch;
     for (int64_t j0 = 0; j0 < p.out_width; j0 += kChunk) {
+      blur_chunk(kernel, p.ksize, tap_shift, band + j0, pitch, blurred);
       const int64_t width = std::min(kChunk, p.out_width - j0);
-      if (width == kChunk)
-        blur_chunk<kChunk>(kernel, p.ksize, tap_shift, band + j0, pw, width, blurred);
-      else
-        blur_chunk<0>(kernel, p.ksize, tap_shift, band + j0, pw, width, blurred);
       for (int64_t jj = 0; jj < width; ++jj) {
         const float v = noisy_sample(p, blurred[jj] / divisor, b, c, i, j0 + jj);
         store_unit_value(p.out, p.out_strides.at(b, c, i, j0 + jj), p.out_type, v);
@@ -137,7 +164,7 @@ void degrade_planes(const DegradeParams& p) {
   const int64_t max_rows = p.scale * (band_rows - 1) + p.ksize;
 
   at::parallel_for(0, planes * bands, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> buf(p.scale * max_rows * layout.phase_width);
+    std::vector<float> buf(p.scale * max_rows * layout.pitch);
     std::vector<int64_t> tap_shift(p.ksize);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t plane = item / bands, band = item % bands;
@@ -145,7 +172,7 @@ void degrade_planes(const DegradeParams& p) {
       const int64_t i0 = band * band_rows, i1 = std::min(p.out_height, i0 + band_rows);
       const int64_t rows = p.scale * (i1 - i0 - 1) + p.ksize;
       for (int64_t v = 0; v < p.ksize; ++v)
-        tap_shift[v] = (v % p.scale) * rows * layout.phase_width + v / p.scale;
+        tap_shift[v] = (v % p.scale) * rows * layout.pitch + v / p.scale;
       fill_phases<T>(p, layout, b, c, p.scale * i0, rows, buf.data());
       blur_rows(p, layout, tap_shift.data(), b, c, i0, i1, buf.data());
     }
