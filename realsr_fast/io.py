@@ -1,0 +1,337 @@
+"""Images in and out: 8/16-bit, grey, alpha, EXIF orientation, atomic writes.
+
+An image outside the library is an `(H, W, C)` numpy array, C in {1 grey, 2 grey+alpha, 3 RGB,
+4 RGBA}, dtype uint8 or uint16; inside it is a `(1, C, H, W)` float32 tensor in [0, 1].
+
+Pillow decodes and encodes everything except 16-bit colour (it has no 16-bit RGB mode and would
+silently drop the low byte); those files go through OpenCV, which is imported only for them.
+
+Example:
+    >>> image = read_image("photo.jpg")               # (H, W, 3) uint8, EXIF orientation applied
+    >>> x = image_to_tensor(image)                    # (1, 3, H, W) float32 in [0, 1]
+    >>> write_image("out/photo.png", tensor_to_image(x))
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from realsr_fast.errors import RealSRError
+
+if TYPE_CHECKING:
+    import torch
+
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
+)
+
+# Suffixes whose formats store 16 bits per channel (others get 8-bit images).
+SIXTEEN_BIT_SUFFIXES: frozenset[str] = frozenset({".png", ".tif", ".tiff"})
+
+# Pillow format name for each suffix we write, and what each format can hold.
+_FORMAT_BY_SUFFIX = {
+    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
+    ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
+}
+_ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
+_SAVE_OPTIONS = {
+    # 4:4:4 chroma: subsampling would halve the colour resolution we just quadrupled.
+    "JPEG": {"quality": 95, "subsampling": 0},
+    "WEBP": {"quality": 95},
+    "TIFF": {"compression": "tiff_deflate"},
+    "PNG": {},
+    "BMP": {},
+}
+
+# Pillow modes returned as they are, and the modes converted to one of them.
+_UINT8_MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+_UINT16_GREY_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+_CONVERT_MODES = {
+    "1": "L", "P": "RGB", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB",
+    "HSV": "RGB", "RGBX": "RGB", "La": "LA", "RGBa": "RGBA",
+}
+_EXIF_ORIENTATION_TAG = 0x0112
+
+
+def list_images(inputs: Sequence[str | os.PathLike], recursive: bool = False) -> list[Path]:
+    """Expand files and folders into a sorted list of image files.
+
+    A file given by name is kept whatever its suffix (reading it reports a non-image by name).
+    A folder contributes its files with an image suffix (png, jpg, jpeg, webp, tif, tiff, bmp,
+    any case), skipping hidden names such as `.DS_Store` or `._photo.jpg`; with `recursive`
+    its sub-folders too. A path that does not exist raises RealSRError.
+    """
+    found: set[Path] = set()
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.update(_images_in_folder(path, recursive))
+        elif path.exists():
+            found.add(path)
+        else:
+            raise RealSRError(f"{path}: no such file or folder")
+    return sorted(found)
+
+
+def _images_in_folder(folder: Path, recursive: bool) -> Iterator[Path]:
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    for path in candidates:
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            yield path
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as an `(H, W, C)` uint8 or uint16 array with EXIF orientation applied.
+
+    C is 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA); palette images become RGB(A), CMYK
+    becomes RGB. 16-bit files stay uint16. A missing, empty, truncated, unreadable or non-image
+    file raises RealSRError naming the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise RealSRError(f"{path}: is a folder, not an image file")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise RealSRError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if size == 0:
+        raise RealSRError(f"{path}: empty file (0 bytes), not an image")
+    try:
+        with Image.open(path) as im:
+            sixteen_bit_colour = _is_16bit_colour(im)  # before getexif, which may decode a PNG
+            orientation = im.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+            if sixteen_bit_colour:
+                im.load()  # an 8-bit decode that Pillow checks for truncation; OpenCV would not say
+                array = _decode_with_opencv(path)
+            else:
+                array = _pil_to_array(im)
+    except (RealSRError, MemoryError):
+        raise
+    except Image.DecompressionBombError as exc:
+        raise RealSRError(f"{path}: too large to read safely ({exc})") from None
+    except Image.UnidentifiedImageError:
+        raise RealSRError(
+            f"{path}: not an image, or not a format we read (PNG, JPEG, WebP, TIFF, BMP)"
+        ) from None
+    except Exception as exc:  # Pillow raises many types for bad data: OSError, SyntaxError, ...
+        raise RealSRError(
+            f"{path}: cannot decode the image, is it truncated or corrupt? ({exc})"
+        ) from None
+    return _apply_exif_orientation(array, orientation)
+
+
+def _is_16bit_colour(im: Image.Image) -> bool:
+    """True for 16-bit RGB(A) or grey+alpha files, which Pillow would decode to 8 bits."""
+    if im.mode in _UINT16_GREY_MODES:
+        return False
+    if im.format == "PNG":
+        return im.fp is not None and _png_bit_depth(im) == 16
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258, 8)  # BitsPerSample: an int or one per channel
+        return max(bits if isinstance(bits, tuple) else (bits,)) > 8
+    return False
+
+
+def _png_bit_depth(im: Image.Image) -> int:
+    """The bit depth byte of the IHDR chunk (signature 8 + length 4 + type 4 + size 8 = byte 24)."""
+    position = im.fp.tell()
+    im.fp.seek(24)
+    depth = im.fp.read(1)[0]
+    im.fp.seek(position)
+    return depth
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    if "transparency" in im.info and im.mode in ("P", "L", "RGB"):
+        im = im.convert("LA" if im.mode == "L" else "RGBA")
+    elif im.mode in _CONVERT_MODES:
+        im = im.convert(_CONVERT_MODES[im.mode])
+    if im.mode in _UINT8_MODES:
+        return np.asarray(im, dtype=np.uint8).reshape(im.height, im.width, _UINT8_MODES[im.mode])
+    if im.mode in _UINT16_GREY_MODES:
+        return np.asarray(im).astype(np.uint16)[..., None]
+    if im.mode == "I":  # 32-bit integer grey: accepted when it holds 16-bit values
+        values = np.asarray(im)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise RealSRError(
+                f"{im.filename}: 32-bit integer pixels outside 0..65535 are not supported"
+            )
+        return values.astype(np.uint16)[..., None]
+    raise RealSRError(
+        f"{im.filename}: pixel format {im.mode!r} is not supported; convert it to 8- or 16-bit "
+        "grey or RGB first"
+    )
+
+
+def _opencv():
+    try:
+        import cv2
+    except ImportError:
+        raise RealSRError(
+            "16-bit colour images need OpenCV (Pillow would cut them to 8 bits): "
+            "pip install opencv-python-headless"
+        ) from None
+    return cv2
+
+
+def _decode_with_opencv(path: Path) -> np.ndarray:
+    cv2 = _opencv()
+    array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise RealSRError(f"{path}: cannot decode the 16-bit image, is it truncated or corrupt?")
+    if array.ndim == 2:
+        return array[..., None]
+    return _swap_red_blue(array)
+
+
+def _swap_red_blue(array: np.ndarray) -> np.ndarray:
+    """RGB(A) <-> BGR(A) for OpenCV; grey and grey+alpha are returned as they are."""
+    if array.shape[2] < 3:
+        return array
+    order = [2, 1, 0, 3][: array.shape[2]]
+    return np.ascontiguousarray(array[..., order])
+
+
+def _apply_exif_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn `(H, W, C)` pixels as stored into pixels as meant to be shown (EXIF tag 274)."""
+    transposed = array.transpose(1, 0, 2)
+    oriented = {
+        2: array[:, ::-1],             # mirrored left-right
+        3: array[::-1, ::-1],          # rotated 180
+        4: array[::-1],                # mirrored top-bottom
+        5: transposed,                 # mirrored across the main diagonal
+        6: transposed[:, ::-1],        # rotated 90 clockwise to show
+        7: transposed[::-1, ::-1],     # mirrored across the anti-diagonal
+        8: transposed[::-1],           # rotated 90 counter-clockwise to show
+    }.get(orientation, array)
+    return np.ascontiguousarray(oriented)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an `(H, W, C)` uint8/uint16 array, format from the suffix, atomically.
+
+    Parent folders are created. 16-bit images need PNG or TIFF; images with alpha need PNG,
+    TIFF or WebP; anything else raises RealSRError rather than dropping data. WebP has no grey
+    mode, so grey is stored as RGB there. JPEG and WebP are written at quality 95.
+    """
+    path = Path(path)
+    fmt = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    if fmt is None:
+        raise RealSRError(
+            f"{path}: unknown image suffix {path.suffix!r}; use one of {sorted(_FORMAT_BY_SUFFIX)}"
+        )
+    _check_image_array(image)
+    channels = image.shape[2]
+    if image.dtype == np.uint16 and path.suffix.lower() not in SIXTEEN_BIT_SUFFIXES:
+        raise RealSRError(
+            f"{path}: {fmt} stores 8 bits per channel; write a 16-bit image as .png or .tif"
+        )
+    if channels in (2, 4) and fmt not in _ALPHA_FORMATS:
+        raise RealSRError(
+            f"{path}: {fmt} cannot store an alpha channel; write it as .png, .tif or .webp"
+        )
+    if image.dtype == np.uint16 and channels > 1:
+        data = _encode_with_opencv(image, path.suffix.lower())
+    else:
+        data = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as file:
+            if data is not None:
+                file.write(data)
+            else:
+                pixels = image[..., 0] if channels == 1 else image
+                pil = Image.fromarray(np.ascontiguousarray(pixels))
+                pil.save(file, format=fmt, **_SAVE_OPTIONS[fmt])
+    except OSError as exc:
+        raise RealSRError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _check_image_array(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
+        shape = getattr(image, "shape", None)
+        raise RealSRError(f"expected an (H, W, C) array with C in 1..4, got shape {shape}")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise RealSRError(f"expected a uint8 or uint16 image, got {image.dtype}")
+
+
+def _encode_with_opencv(image: np.ndarray, suffix: str) -> bytes:
+    """Encode 16-bit grey+alpha / RGB / RGBA; OpenCV has no grey+alpha, so that becomes RGBA."""
+    cv2 = _opencv()
+    if image.shape[2] == 2:
+        image = image[..., [0, 0, 0, 1]]
+    ok, buffer = cv2.imencode(suffix, _swap_red_blue(image))
+    if not ok:
+        raise RealSRError(f"OpenCV could not encode a 16-bit {suffix} image of shape {image.shape}")
+    return buffer.tobytes()
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Yield a file object whose content replaces `path` only when the block succeeds.
+
+    The data goes to a hidden temporary file in the same folder (so the final `os.replace` is an
+    atomic rename on one file system); on any error, Ctrl-C included, the temporary file is
+    removed and `path` is left as it was. Text modes use UTF-8.
+
+    Example:
+        >>> with atomic_write("report.json", "w") as f:
+        ...     json.dump(results, f)
+    """
+    if "w" not in mode:
+        raise ValueError(f"atomic_write writes a new file; mode must contain 'w', got {mode!r}")
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666 lets the umask decide the permissions, as for a plain open().
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    descriptor = os.open(temporary, flags, 0o666)
+    try:
+        with os.fdopen(descriptor, mode, encoding=None if "b" in mode else "utf-8") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """`(H, W, C)` uint8 or uint16 -> `(1, C, H, W)` float32 in [0, 1] (divided by 255 or 65535)."""
+    import torch  # here, so that `realsr --help` does not wait for torch
+
+    _check_image_array(image)
+    peak = float(np.iinfo(image.dtype).max)
+    pixels = torch.from_numpy(np.ascontiguousarray(image).astype(np.float32))
+    return (pixels / peak).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def tensor_to_image(x: torch.Tensor, dtype: type[np.integer] | np.dtype = np.uint8) -> np.ndarray:
+    """`(1, C, H, W)` or `(C, H, W)` float in [0, 1] -> `(H, W, C)` uint8/uint16.
+
+    Values are clamped to [0, 1] and rounded to the nearest level, ties to even (torch.round).
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"dtype must be uint8 or uint16, got {dtype}")
+    if x.dim() == 4:
+        if x.shape[0] != 1:
+            raise ValueError(f"expected one image (1, C, H, W), got shape {tuple(x.shape)}")
+        x = x[0]
+    if x.dim() != 3:
+        raise ValueError(f"expected (1, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
+    peak = float(np.iinfo(dtype).max)
+    import torch
+
+    # One float temporary (clamp copies, the rest is in place): outputs can be gigabytes.
+    levels = x.detach().to("cpu", torch.float32).clamp(0, 1).mul_(peak).round_()
+    return levels.permute(1, 2, 0).numpy().astype(dtype)
