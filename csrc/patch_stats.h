@@ -51,29 +51,48 @@ HOST_DEVICE Acc grey_value(const PatchStatsParams& p, int64_t b, int64_t y, int6
   }
 }
 
-// Pass 1 for one column x of image b: sums of grey and grey^2 over rows
-// [oi * stride, oi * stride + patch) for every output row oi, written to col_sum/col_sq[b, oi, x].
+// Index of the output whose window of `patch` samples ends at sample t of an axis with `count`
+// outputs, or -1 when no window ends there.
+HOST_DEVICE int64_t window_ending_at(int64_t t, int64_t patch, int64_t stride, int64_t count) {
+  const int64_t start = t - (patch - 1);
+  if (start < 0 || start % stride != 0 || start / stride >= count) return -1;
+  return start / stride;
+}
+
+// Pass 1, one step: slides the vertical window of column x down to end at row y (adds row y,
+// drops row y - patch). s and q are the running sums of grey and grey^2.
+template <typename Acc>
+HOST_DEVICE void slide_column(const PatchStatsParams& p, int64_t b, int64_t y, int64_t x, Acc& s, Acc& q) {
+  const Acc g = grey_value<Acc>(p, b, y, x);
+  s += g;
+  q += g * g;
+  if (y >= p.patch) {
+    const Acc old = grey_value<Acc>(p, b, y - p.patch, x);
+    s -= old;
+    q -= old * old;
+  }
+}
+
+// Pass 1 output: the column sums of output row oi, column x.
+template <typename Acc>
+HOST_DEVICE void store_column_sums(const PatchStatsParams& p, int64_t b, int64_t oi, int64_t x, Acc s, Acc q) {
+  const int64_t index = (b * p.out_height + oi) * p.width + x;
+  static_cast<Acc*>(p.col_sum)[index] = s;
+  static_cast<Acc*>(p.col_sq)[index] = q;
+}
+
+// Rows pass 1 has to visit: up to the end of the last output row's window.
+HOST_DEVICE int64_t rows_needed(const PatchStatsParams& p) { return (p.out_height - 1) * p.stride + p.patch; }
+
+// Pass 1 for one column x of image b (what one CUDA thread does): sums of grey and grey^2 over
+// rows [oi * stride, oi * stride + patch) for every output row oi.
 template <typename Acc>
 HOST_DEVICE void column_window_sums(const PatchStatsParams& p, int64_t b, int64_t x) {
-  Acc* col_sum = static_cast<Acc*>(p.col_sum) + b * p.out_height * p.width + x;
-  Acc* col_sq = static_cast<Acc*>(p.col_sq) + b * p.out_height * p.width + x;
   Acc s = 0, q = 0;
-  int64_t oi = 0;
-  const int64_t last = (p.out_height - 1) * p.stride + p.patch;
-  for (int64_t y = 0; y < last; ++y) {
-    const Acc g = grey_value<Acc>(p, b, y, x);
-    s += g;
-    q += g * g;
-    if (y >= p.patch) {
-      const Acc old = grey_value<Acc>(p, b, y - p.patch, x);
-      s -= old;
-      q -= old * old;
-    }
-    if (y == oi * p.stride + p.patch - 1) {
-      col_sum[oi * p.width] = s;
-      col_sq[oi * p.width] = q;
-      ++oi;
-    }
+  for (int64_t y = 0; y < rows_needed(p); ++y) {
+    slide_column<Acc>(p, b, y, x, s, q);
+    const int64_t oi = window_ending_at(y, p.patch, p.stride, p.out_height);
+    if (oi >= 0) store_column_sums<Acc>(p, b, oi, x, s, q);
   }
 }
 
@@ -100,7 +119,6 @@ HOST_DEVICE void row_window_stats(const PatchStatsParams& p, int64_t b, int64_t 
   const Acc* col_sq = static_cast<const Acc*>(p.col_sq) + (b * p.out_height + oi) * p.width;
   const int64_t out_row = (b * p.out_height + oi) * p.out_width;
   Acc s = 0, q = 0;
-  int64_t oj = 0;
   const int64_t last = (p.out_width - 1) * p.stride + p.patch;
   for (int64_t x = 0; x < last; ++x) {
     s += col_sum[x];
@@ -109,10 +127,8 @@ HOST_DEVICE void row_window_stats(const PatchStatsParams& p, int64_t b, int64_t 
       s -= col_sum[x - p.patch];
       q -= col_sq[x - p.patch];
     }
-    if (x == oj * p.stride + p.patch - 1) {
-      store_patch_stats<Acc>(p, out_row + oj, s, q);
-      ++oj;
-    }
+    const int64_t oj = window_ending_at(x, p.patch, p.stride, p.out_width);
+    if (oj >= 0) store_patch_stats<Acc>(p, out_row + oj, s, q);
   }
 }
 

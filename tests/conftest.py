@@ -1,17 +1,7 @@
-"""Shared fixtures and markers: `cuda` tests run only where a GPU is present."""
+"""Shared test fixtures."""
 from __future__ import annotations
 
 import pytest
-import torch
-
-
-def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU")
-    for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
 
 
 @pytest.fixture

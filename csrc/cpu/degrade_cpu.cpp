@@ -14,19 +14,7 @@
 #include <vector>
 
 #include "../op_args.h"
-
-// The hot loop is compiled for AVX-512, AVX2 + FMA and baseline x86-64, picked at load time; the
-// helpers it calls are force-inlined so that they are compiled for the clone's instruction set.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define REALSR_CPU_CLONES __attribute__((target_clones("avx512f", "fma", "default")))
-#else
-#define REALSR_CPU_CLONES
-#endif
-#if defined(__GNUC__)
-#define REALSR_ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define REALSR_ALWAYS_INLINE inline
-#endif
+#include "cpu_dispatch.h"
 
 namespace realsr_fast {
 namespace {

@@ -1,21 +1,55 @@
-// CPU implementation of realsr_fast::patch_stats: the two sliding-window passes of patch_stats.h,
-// parallel over columns, then over output rows.
+// CPU implementation of realsr_fast::patch_stats: the two sliding-window passes of patch_stats.h.
+// Pass 1 walks each block of columns row by row (the CUDA kernel walks one column per thread:
+// same steps, but here the rows are read in memory order), pass 2 runs per output row.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <tuple>
+#include <vector>
 
 #include "../op_args.h"
+#include "cpu_dispatch.h"
 
 namespace realsr_fast {
 namespace {
 
+constexpr int64_t kColumnBlock = 256;
+
+// Pass 1 for columns [x0, x0 + width) of image b, row by row. The greys of the last `patch` rows
+// stay in a ring buffer, so each pixel's grey is computed once (the CUDA kernel recomputes it).
 template <typename Acc>
-void patch_stats_passes(const PatchStatsParams& p) {
-  at::parallel_for(0, p.batch * p.width, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item)
-      column_window_sums<Acc>(p, item / p.width, item % p.width);
+REALSR_ALWAYS_INLINE void column_block_sums(const PatchStatsParams& p, int64_t b, int64_t x0, int64_t width,
+                                            std::vector<Acc>& ring, std::vector<Acc>& s, std::vector<Acc>& q) {
+  ring.resize(p.patch * width);
+  s.assign(width, 0);
+  q.assign(width, 0);
+  for (int64_t y = 0; y < rows_needed(p); ++y) {
+    Acc* slot = ring.data() + (y % p.patch) * width;
+    const bool full = y >= p.patch;
+    for (int64_t t = 0; t < width; ++t) {
+      const Acc g = grey_value<Acc>(p, b, y, x0 + t);
+      const Acc old = full ? slot[t] : Acc(0);
+      slot[t] = g;
+      s[t] += g - old;
+      q[t] += g * g - old * old;
+    }
+    const int64_t oi = window_ending_at(y, p.patch, p.stride, p.out_height);
+    if (oi >= 0)
+      for (int64_t t = 0; t < width; ++t) store_column_sums<Acc>(p, b, oi, x0 + t, s[t], q[t]);
+  }
+}
+
+template <typename Acc>
+REALSR_ALWAYS_INLINE void patch_stats_passes(const PatchStatsParams& p) {
+  const int64_t blocks = (p.width + kColumnBlock - 1) / kColumnBlock;
+  at::parallel_for(0, p.batch * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<Acc> ring, s, q;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t b = item / blocks, x0 = (item % blocks) * kColumnBlock;
+      column_block_sums<Acc>(p, b, x0, std::min(kColumnBlock, p.width - x0), ring, s, q);
+    }
   });
   at::parallel_for(0, p.batch * p.out_height, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item)
@@ -23,14 +57,17 @@ void patch_stats_passes(const PatchStatsParams& p) {
   });
 }
 
+REALSR_CPU_CLONES void exact_patch_stats(const PatchStatsParams& p) { patch_stats_passes<int64_t>(p); }
+REALSR_CPU_CLONES void float_patch_stats(const PatchStatsParams& p) { patch_stats_passes<double>(p); }
+
 std::tuple<at::Tensor, at::Tensor> patch_stats_cpu(const at::Tensor& img, int64_t patch,
                                                    int64_t stride) {
   PatchStatsCall call = prepare_patch_stats(img, patch, stride);
   if (call.mean.numel() > 0) {
     if (call.integer)
-      patch_stats_passes<int64_t>(call.params);
+      exact_patch_stats(call.params);
     else
-      patch_stats_passes<double>(call.params);
+      float_patch_stats(call.params);
   }
   return {call.mean, call.var};
 }

@@ -149,6 +149,33 @@ void test_patch_stats_matches_brute_force() {
     }
 }
 
+// The CUDA path of patch_stats (one column per thread, then one output row per thread), run on
+// the host, must give exactly what the CPU op gives.
+void test_patch_stats_cuda_passes_match_cpu_op() {
+  auto op = c10::Dispatcher::singleton()
+                .findSchemaOrThrow("realsr_fast::patch_stats", "")
+                .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, int64_t, int64_t)>();
+  at::manual_seed(5);
+  const at::Tensor u8 = at::randint(0, 256, {2, 3, 71, 64}, at::kByte);
+  const at::Tensor images[] = {u8, u8.to(at::kFloat).div(255).contiguous(at::MemoryFormat::ChannelsLast),
+                               u8.narrow(1, 0, 1)};
+  for (const at::Tensor& img : images) {
+    const auto [want_mean, want_var] = op.call(img, 16, 3);
+    PatchStatsCall call = prepare_patch_stats(img, 16, 3);
+    const PatchStatsParams& p = call.params;
+    for (int64_t b = 0; b < p.batch; ++b) {
+      for (int64_t x = 0; x < p.width; ++x)
+        call.integer ? column_window_sums<int64_t>(p, b, x) : column_window_sums<double>(p, b, x);
+      for (int64_t oi = 0; oi < p.out_height; ++oi)
+        call.integer ? row_window_stats<int64_t>(p, b, oi) : row_window_stats<double>(p, b, oi);
+    }
+    const double mean_diff = (call.mean - want_mean).abs().max().item<double>();
+    const double var_diff = (call.var - want_var).abs().max().item<double>();
+    EXPECT(mean_diff < 1e-4 && var_diff < 1e-3, "%s: mean diff %g, var diff %g",
+           c10::toString(img.scalar_type()), mean_diff, var_diff);
+  }
+}
+
 void test_bad_noise_offset_is_rejected() {
   const at::Tensor hr = at::rand({1, 3, 16, 16});
   const at::Tensor bank = at::rand({1, 3, 6, 6});
@@ -170,6 +197,7 @@ int main(int argc, char** argv) {
       {"store_rounding", test_store_rounding},
       {"degrade_sample_matches_cpu_op", test_degrade_sample_matches_cpu_op},
       {"patch_stats_matches_brute_force", test_patch_stats_matches_brute_force},
+      {"patch_stats_cuda_passes_match_cpu_op", test_patch_stats_cuda_passes_match_cpu_op},
       {"bad_noise_offset_is_rejected", test_bad_noise_offset_is_rejected},
   };
   int ran = 0;
