@@ -1,0 +1,1 @@
+"""KernelGAN kernel estimation: faithful to the official code, collapsed and batched."""

@@ -1,0 +1,221 @@
+"""Kernel estimation for images and for folders of photos (the `realsr kernels` job).
+
+`estimate_kernels` runs KernelGAN on images held in memory (all in one batched training);
+`kernels` does a folder: resumable, one failure never stops the rest, under `torchrun` each
+rank takes every WORLD_SIZE-th image, and a `report.json` and a `kernels.png` sheet cover
+everything the output folder holds.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from realsr_fast.errors import RealSRError
+from realsr_fast.io import list_images, read_image
+from realsr_fast.kernels.crops import prepare_image
+from realsr_fast.kernels.files import kernel_paths, load_kernel, save_kernel, write_json, write_sheet
+from realsr_fast.kernels.kernelgan import ITERATIONS, train_kernelgan
+from realsr_fast.kernels.networks import GForm
+from realsr_fast.kernels.postprocess import analytic_x4, post_process
+from realsr_fast.kernels.quality import kernel_report, most_consistent
+
+REPORT_NAME = "report.json"
+SHEET_NAME = "kernels.png"
+
+
+@dataclass
+class Estimate:
+    """One image's estimated kernels and their report."""
+
+    kernel_x2: np.ndarray
+    """`(17, 17)` float64."""
+    kernel_x4: np.ndarray | None
+    """`(33, 33)` float64 at scale 4, else None."""
+    report: dict
+
+
+def image_seed(seed: int, name: str, run: int = 0) -> int:
+    """The seed of one image's run: fixed by (seed, name, run), whatever batch or order it is in."""
+    return zlib.crc32(f"{seed}/{run}/{name}".encode()) & 0x7FFFFFFF
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> the CUDA device of this rank if there is one, else the CPU; "cuda" without one raises."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise RealSRError(f"--device must be auto, cpu or cuda, not {device!r}")
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RealSRError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+
+
+def estimate_kernels(
+    images: Sequence[np.ndarray],
+    names: Sequence[str],
+    scale: int = 2,
+    iterations: int = ITERATIONS,
+    seed: int = 0,
+    runs: int = 1,
+    form: GForm = "collapsed",
+    device: torch.device | str = "cpu",
+    on_iteration: Callable[[int], None] | None = None,
+) -> list[Estimate]:
+    """Estimate each image's kernel with KernelGAN, all images (and runs) trained together.
+
+    Args:
+        images: `(H, W, C)` uint8/uint16 arrays as `realsr_fast.io.read_image` gives; at least
+            84x84 (RealSRError otherwise).
+        names: one name per image; with `seed` it fixes the image's random choices.
+        scale: 2, or 4 for the analytic x4 kernel as well.
+        iterations: KernelGAN iterations (official 3000).
+        seed: base seed.
+        runs: estimates per image; the most consistent one (medoid) is kept and the spread reported.
+        form: "collapsed" (fast) or "literal" (the official deep generator).
+        device: training device.
+        on_iteration: progress callback, called after every iteration.
+    """
+    if scale not in (2, 4):
+        raise RealSRError(f"KernelGAN estimates x2 kernels (and x4 from them): --scale must be 2 or 4, not {scale}")
+    if runs < 1:
+        raise RealSRError(f"--seeds must be at least 1, got {runs}")
+    prepared = [prepare_image(im) for im in images]
+    seeds = [image_seed(seed, name, run) for name in names for run in range(runs)]
+    result = train_kernelgan(
+        [im for im in prepared for _ in range(runs)], seeds, iterations, form, device, on_iteration
+    )
+    estimates = []
+    for index in range(len(images)):
+        picks = range(index * runs, (index + 1) * runs)
+        processed = [post_process(result.kernels[i].numpy()) for i in picks]
+        best, spread = most_consistent([p.kernel for p in processed])
+        chosen = processed[best]
+        report = kernel_report(chosen.kernel, chosen.shift, result.constrained[picks[best]], scale)
+        report.update(runs=runs, run_spread_l1=spread, cut_mass=chosen.cut_mass, iterations=iterations)
+        kernel_x4 = analytic_x4(chosen.kernel) if scale == 4 else None
+        estimates.append(Estimate(kernel_x2=chosen.kernel, kernel_x4=kernel_x4, report=report))
+    return estimates
+
+
+@dataclass
+class KernelsSummary:
+    """What a folder run did."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def _rank_share(files: list[Path]) -> list[Path]:
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    return files[rank::world]
+
+
+def _report_path(out_dir: Path, stem: str) -> Path:
+    return out_dir / stem / f"{stem}_report.json"
+
+
+def _is_done(out_dir: Path, stem: str, scale: int) -> bool:
+    paths = list(kernel_paths(out_dir, stem, scale).values()) + [_report_path(out_dir, stem)]
+    return all(p.is_file() for p in paths)
+
+
+def _write_estimate(out_dir: Path, stem: str, source: Path, estimate: Estimate, scale: int) -> None:
+    paths = kernel_paths(out_dir, stem, scale)
+    save_kernel(paths["mat2"], paths["npy2"], estimate.kernel_x2)
+    if estimate.kernel_x4 is not None:
+        save_kernel(paths["mat4"], paths["npy4"], estimate.kernel_x4)
+    write_json(_report_path(out_dir, stem), {"image": str(source), **estimate.report})  # last: marks it done
+
+
+def _write_overview(out_dir: Path) -> None:
+    """`report.json` and `kernels.png` over every image whose results the output folder holds."""
+    import json
+
+    reports, entries = {}, []
+    for report_file in sorted(out_dir.glob(f"*/*_report.json")):
+        stem = report_file.parent.name
+        kernel_file = out_dir / stem / f"{stem}_kernel_x2.npy"
+        if not kernel_file.is_file():
+            continue
+        report = json.loads(report_file.read_text(encoding="utf-8"))
+        reports[stem] = report
+        entries.append((stem, load_kernel(kernel_file), report.get("flags", [])))
+    write_json(out_dir / REPORT_NAME, reports)
+    write_sheet(out_dir / SHEET_NAME, entries)
+
+
+def kernels(
+    input_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    scale: int = 2,
+    iterations: int = ITERATIONS,
+    seed: int = 0,
+    runs: int = 1,
+    batch: int = 8,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+    form: GForm = "collapsed",
+) -> KernelsSummary:
+    """Estimate the kernel of every image in `input_dir` into `out_dir` (see module docstring).
+
+    `batch` images (times `runs`) train together. Existing results are skipped unless
+    `overwrite`; unreadable or too small images are reported and skipped.
+    """
+    if batch < 1:
+        raise RealSRError(f"--batch must be at least 1, got {batch}")
+    if iterations < 1:
+        raise RealSRError(f"--iters must be at least 1, got {iterations}")
+    torch_device = resolve_device(device)
+    out = Path(out_dir)
+    files = _rank_share(list_images([input_dir]))
+    stems = [f.stem for f in files]
+    if len(set(stems)) != len(stems):
+        raise RealSRError(f"{input_dir}: several images share a name stem (e.g. a.png and a.jpg); rename them")
+    summary = KernelsSummary()
+    todo = []
+    for path in files:
+        if not overwrite and _is_done(out, path.stem, scale):
+            summary.skipped.append(path.stem)
+        else:
+            todo.append(path)
+    batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
+    bar = tqdm(total=len(batches) * iterations, unit="it", disable=not progress or not batches, desc="kernels")
+    for group in batches:
+        images, names, sources = [], [], []
+        for path in group:
+            try:
+                image = read_image(path)
+                prepare_image(image)  # size check before the batch starts
+            except RealSRError as exc:
+                summary.failed[path.stem] = str(exc)
+                tqdm.write(f"realsr kernels: skipped {path}: {exc}", file=sys.stderr)
+                bar.update(0)
+                continue
+            images.append(image)
+            names.append(path.stem)
+            sources.append(path)
+        if not images:
+            bar.update(iterations)
+            continue
+        estimates = estimate_kernels(
+            images, names, scale, iterations, seed, runs, form, torch_device, on_iteration=lambda _: bar.update(1)
+        )
+        for name, source, estimate in zip(names, sources, estimates):
+            _write_estimate(out, name, source, estimate, scale)
+            summary.done.append(name)
+            if estimate.report["flags"]:
+                tqdm.write(f"realsr kernels: {name}: {', '.join(estimate.report['flags'])}", file=sys.stderr)
+    bar.close()
+    if summary.done or summary.skipped:
+        _write_overview(out)
+    return summary

@@ -1,0 +1,225 @@
+"""KernelGAN's generator and discriminator, N independent copies stacked on a leading image dimension.
+
+As the official code (sefibk/KernelGAN networks.py):
+
+- G: deep linear, no bias: convs 7x7 (1->64), 5x5, 3x3, 1x1, 1x1 (64->64), 1x1 (64->1) with
+  stride 2 on the last; colour channels go through it as a batch (one kernel for R, G and B);
+  xavier-normal init with gain 0.1. A 64x64 crop gives 26x26.
+- D: spectral-norm conv 7x7 (3->64, bias), 5 x [SN conv 1x1, BatchNorm, ReLU], SN conv 1x1
+  (64->1), sigmoid. A 26x26 input gives a 20x20 map. Its effective init is PyTorch's default conv
+  init (uniform +-1/sqrt(fan_in)) with zero biases and BatchNorm weights N(1, 0.02): the official
+  `weights_init_D` calls xavier on the `weight` attribute that spectral norm recomputes from
+  `weight_orig` at every forward, so only its bias and BatchNorm settings take effect.
+
+Image n of a stack only ever meets its own weights, spectral-norm vectors and BatchNorm
+statistics, so the stack is N separate KernelGANs computed together.
+
+G is linear, so G(x) is one stride-2 correlation with a 13x13 kernel (KernelGAN issue #31). The
+collapsed form builds that kernel from G's weights (differentiably) and applies it once; the
+literal form runs the six convolutions. Both give the same outputs and weight gradients.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+GForm = Literal["collapsed", "literal"]
+
+G_STRUCTURE = (7, 5, 3, 1, 1, 1)
+G_CHANNELS = 64
+G_GAIN = 0.1
+G_KERNEL_SIZE = sum(G_STRUCTURE) - len(G_STRUCTURE) + 1  # 13
+D_CHANNELS = 64
+D_KERNEL_SIZE = 7
+D_HIDDEN_LAYERS = 5
+BATCHNORM_EPS = 1e-5
+SPECTRAL_NORM_EPS = 1e-12
+
+
+def _g_shapes() -> list[tuple[int, int, int]]:
+    """(out, in, k) of every G layer."""
+    channels = [1] + [G_CHANNELS] * (len(G_STRUCTURE) - 1) + [1]
+    return [(channels[i + 1], channels[i], k) for i, k in enumerate(G_STRUCTURE)]
+
+
+def generator_init(gen: torch.Generator) -> list[torch.Tensor]:
+    """One image's G weights `(out, in, k, k)`, xavier-normal with gain 0.1, drawn from `gen` (CPU)."""
+    weights = []
+    for out_ch, in_ch, k in _g_shapes():
+        std = G_GAIN * math.sqrt(2.0 / (in_ch * k * k + out_ch * k * k))
+        weights.append(torch.randn(out_ch, in_ch, k, k, generator=gen) * std)
+    return weights
+
+
+def discriminator_init(gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """One image's D parameters and spectral-norm vectors, drawn from `gen` (CPU).
+
+    The five hidden 1x1 layers are stacked on one axis so they can be processed together.
+    Weights are the matrices spectral norm works on: first `(64, 147)`, hidden `(5, 64, 64)`,
+    last `(1, 64)`; biases `(64,)`, `(5, 64)`, `(1,)`; BatchNorm `(5, 64)`; u as the biases.
+    """
+    fan_first = 3 * D_KERNEL_SIZE**2
+
+    def uniform(*shape: int) -> torch.Tensor:  # PyTorch's default conv init, bound 1/sqrt(fan_in)
+        bound = 1.0 / math.sqrt(shape[-1])
+        return torch.rand(*shape, generator=gen) * (2 * bound) - bound
+
+    def unit(*shape: int) -> torch.Tensor:
+        return F.normalize(torch.randn(*shape, generator=gen), dim=-1, eps=SPECTRAL_NORM_EPS)
+
+    params = {
+        "w_first": uniform(D_CHANNELS, fan_first),
+        "w_hidden": torch.stack([uniform(D_CHANNELS, D_CHANNELS) for _ in range(D_HIDDEN_LAYERS)]),
+        "w_last": uniform(1, D_CHANNELS),
+        "b_first": torch.zeros(D_CHANNELS),
+        "b_hidden": torch.zeros(D_HIDDEN_LAYERS, D_CHANNELS),
+        "b_last": torch.zeros(1),
+        "bn_weight": 1.0 + 0.02 * torch.randn(D_HIDDEN_LAYERS, D_CHANNELS, generator=gen),
+        "bn_bias": torch.zeros(D_HIDDEN_LAYERS, D_CHANNELS),
+    }
+    params.update(u_first=unit(D_CHANNELS), u_hidden=unit(D_HIDDEN_LAYERS, D_CHANNELS), u_last=unit(1))
+    return params
+
+
+def _stacked(per_image: Sequence[Sequence[torch.Tensor]], index: int) -> nn.Parameter:
+    return nn.Parameter(torch.stack([tensors[index] for tensors in per_image]))
+
+
+class BatchedGenerator(nn.Module):
+    """N deep linear generators; `weights[l]` is `(N, out, in, k, k)`."""
+
+    def __init__(self, per_image: Sequence[Sequence[torch.Tensor]]):
+        """`per_image`: for each image the list of `generator_init` weights."""
+        super().__init__()
+        self.weights = nn.ParameterList([_stacked(per_image, i) for i in range(len(G_STRUCTURE))])
+
+    @property
+    def n(self) -> int:
+        return self.weights[0].shape[0]
+
+    def kernel(self) -> torch.Tensor:
+        """The `(N, 13, 13)` correlation kernels G imitates: G(x)[i, j] = sum k[u, v] x[2i+u, 2j+v].
+
+        k[u, v] is the derivative of output pixel (0, 0) by input pixel (u, v), so it is found by
+        sending a delta at that output back through the layers (transposed convolutions, each a
+        few thousand multiply-adds) instead of the official forward delta through 19x19 maps.
+        """
+        n = self.n
+        grad = torch.ones(1, n, 1, 1, dtype=self.weights[0].dtype, device=self.weights[0].device)
+        for w in reversed(self.weights):
+            grad = F.conv_transpose2d(grad, w.flatten(0, 1), groups=n)
+        return grad.reshape(n, G_KERNEL_SIZE, G_KERNEL_SIZE)
+
+    def kernel_by_delta(self) -> torch.Tensor:
+        """The same kernels `(N, 13, 13)` computed as the official `calc_curr_k` (a forward delta, flipped)."""
+        n = self.n
+        k = torch.ones(1, n, 1, 1, dtype=self.weights[0].dtype, device=self.weights[0].device)
+        for index, w in enumerate(self.weights):
+            k = F.conv2d(k, w.flatten(0, 1), padding=G_KERNEL_SIZE - 1 if index == 0 else 0, groups=n)
+        return k.reshape(n, G_KERNEL_SIZE, G_KERNEL_SIZE).flip([-2, -1])
+
+    def forward(self, x: torch.Tensor, form: GForm = "collapsed") -> tuple[torch.Tensor, torch.Tensor]:
+        """Down-scale crops.
+
+        Args:
+            x: `(N, 3, H, W)`, image n through generator n.
+            form: "collapsed" (one strided correlation with `kernel()`) or "literal" (the six
+                convolutions, kernel by `kernel_by_delta()` as the official code).
+
+        Returns:
+            `(G(x), kernel)`: `(N, 3, (H - 13)//2 + 1, ...)` and `(N, 13, 13)`.
+        """
+        n = self.n
+        h = x.transpose(0, 1)  # (3, N, H, W): colours as the batch, images as groups
+        if form == "collapsed":
+            kernel = self.kernel()
+            h = F.conv2d(h, kernel[:, None], stride=2, groups=n)
+        elif form == "literal":
+            kernel = self.kernel_by_delta()
+            last = len(self.weights) - 1
+            for index, w in enumerate(self.weights):
+                h = F.conv2d(h, w.flatten(0, 1), stride=2 if index == last else 1, groups=n)
+        else:
+            raise ValueError(f"unknown generator form {form!r}")
+        return h.transpose(0, 1), kernel
+
+
+class BatchedDiscriminator(nn.Module):
+    """N patch discriminators with per-image spectral norm and BatchNorm.
+
+    Parameters carry a leading image dimension N (shapes as `discriminator_init`, plus N).
+    """
+
+    WEIGHTS = ("w_first", "w_hidden", "w_last")
+
+    def __init__(self, per_image: Sequence[dict[str, torch.Tensor]]):
+        """`per_image`: for each image the dict of `discriminator_init`."""
+        super().__init__()
+        for name in per_image[0]:
+            stacked = torch.stack([p[name] for p in per_image])
+            if name.startswith("u_"):
+                self.register_buffer(name, stacked)
+            else:
+                self.register_parameter(name, nn.Parameter(stacked))
+        # The official D runs one forward while being built (to measure its shave): one power iteration.
+        self.normalised_weights(passes=1, grad=False)
+
+    def normalised_weights(self, passes: int, grad: bool = True) -> list[torch.Tensor]:
+        """Run `passes` forwards' worth of power iterations; the weights each forward uses.
+
+        Each forward of a spectral-norm layer in training mode takes one power-iteration step
+        (v = W^T u / |.|, u = W v / |.|, kept for the next forward) and divides W by
+        sigma = u . W v, with u and v held constant for the gradient. The steps do not depend on
+        D's input, so the weights of several successive forwards can be made at once.
+
+        Returns:
+            For first, hidden and last weights: `(N, passes, ...)`; with `grad=False` detached.
+        """
+        result = []
+        for name in self.WEIGHTS:
+            weight = getattr(self, name)
+            w = weight if grad else weight.detach()
+            u_buffer = getattr(self, "u_" + name[2:])
+            u, us, vs = u_buffer, [], []
+            with torch.no_grad():
+                for _ in range(passes):
+                    v = F.normalize((u[..., None, :] @ w)[..., 0, :], dim=-1, eps=SPECTRAL_NORM_EPS)
+                    u = F.normalize((w @ v[..., None])[..., 0], dim=-1, eps=SPECTRAL_NORM_EPS)
+                    us.append(u)
+                    vs.append(v)
+                u_buffer.copy_(u)
+            u_all, v_all = torch.stack(us, 1), torch.stack(vs, 1)  # (N, passes, ..., out) / (..., in)
+            sigma = (u_all * (w[:, None] @ v_all[..., None])[..., 0]).sum(-1)
+            result.append(w[:, None] / sigma[..., None, None])
+        return result
+
+    def forward(self, x: torch.Tensor, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Score inputs `(N, S, 3, h, w)` with `normalised_weights` `(N, S, ...)`: `(N, S, (h-6)*(w-6))` in (0, 1).
+
+        Slot s of image n is one forward of D n with its own BatchNorm statistics.
+        """
+        n, s = x.shape[:2]
+        w_first, w_hidden, w_last = weights
+
+        def per_slot(t: torch.Tensor) -> torch.Tensor:  # (N, ...) -> (N * S, ...) by repeating over slots
+            return t[:, None].expand(n, s, *t.shape[1:]).flatten(0, 1)
+
+        cols = F.unfold(x.flatten(0, 1), D_KERNEL_SIZE)  # (N*S, 147, P)
+        h = torch.baddbmm(per_slot(self.b_first)[..., None], w_first.flatten(0, 1), cols)
+        for layer in range(D_HIDDEN_LAYERS):
+            h = torch.baddbmm(
+                per_slot(self.b_hidden[:, layer])[..., None], w_hidden[:, :, layer].flatten(0, 1), h
+            )
+            # Batch statistics of each image and slot: its (N*S*64) channels as BatchNorm's channels.
+            h = F.batch_norm(
+                h.reshape(1, -1, h.shape[-1]), None, None,
+                per_slot(self.bn_weight[:, layer]).reshape(-1), per_slot(self.bn_bias[:, layer]).reshape(-1),
+                training=True, eps=BATCHNORM_EPS,
+            ).reshape(h.shape)
+            h = torch.relu(h)
+        h = torch.baddbmm(per_slot(self.b_last)[..., None], w_last.flatten(0, 1), h)
+        return torch.sigmoid(h[:, 0]).unflatten(0, (n, s))

@@ -1,0 +1,38 @@
+"""DIV2KRK-style synthetic blur kernels: random anisotropic Gaussians with multiplicative noise.
+
+As the KernelGAN paper's DIV2KRK recipe: covariance eigenvalues uniform in [0.6, 5], a random
+angle, each tap multiplied by (1 + U(-0.25, 0.25)), 11x11 for x2. The mean sits where KernelGAN
+puts a kernel's centre of mass (size//2 + 0.5 * (scale - size % 2), 5.5 for 11x11 at x2), so the
+truth and the estimates share one alignment: output pixel i centred on input s*i + (s-1)/2.
+x4 kernels are the analytic combination of two such x2 kernels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from realsr_fast.kernels.postprocess import analytic_x4, wanted_centre
+
+MIN_VARIANCE = 0.6
+MAX_VARIANCE = 5.0
+NOISE_LEVEL = 0.25
+X2_SIZE = 11
+
+
+def anisotropic_gaussian(rng: np.random.Generator, size: int = X2_SIZE, scale: int = 2) -> np.ndarray:
+    """One random `(size, size)` x2 kernel, float64, sum 1."""
+    lambdas = rng.uniform(MIN_VARIANCE, MAX_VARIANCE, size=2)
+    theta = rng.uniform(0, np.pi)
+    noise = rng.uniform(-NOISE_LEVEL, NOISE_LEVEL, size=(size, size))
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    inverse = np.linalg.inv(rotation @ np.diag(lambdas) @ rotation.T)
+    offsets = np.arange(size) - wanted_centre(size, scale)
+    d = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), axis=-1)  # (size, size, 2) as (row, col)
+    kernel = np.exp(-0.5 * np.einsum("...i,ij,...j->...", d, inverse, d)) * (1 + noise)
+    return kernel / kernel.sum()
+
+
+def x4_kernel(rng: np.random.Generator, size: int = X2_SIZE) -> np.ndarray:
+    """One random x4 kernel `(2 size - 1, 2 size - 1)`: two independent x2 kernels combined analytically."""
+    first = anisotropic_gaussian(rng, size)
+    second = anisotropic_gaussian(rng, size)
+    return analytic_x4(second, first)
