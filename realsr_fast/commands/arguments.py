@@ -1,0 +1,48 @@
+"""Argument types shared by the verbs: numbers with a range, with argparse's error messages."""
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1."""
+    return _number(text, int, low=1)
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0."""
+    return _number(text, int, low=0)
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = _number(text, float, low=0)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """Any finite number."""
+    return _number(text, float)
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1]."""
+    return _number(text, float, low=0, high=1)
+
+
+def _number(text: str, kind: type, low: float | None = None, high: float | None = None):
+    try:
+        value = kind(text)
+    except ValueError:
+        noun = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    if low is not None and value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low:g}, got {value:g}")
+    if high is not None and value > high:
+        raise argparse.ArgumentTypeError(f"must be at most {high:g}, got {value:g}")
+    return value

@@ -1,0 +1,156 @@
+"""Training input: random uint8 HR crops with flips and 90-degree rotations, and their DataLoader.
+
+The dataset does nothing but decode (or look up), crop and flip bytes, so worker processes stay
+cheap and batches travel to the device as uint8 (a quarter of float32's bytes, pinned); the
+degradation to LR happens there, in :class:`realsr_fast.data.degrader.Degrader`.
+
+Images come from a folder (decoded on every access) or from memory (`cache=True` decodes them
+once; with the default fork start method the workers share those pages). Random numbers come from
+torch's generator, which the DataLoader seeds per worker from its own generator: a seeded loader
+with workers gives the same crops on every run (without workers, torch.manual_seed decides).
+
+Example:
+    >>> dataset = HRCropDataset("dped_pairs/HR", patch=128, cache=True)
+    >>> loader = crop_loader(dataset, batch_size=16, workers=4, generator=torch.Generator().manual_seed(10))
+    >>> hr = next(iter(loader))        # (16, 3, 128, 128) uint8, pinned when CUDA is present
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from realsr_fast.data.batch import to_rgb8
+from realsr_fast.errors import RealSRError
+from realsr_fast.io import list_images, read_image
+
+
+class HRCropDataset(Dataset):
+    """Random `patch x patch` crops of HR images, as `(3, patch, patch)` uint8 RGB tensors.
+
+    Args:
+        source: a folder of HR images, a list of image files, or a list of `(H, W, 3)` uint8
+            arrays (an in-memory cache made elsewhere).
+        patch: crop side (RealSR: 128).
+        augment: random horizontal flip, vertical flip and transpose (90-degree rotations), each
+            with probability 1/2 (Real-SR's `augment`).
+        cache: decode the files once at construction and keep them in memory.
+        repeat: crops per image per epoch (the dataset's length is `repeat` x the image count).
+
+    Images smaller than the patch, or whose header cannot be read, are skipped with a warning
+    that names them; none left raises RealSRError.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike | Sequence[str | os.PathLike] | Sequence[np.ndarray],
+        patch: int = 128,
+        augment: bool = True,
+        cache: bool = False,
+        repeat: int = 1,
+    ) -> None:
+        if patch < 1 or repeat < 1:
+            raise RealSRError(f"patch and repeat must be at least 1, got {patch} and {repeat}")
+        self.patch, self.augment, self.repeat = patch, augment, repeat
+        items = _as_items(source)
+        if items and isinstance(items[0], np.ndarray):
+            arrays = [_checked_array(item) for item in items]
+            skipped = [f"array {i} ({a.shape[0]}x{a.shape[1]})" for i, a in enumerate(arrays) if min(a.shape[:2]) < patch]
+            self.files: list[Path] = []
+            self.images: list[np.ndarray] | None = [a for a in arrays if min(a.shape[:2]) >= patch]
+            count = len(self.images)
+        else:
+            self.files, skipped = _usable_files(items, patch)
+            self.images = [to_rgb8(read_image(path)) for path in tqdm(self.files, desc="caching HR", unit="image")] if cache else None
+            count = len(self.files)
+        if skipped:
+            warnings.warn(f"{len(skipped)} HR image(s) skipped (smaller than the {patch}-px patch, or unreadable): "
+                          + ", ".join(skipped), stacklevel=2)
+        if count == 0:
+            raise RealSRError(f"no HR image of at least {patch}x{patch} pixels to crop from")
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count * self.repeat
+
+    def image(self, index: int) -> np.ndarray:
+        """Image `index` (modulo the image count) as `(H, W, 3)` uint8."""
+        index %= self.count
+        if self.images is not None:
+            return self.images[index]
+        return to_rgb8(read_image(self.files[index]))
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = self.image(index)
+        top = int(torch.randint(image.shape[0] - self.patch + 1, ()))
+        left = int(torch.randint(image.shape[1] - self.patch + 1, ()))
+        crop = image[top:top + self.patch, left:left + self.patch]
+        if self.augment:
+            hflip, vflip, transpose = torch.rand(3).lt(0.5).tolist()
+            crop = crop[:, ::-1] if hflip else crop
+            crop = crop[::-1] if vflip else crop
+            crop = crop.transpose(1, 0, 2) if transpose else crop
+        return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
+
+
+def crop_loader(
+    dataset: HRCropDataset,
+    batch_size: int = 16,
+    workers: int = 0,
+    generator: torch.Generator | None = None,
+    pin_memory: bool | None = None,
+) -> DataLoader:
+    """A shuffling DataLoader of `(batch_size, 3, P, P)` uint8 batches (last partial batch dropped).
+
+    `pin_memory` defaults to whether CUDA is present; `generator` seeds the shuffle and the
+    workers' crops and flips.
+    """
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        drop_last=True,
+        generator=generator,
+        persistent_workers=workers > 0,
+    )
+
+
+def _as_items(source) -> list:
+    if isinstance(source, (str, os.PathLike)):
+        folder = Path(source)
+        if not folder.is_dir():
+            raise RealSRError(f"{folder}: no such folder of HR images")
+        return list_images([folder])
+    return list(source)
+
+
+def _checked_array(image: np.ndarray) -> np.ndarray:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise RealSRError(f"in-memory HR images must be (H, W, 3) uint8 arrays, got {image.shape} {image.dtype}")
+    return image
+
+
+def _usable_files(files: list, patch: int) -> tuple[list[Path], list[str]]:
+    """Files whose header reads and whose smaller side holds a patch (EXIF rotation keeps it)."""
+    usable, skipped = [], []
+    for path in map(Path, files):
+        try:
+            with Image.open(path) as im:
+                size = im.size
+        except Exception as exc:  # Pillow raises many types for bad files
+            skipped.append(f"{path} ({exc.__class__.__name__})")
+            continue
+        if min(size) < patch:
+            skipped.append(f"{path} ({size[1]}x{size[0]})")
+        else:
+            usable.append(path)
+    return usable, skipped
