@@ -1,0 +1,73 @@
+"""Tiled upscaling, independent of the backend that runs the network.
+
+The image is cut into a grid of near-equal tiles of at most `tile` LR pixels a side; each tile is
+run with `pad` extra LR pixels of context on every side (clipped at the image border), and only
+its core is kept, so neighbouring outputs meet without a visible seam. Any callable mapping
+`(B, C, h, w) -> (B, C, scale*h, scale*w)` can run the tiles (torch, ONNX Runtime, TensorRT).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+TileFn = Callable[[torch.Tensor], torch.Tensor]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile in LR pixels: the core [y0, y1) x [x0, x1) and the padded input region."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    py0: int
+    py1: int
+    px0: int
+    px1: int
+
+
+def _splits(length: int, tile: int) -> list[int]:
+    """Boundaries of ceil(length / tile) near-equal parts of [0, length)."""
+    count = max(1, math.ceil(length / tile))
+    return [round(i * length / count) for i in range(count + 1)]
+
+
+def plan_tiles(height: int, width: int, tile: int | None, pad: int) -> list[Tile]:
+    """The tiles covering a height x width image, row by row; `tile=None` is one tile."""
+    if tile is not None and tile < 1:
+        raise ValueError(f"tile must be a positive number of pixels, got {tile}")
+    if pad < 0:
+        raise ValueError(f"tile padding must be >= 0, got {pad}")
+    ys = _splits(height, tile or height)
+    xs = _splits(width, tile or width)
+    return [Tile(y0, y1, x0, x1, max(y0 - pad, 0), min(y1 + pad, height),
+                 max(x0 - pad, 0), min(x1 + pad, width))
+            for y0, y1 in zip(ys, ys[1:]) for x0, x1 in zip(xs, xs[1:])]
+
+
+def upscale_tiled(x: torch.Tensor, fn: TileFn, scale: int, tile: int | None, pad: int,
+                  progress: Progress | None = None) -> torch.Tensor:
+    """Run `fn` tile by tile over x (B, C, H, W) -> (B, C, scale*H, scale*W) float32 on the CPU.
+
+    `fn` receives `(B, C, h, w)` slices of x (on x's device) and must return
+    `(B, C, scale*h, scale*w)`; progress(done, total) is called after each tile.
+    """
+    batch, channels, height, width = x.shape
+    tiles = plan_tiles(height, width, tile, pad)
+    out = torch.empty(batch, channels, scale * height, scale * width, dtype=torch.float32)
+    for done, t in enumerate(tiles, 1):
+        y = fn(x[:, :, t.py0:t.py1, t.px0:t.px1])
+        expected = (batch, channels, scale * (t.py1 - t.py0), scale * (t.px1 - t.px0))
+        if tuple(y.shape) != expected:
+            raise RuntimeError(f"the tile function returned {tuple(y.shape)}, expected {expected}")
+        core = y[:, :, scale * (t.y0 - t.py0):scale * (t.y1 - t.py0),
+                 scale * (t.x0 - t.px0):scale * (t.x1 - t.px0)]
+        out[:, :, scale * t.y0:scale * t.y1, scale * t.x0:scale * t.x1] = core.float().cpu()
+        if progress is not None:
+            progress(done, len(tiles))
+    return out

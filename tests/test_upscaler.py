@@ -1,0 +1,226 @@
+"""The tiler and the Upscaler: tiling is exact for a local function, seams stay small for
+RRDBNet, precisions and devices resolve as documented, overflowing tiles are redone in fp32."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from realsr_fast.errors import RealSRError
+from realsr_fast.inference import tile_size
+from realsr_fast.inference.tiler import plan_tiles, upscale_tiled
+from realsr_fast.inference.upscaler import Upscaler
+from realsr_fast.models.formats import save_safetensors
+from realsr_fast.models.rrdbnet import RRDBNet
+
+SMALL = {"in_nc": 3, "out_nc": 3, "nf": 8, "nb": 1, "gc": 4, "scale": 4}
+
+
+@pytest.fixture(scope="module")
+def small_weights(tmp_path_factory) -> tuple[Path, RRDBNet]:
+    torch.manual_seed(0)
+    model = RRDBNet(**SMALL).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    with torch.no_grad():  # an output around mid-grey, so that clamping does not hide errors
+        model.conv_last.bias.fill_(0.5)
+    path = tmp_path_factory.mktemp("w") / "small.safetensors"
+    save_safetensors(path, model.state_dict(), SMALL)
+    return path, model
+
+
+def rand(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# --- tiler -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("height,width,tile,pad", [(37, 50, 16, 3), (5, 7, 100, 10),
+                                                   (64, 64, 32, 0), (33, 9, 8, 20)])
+def test_tile_cores_partition_the_image(height, width, tile, pad) -> None:
+    covered = np.zeros((height, width), int)
+    for t in plan_tiles(height, width, tile, pad):
+        assert t.y1 - t.y0 <= tile and t.x1 - t.x0 <= tile
+        assert (t.py0, t.px0) == (max(t.y0 - pad, 0), max(t.x0 - pad, 0))
+        assert (t.py1, t.px1) == (min(t.y1 + pad, height), min(t.x1 + pad, width))
+        covered[t.y0:t.y1, t.x0:t.x1] += 1
+    assert (covered == 1).all()
+
+
+def local_fn(x: torch.Tensor) -> torch.Tensor:
+    """Two zero-padded 3x3 convolutions (receptive radius 2), then nearest x3."""
+    weight = torch.linspace(-1, 1, 27).reshape(1, 3, 3, 3).repeat(3, 1, 1, 1)
+    y = F.conv2d(F.conv2d(x, weight, padding=1), weight, padding=1)
+    return y.repeat_interleave(3, -1).repeat_interleave(3, -2)
+
+
+def test_tiling_is_exact_when_the_context_covers_the_receptive_field() -> None:
+    x = rand(2, 3, 23, 31)
+    whole = local_fn(x)
+    calls = []
+    tiled = upscale_tiled(x, local_fn, 3, tile=8, pad=2, progress=lambda d, n: calls.append((d, n)))
+    torch.testing.assert_close(tiled, whole, rtol=1e-5, atol=1e-5)
+    assert calls == [(i, 12) for i in range(1, 13)]  # ceil(23/8) * ceil(31/8) tiles
+    too_little = upscale_tiled(x, local_fn, 3, tile=8, pad=1)
+    assert (too_little - whole).abs().max() > 1e-2  # the test can tell a seam
+
+
+def test_tiler_checks_the_tile_function_output() -> None:
+    with pytest.raises(RuntimeError, match="expected"):
+        upscale_tiled(rand(1, 3, 8, 8), lambda t: t, 2, tile=4, pad=1)
+
+
+# --- Upscaler ----------------------------------------------------------------------------------
+
+def test_whole_image_equals_the_model(small_weights) -> None:
+    path, model = small_weights
+    up = Upscaler(path, device="cpu")
+    assert (up.scale, up.device, up.precision) == (4, torch.device("cpu"), "fp32")
+    x = rand(2, 3, 13, 17)
+    with torch.no_grad():
+        expected = model(x).clamp(0, 1)
+    got = up.upscale_tensor(x)
+    assert got.dtype == torch.float32 and got.device.type == "cpu"
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert 0.05 < float(expected.std())  # not a constant image
+
+
+def test_tiled_output_is_close_to_whole(small_weights) -> None:
+    path, _ = small_weights
+    x = rand(1, 3, 40, 44, seed=1)
+    whole = Upscaler(path, device="cpu").upscale_tensor(x)
+    tiled = Upscaler(path, device="cpu", tile=16, tile_pad=10).upscale_tensor(x)
+    # This model's receptive radius (about 20 LR px) exceeds the padding, so tiles differ a little.
+    assert float((tiled - whole).abs().max()) < 1e-2
+
+
+def test_numpy_and_tensor_calls(small_weights) -> None:
+    path, model = small_weights
+    up = Upscaler(path, device="cpu")
+    image = (rand(9, 11, 3, seed=2) * 255).round().to(torch.uint8).numpy()
+    out = up(image)
+    assert out.shape == (36, 44, 3) and out.dtype == np.uint8
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        expected = (model(x).clamp(0, 1) * 255).round()[0].permute(1, 2, 0).numpy()
+    assert np.abs(out.astype(float) - expected).max() <= 1
+    out16 = up((image.astype(np.uint16) * 257))
+    assert out16.dtype == np.uint16 and out16.shape == (36, 44, 3)
+    assert up(x[0]).shape == (3, 36, 44) and up(x).shape == (1, 3, 36, 44)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8),
+                                 np.zeros((4, 4, 3), np.float32), torch.zeros(1, 1, 4, 4),
+                                 torch.zeros(1, 3, 0, 4)])
+def test_bad_inputs(bad, small_weights) -> None:
+    with pytest.raises(RealSRError):
+        Upscaler(small_weights[0], device="cpu")(bad)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"device": "tpu"}, "unknown device|not supported"),
+    ({"device": "cpu", "precision": "fp8"}, "unknown precision"),
+    ({"device": "cpu", "precision": "fp16"}, "fp16 runs on CUDA only"),
+    ({"device": "cpu", "tile": 0}, "tile must be"),
+    ({"device": "cpu", "tile_pad": -1}, "padding"),
+])
+def test_bad_settings(kwargs, message, small_weights) -> None:
+    with pytest.raises(RealSRError, match=message):
+        Upscaler(small_weights[0], **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_without_a_gpu_is_a_clear_error(small_weights) -> None:
+    with pytest.raises(RealSRError, match="CUDA is not available"):
+        Upscaler(small_weights[0], device="cuda")
+    assert Upscaler(small_weights[0]).device == torch.device("cpu")
+
+
+def test_overflowing_tiles_are_redone_in_fp32(small_weights, caplog) -> None:
+    path, model = small_weights
+    up = Upscaler(path, device="cpu", precision="bf16", tile=8, tile_pad=2)
+    real = up._model
+    up._model = lambda x: real(x) * float("inf")  # every reduced-precision tile overflows
+    x = rand(1, 3, 16, 16, seed=3)
+    with caplog.at_level(logging.WARNING):
+        got = up.upscale_tensor(x)
+    assert sum("overflowed" in r.message for r in caplog.records) == 1  # said once, 4 tiles
+    expected = Upscaler(path, device="cpu", tile=8, tile_pad=2).upscale_tensor(x)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_bf16_is_close_to_fp32(small_weights) -> None:
+    path, _ = small_weights
+    x = rand(1, 3, 16, 16, seed=4)
+    fp32 = Upscaler(path, device="cpu").upscale_tensor(x)
+    bf16 = Upscaler(path, device="cpu", precision="bf16").upscale_tensor(x)
+    assert bf16.dtype == torch.float32
+    assert 0 < float((bf16 - fp32).abs().max()) < 0.05
+
+
+def test_bf16_without_native_support_is_announced(small_weights, monkeypatch, caplog) -> None:
+    from realsr_fast.inference import upscaler as module
+
+    monkeypatch.setattr(module, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        Upscaler(small_weights[0], device="cpu", precision="bf16")
+    assert any("no native bf16" in r.message for r in caplog.records)
+
+
+def test_auto_tile_fits_the_memory_budget(monkeypatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(tile_size, "available_memory", lambda device: 8 << 30)
+    assert tile_size.auto_tile(1, 64, 64, 10, cpu, 4, 64, 4) is None
+    tile = tile_size.auto_tile(1, 3000, 4000, 10, cpu, 4, 64, 4)
+    budget = min(8 << 30 >> 2, tile_size.CPU_TILE_BUDGET)
+    per_px = tile_size.bytes_per_pixel(64, 4, 4)
+    assert (tile + 20) ** 2 * per_px <= budget < (tile + 21) ** 2 * per_px
+    assert tile_size.auto_tile(2, 3000, 4000, 10, cpu, 4, 64, 4) < tile  # a batch needs more
+    assert tile_size.auto_tile(1, 3000, 4000, 10, cpu, 2, 64, 4) > tile  # bf16 needs less
+
+
+def test_auto_tile_is_used_for_large_inputs(small_weights, monkeypatch) -> None:
+    per_px = tile_size.bytes_per_pixel(SMALL["nf"], 4, 4)
+    monkeypatch.setattr(tile_size, "available_memory", lambda device: 4 * 60 * 60 * per_px)
+    up = Upscaler(small_weights[0], device="cpu")
+    assert up.tile_size(1, 16, 16) is None
+    assert up.tile_size(1, 200, 300) == 60 - 20
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_fp16_matches_cpu_fp32(small_weights) -> None:
+    path, _ = small_weights
+    x = rand(1, 3, 24, 24, seed=5)
+    gpu = Upscaler(path, device="cuda")
+    assert gpu.precision == "fp16"
+    cpu = Upscaler(path, device="cpu").upscale_tensor(x)
+    got = gpu.upscale_tensor(x.cuda())
+    assert got.device.type == "cpu"
+    assert float((got - cpu).abs().max()) < 1e-2
+
+
+def test_out_of_memory_retries_with_smaller_tiles(small_weights, caplog) -> None:
+    path, _ = small_weights
+    up = Upscaler(path, device="cpu")
+    real = up._model
+
+    def small_tiles_only(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] * x.shape[-2] > 60 * 60:
+            raise torch.OutOfMemoryError("pretend")
+        return real(x)
+
+    up._model = small_tiles_only
+    x = rand(1, 3, 64, 64, seed=6)
+    with caplog.at_level(logging.WARNING):
+        got = up.upscale_tensor(x)
+    assert any("retrying with 32 px" in r.message for r in caplog.records)
+    expected = Upscaler(path, device="cpu", tile=32).upscale_tensor(x)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    up._model = lambda x: (_ for _ in ()).throw(torch.OutOfMemoryError("pretend"))
+    with pytest.raises(RealSRError, match="out of memory"):
+        up.upscale_tensor(x)
