@@ -1,0 +1,158 @@
+"""The two fused ops against what a user would otherwise write, timed in the same run.
+
+    python -m pytest benchmarks/bench_ops.py --benchmark-json benchmarks/results/ops_cpu.json
+    python benchmarks/ratios.py benchmarks/results/ops_cpu.json
+
+Cases (issue 2): a training batch (16 x 3 x 128^2 uint8 HR, per-sample 33x33 kernels, x4, noise
+from a 64 x 3 x 256^2 uint8 bank, quantised); one offline image (3 x 680 x 1020 uint8, one 33x33
+kernel, x4) also against OpenCV's filter2D and scipy's per-channel correlate; patch_stats on a
+1356 x 2040 photo (patch 256, stride 16) against a numpy loop and box filters. On a GPU the same
+cases run on CUDA against the PyTorch composition on CUDA.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import scipy.ndimage
+import torch
+
+from realsr_fast import ops
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def _synchronised(fn, device):
+    if device != "cuda":
+        return fn
+
+    def run():
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return torch.Generator().manual_seed(2020)
+
+
+def training_batch(generator, device):
+    kernels = torch.rand(16, 33, 33, generator=generator)
+    return dict(
+        hr=torch.randint(0, 256, (16, 3, 128, 128), dtype=torch.uint8, generator=generator).to(device),
+        kernels=(kernels / kernels.sum(dim=(1, 2), keepdim=True)).to(device),
+        scale=4,
+        noise_bank=torch.randint(0, 256, (64, 3, 256, 256), dtype=torch.uint8, generator=generator).to(device),
+        noise_index=torch.randint(0, 64, (16,), generator=generator).to(device),
+        noise_offset=torch.randint(0, 256 - 32 + 1, (16, 2), generator=generator).to(device),
+        quantize=True,
+    )
+
+
+def offline_image(generator, device):
+    kernel = torch.rand(33, 33, generator=generator)
+    return dict(
+        hr=torch.randint(0, 256, (1, 3, 680, 1020), dtype=torch.uint8, generator=generator).to(device),
+        kernels=(kernel / kernel.sum()).to(device),
+        scale=4,
+        out_dtype=torch.uint8,
+    )
+
+
+def _call(fn, args):
+    args = dict(args)
+    return fn(args.pop("hr"), args.pop("kernels"), args.pop("scale"), **args)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="degrade: training batch 16x3x128^2, k33, x4, noise")
+def test_train_batch_ours(benchmark, generator, device):
+    args = training_batch(generator, device)
+    benchmark(_synchronised(lambda: _call(ops.degrade, args), device))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="degrade: training batch 16x3x128^2, k33, x4, noise")
+def test_train_batch_torch_composition(benchmark, generator, device):
+    args = training_batch(generator, device)
+    benchmark(_synchronised(lambda: _call(ops.degrade_reference, args), device))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="degrade: offline image 3x680x1020, k33, x4")
+def test_offline_image_ours(benchmark, generator, device):
+    args = offline_image(generator, device)
+    benchmark(_synchronised(lambda: _call(ops.degrade, args), device))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="degrade: offline image 3x680x1020, k33, x4")
+def test_offline_image_torch_composition(benchmark, generator, device):
+    args = offline_image(generator, device)
+    benchmark(_synchronised(lambda: _call(ops.degrade_reference, args), device))
+
+
+@pytest.mark.benchmark(group="degrade: offline image 3x680x1020, k33, x4")
+def test_offline_image_opencv_filter2d(benchmark, generator):
+    args = offline_image(generator, "cpu")
+    image = args["hr"][0].permute(1, 2, 0).numpy()
+    kernel = args["kernels"].numpy()
+
+    def opencv():
+        # BORDER_REFLECT is the half-sample symmetric extension; filter2D correlates.
+        blurred = cv2.filter2D(image.astype(np.float32) / 255, -1, kernel, borderType=cv2.BORDER_REFLECT)
+        return np.round(np.clip(blurred[::4, ::4], 0, 1) * 255).astype(np.uint8)
+
+    benchmark(opencv)
+
+
+@pytest.mark.benchmark(group="degrade: offline image 3x680x1020, k33, x4")
+def test_offline_image_scipy_correlate(benchmark, generator):
+    """The reference implementation's route (KernelGAN imresize numeric_kernel): full-res correlate."""
+    args = offline_image(generator, "cpu")
+    image = args["hr"][0].numpy().astype(np.float64) / 255
+    kernel = args["kernels"].numpy().astype(np.float64)
+
+    def scipy_route():
+        planes = [scipy.ndimage.correlate(plane, kernel, mode="reflect")[::4, ::4] for plane in image]
+        return np.round(np.clip(np.stack(planes), 0, 1) * 255).astype(np.uint8)
+
+    benchmark.pedantic(scipy_route, rounds=1, iterations=1)
+
+
+def photo(generator, device):
+    return torch.randint(0, 256, (1, 3, 1356, 2040), dtype=torch.uint8, generator=generator).to(device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="patch_stats: 1356x2040 photo, patch 256, stride 16")
+def test_patch_stats_ours(benchmark, generator, device):
+    image = photo(generator, device)
+    benchmark(_synchronised(lambda: ops.patch_stats(image, 256, 16), device))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="patch_stats: 1356x2040 photo, patch 256, stride 16")
+def test_patch_stats_torch_box_filters(benchmark, generator, device):
+    image = photo(generator, device)
+    benchmark(_synchronised(lambda: ops.patch_stats_reference(image, 256, 16), device))
+
+
+@pytest.mark.benchmark(group="patch_stats: 1356x2040 photo, patch 256, stride 16")
+def test_patch_stats_numpy_loop(benchmark, generator):
+    rgb = photo(generator, "cpu")[0].permute(1, 2, 0).numpy().astype(np.int64)
+    grey = (19595 * rgb[..., 0] + 38470 * rgb[..., 1] + 7471 * rgb[..., 2] + 32768) >> 16
+
+    def numpy_loop():
+        out_h, out_w = (grey.shape[0] - 256) // 16 + 1, (grey.shape[1] - 256) // 16 + 1
+        mean, var = np.empty((out_h, out_w)), np.empty((out_h, out_w))
+        for i in range(out_h):
+            for j in range(out_w):
+                window = grey[16 * i : 16 * i + 256, 16 * j : 16 * j + 256]
+                mean[i, j], var[i, j] = window.mean(), window.var()
+        return mean, var
+
+    benchmark.pedantic(numpy_loop, rounds=1, iterations=1)
