@@ -1,0 +1,355 @@
+"""`Trainer`: RealSR's ESRGAN training loop (REFERENCE.md §7) on one device or many (torchrun + DDP).
+
+Each iteration, as ESRGAN's `SRGAN_model.optimize_parameters`:
+1. the loader's uint8 HR crops `(b, 3, P, P)` go to the device and the :class:`Degrader` makes
+   their LR there (`(b, 3, P/s, P/s)` float, random kernel and real noise per sample);
+2. G step (D frozen): SR = G(LR); pixel + perceptual + RaGAN(D(HR) detached, D(SR));
+3. D step: RaGAN_D(D(HR), D(SR detached));
+4. both MultiStepLR schedulers step.
+The PSNR mode has no D and no VGG: step 2 with the pixel loss alone.
+
+CUDA: bf16 autocast where supported (`run.precision=auto`), channels_last, optional torch.compile
+of G. Checkpoints every `run.checkpoint_every` iterations, at the end, and when SIGINT/SIGTERM
+arrives (the step in flight finishes first); `resume` continues exactly where one was written.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from realsr_fast import metrics
+from realsr_fast.errors import RealSRError
+from realsr_fast.io import atomic_write
+from realsr_fast.models.discriminators import build_discriminator
+from realsr_fast.models.formats import check_state_dict, load_checkpoint
+from realsr_fast.models.rrdbnet import RRDBNet
+from realsr_fast.models.vgg import build_vgg
+from realsr_fast.models.zoo import resolve_weights
+from realsr_fast.train import checkpoint as ckpt
+from realsr_fast.train.config import TrainConfig, to_yaml
+from realsr_fast.train.data import ValidationImage, build_degrader, crop_stream, validation_set
+from realsr_fast.train.distributed import DistContext, any_rank, rank_seed, wrap
+from realsr_fast.train.losses import LossWeights, PerceptualLoss, generator_losses, ragan_discriminator_loss
+
+_STEP_SEED_STRIDE = 1 << 32
+
+
+@dataclass
+class TrainResult:
+    """What a run did: the last iteration, its checkpoint, the logged losses and validations."""
+
+    iteration: int
+    checkpoint: ckpt.CheckpointFiles | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    validations: list[dict[str, float]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+class Trainer:
+    """Builds everything from a :class:`TrainConfig` (failing before any training on missing weights
+    or data), optionally resumes, and trains with :meth:`train`.
+
+    Args:
+        config: the checked configuration.
+        context: this process's rank and device (:func:`distributed.init_distributed`).
+        resume: a run folder, its `checkpoints/` or a `state_N.pt` to continue from; None starts anew.
+    """
+
+    def __init__(self, config: TrainConfig, context: DistContext, resume: str | Path | None = None) -> None:
+        self.config, self.context, self.device = config, context, context.device
+        self.out = Path(config.run.out)
+        self.gan = config.loss.mode == "gan"
+        if config.data.batch % context.world_size:
+            raise RealSRError(f"data.batch ({config.data.batch}) must be a multiple of the number of processes "
+                              f"({context.world_size})")
+        self.batch = config.data.batch // context.world_size
+        self.amp_dtype = self._autocast_dtype()
+        self.channels_last = config.run.channels_last
+        torch.manual_seed(config.run.seed)
+        np.random.seed(config.run.seed)
+
+        perceptual_net = None
+        if self.gan and config.loss.perceptual_weight > 0:  # first: a missing VGG file stops us before anything else
+            perceptual_net = build_vgg(config.loss.vgg_weights, config.loss.vgg_random_init_test_only)
+            if config.loss.vgg_random_init_test_only and context.is_main:
+                warnings.warn("the perceptual loss uses a RANDOMLY INITIALISED VGG19 (loss.vgg_random_init_test_only): "
+                              "for tests and smoke runs only, the results mean nothing", stacklevel=2)
+        self.perceptual = PerceptualLoss(perceptual_net).to(self.device) if perceptual_net is not None else None
+        self.weights = LossWeights(config.loss.pixel_weight, config.loss.perceptual_weight, config.loss.gan_weight)
+
+        self.degrade_generator = torch.Generator(device=self.device)
+        self.degrader = build_degrader(config.data, config.generator.scale, self.degrade_generator).to(self.device)
+        self.validation: list[ValidationImage] = []
+        if config.val.hr is not None and config.val.every and context.is_main:
+            fixed = torch.Generator(device=self.device).manual_seed(config.run.seed)
+            val_degrader = build_degrader(config.data, config.generator.scale, fixed).to(self.device)
+            self.validation = validation_set(config.val.hr, val_degrader, config.val.max_images, config.val.crop, self.device)
+
+        self.generator = self._build_generator()
+        self.discriminator = self._build_discriminator() if self.gan else None
+        betas = tuple(config.optim.betas)
+        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.optim.lr_g, betas=betas)
+        self.scheduler_g = torch.optim.lr_scheduler.MultiStepLR(self.optimizer_g, config.optim.milestones, config.optim.gamma)
+        self.optimizer_d = self.scheduler_d = None
+        if self.discriminator is not None:
+            self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.optim.lr_d, betas=betas)
+            self.scheduler_d = torch.optim.lr_scheduler.MultiStepLR(self.optimizer_d, config.optim.milestones, config.optim.gamma)
+        self.iteration = 0
+        if resume is not None:
+            self._resume(ckpt.find_checkpoint(resume))
+
+        compiled = torch.compile(self.generator) if config.run.compile else self.generator
+        self.g_train = wrap(compiled, context)
+        # Each rank keeps its own BatchNorm statistics: D runs several times per step, and DDP's
+        # buffer broadcast would rewrite them in place between those calls.
+        self.d_train = wrap(self.discriminator, context, broadcast_buffers=False) if self.discriminator is not None else None
+        self._writer = None
+        self._said_no_lpips = False
+
+    # -- building ------------------------------------------------------------------------------
+    def _autocast_dtype(self) -> torch.dtype | None:
+        precision = self.config.run.precision
+        if precision == "auto":
+            cuda_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+            return torch.bfloat16 if cuda_bf16 else None
+        return torch.bfloat16 if precision == "bf16" else None
+
+    def _to_device(self, module: nn.Module) -> nn.Module:
+        memory_format = torch.channels_last if self.channels_last else torch.preserve_format
+        return module.to(self.device, memory_format=memory_format)
+
+    def _build_generator(self) -> RRDBNet:
+        g = self.config.generator
+        generator = RRDBNet(3, 3, g.nf, g.nb, g.gc, g.scale)
+        if g.init is not None:
+            state, _ = resolve_weights(g.init)
+            generator.load_state_dict(check_state_dict(state, generator.config(), g.init))
+        return self._to_device(generator)
+
+    def _build_discriminator(self) -> nn.Module:
+        d = self.config.discriminator
+        return self._to_device(build_discriminator(d.arch, d.ndf, d.n_layers))
+
+    def _resume(self, files: ckpt.CheckpointFiles) -> None:
+        state = ckpt.load_state(files)
+        weights, _ = load_checkpoint(files.generator)
+        self.generator.load_state_dict(check_state_dict(weights, self.generator.config(), files.generator))
+        self.optimizer_g.load_state_dict(state["optimizer_g"])
+        self.scheduler_g.load_state_dict(state["scheduler_g"])
+        if self.discriminator is not None:
+            if state.get("optimizer_d") is None:
+                raise RealSRError(f"{files.state} comes from a PSNR-mode run (no discriminator); start the GAN "
+                                  f"stage anew with generator.init={files.generator}")
+            ckpt.load_module(files.discriminator, self.discriminator)
+            self.optimizer_d.load_state_dict(state["optimizer_d"])
+            self.scheduler_d.load_state_dict(state["scheduler_d"])
+        ckpt.restore_rng_states(state["rng"])
+        self.iteration = int(state["iteration"])
+
+    # -- one step --------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def degrade(self, hr_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(b, 3, P, P)` uint8 HR -> `(hr, lr)` float on the device: `(b, 3, P, P)` and `(b, 3, P/s, P/s)`.
+
+        The Degrader's generator is re-seeded from (seed, rank, iteration), so a resumed run draws
+        what the uninterrupted one drew at the same iteration.
+        """
+        hr_u8 = hr_u8.to(self.device, non_blocking=True)
+        self.degrade_generator.manual_seed(rank_seed(self.config.run.seed, self.context.rank) * _STEP_SEED_STRIDE + self.iteration)
+        with torch.no_grad():
+            lr = self.degrader(hr_u8)
+        return self._layout(hr_u8.float().div_(255)), self._layout(lr)
+
+    def optimise(self, hr: torch.Tensor, lr: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One G step and (GAN mode) one D step on a pair batch; returns detached 0-d losses."""
+        d_raw = self.discriminator
+        if d_raw is not None:
+            d_raw.requires_grad_(False)
+        self.optimizer_g.zero_grad(set_to_none=True)
+        with self._autocast():
+            sr = self.g_train(lr)
+            real = fake = None
+            if d_raw is not None:
+                fake = d_raw(sr)
+                real = d_raw(hr).detach()
+            losses = generator_losses(sr, hr, self.weights, self.perceptual, real, fake)
+        losses["total"].backward()
+        self.optimizer_g.step()
+        self.scheduler_g.step()
+        if d_raw is not None:
+            d_raw.requires_grad_(True)
+            self.optimizer_d.zero_grad(set_to_none=True)
+            with self._autocast():
+                real, fake = self.d_train(hr), self.d_train(sr.detach())
+            losses["d"] = ragan_discriminator_loss(real, fake)
+            losses["d"].backward()
+            self.optimizer_d.step()
+            self.scheduler_d.step()
+            losses["d_real"], losses["d_fake"] = real.float().mean(), fake.float().mean()
+        return {name: value.detach() for name, value in losses.items()}
+
+    def train_step(self, hr_u8: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Degrade a uint8 HR batch on the device, then :meth:`optimise`."""
+        hr, lr = self.degrade(hr_u8)
+        return self.optimise(hr, lr)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def batches(self) -> Iterator[torch.Tensor]:
+        """This rank's uint8 HR batches from where the run stands (see `train.data`)."""
+        loader = crop_stream(self.config.data, self.batch, self.config.run.seed, self.context.rank,
+                             self.context.world_size, self.iteration * self.batch, self.device.type == "cuda")
+        return iter(loader)
+
+    def train(self) -> TrainResult:
+        """Train up to `optim.iterations`; returns after the final (or the interrupting) checkpoint."""
+        total, run = self.config.optim.iterations, self.config.run
+        result = TrainResult(self.iteration, None)
+        if self.iteration >= total:
+            return result
+        main = self.context.is_main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with atomic_write(self.out / "config.yaml", "w") as f:
+                f.write(to_yaml(self.config))
+        batches = self.batches()
+        started = time.perf_counter()
+        with _StopRequests() as stop, tqdm(total=total, initial=self.iteration, disable=not (main and run.progress),
+                                           desc="train", unit="it", dynamic_ncols=True) as bar:
+            while self.iteration < total:
+                losses = self.train_step(next(batches))
+                self.iteration += 1
+                bar.update(1)
+                saved = False
+                if self.iteration % run.log_every == 0 or self.iteration == total:
+                    result.history.append(self._log(losses, bar))
+                if self.iteration % run.checkpoint_every == 0 or self.iteration == total:
+                    result.checkpoint, saved = self.save(), True
+                if self.validation and self.iteration % self.config.val.every == 0:
+                    result.validations.append(self.validate())
+                if any_rank(stop.requested, self.context):
+                    result.checkpoint = result.checkpoint if saved else self.save()
+                    result.interrupted = True
+                    if main:
+                        tqdm.write(f"stopped at iteration {self.iteration}; resume with --resume")
+                    break
+        if self._writer is not None:
+            self._writer.close()
+        result.iteration = self.iteration
+        if main and self.iteration > 0:
+            seconds = time.perf_counter() - started
+            tqdm.write(f"trained to iteration {self.iteration} in {seconds:.1f} s; checkpoints in {self.out / ckpt.CHECKPOINT_DIR}")
+        return result
+
+    def save(self) -> ckpt.CheckpointFiles | None:
+        """Write a checkpoint of the current iteration (rank 0 only; others return None)."""
+        if not self.context.is_main:
+            return None
+        state = {
+            "optimizer_g": self.optimizer_g.state_dict(), "scheduler_g": self.scheduler_g.state_dict(),
+            "optimizer_d": self.optimizer_d.state_dict() if self.optimizer_d else None,
+            "scheduler_d": self.scheduler_d.state_dict() if self.scheduler_d else None,
+            "config": self.config.to_dict(),
+        }
+        return ckpt.save_checkpoint(self.out, self.iteration, self.generator, self.discriminator, state,
+                                    self.config.run.keep_checkpoints)
+
+    # -- reporting -------------------------------------------------------------------------------
+    def _log(self, losses: dict[str, torch.Tensor], bar: tqdm) -> dict[str, float]:
+        values = {name: float(value) for name, value in losses.items()}
+        values["lr_g"] = self.optimizer_g.param_groups[0]["lr"]
+        if self.context.is_main:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if k in ("pixel", "perceptual", "gan", "d")})
+            writer = self._tensorboard()
+            if writer is not None:
+                for name, value in values.items():
+                    writer.add_scalar(f"train/{name}", value, self.iteration)
+        return {"iteration": self.iteration, **values}
+
+    def _tensorboard(self):
+        if self._writer is None and self.config.run.tensorboard and self.context.is_main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                warnings.warn("tensorboard is not installed, so no TensorBoard logs are written "
+                              "(pip install tensorboard, or set run.tensorboard=false)", stacklevel=3)
+                self.config.run.tensorboard = False
+                return None
+            self._writer = SummaryWriter(log_dir=str(self.out / "tensorboard"))
+        return self._writer
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """PSNR / SSIM (Y channel, border = scale) and LPIPS when available, averaged over the held-out set."""
+        scale, scores = self.config.generator.scale, {"psnr": [], "ssim": [], "lpips": []}
+        writer = self._tensorboard()
+        for index, pair in enumerate(self.validation):
+            with self._autocast():
+                sr = self.generator(self._layout(pair.lr)).float()
+            sr_u8 = sr.clamp(0, 1).mul(255).round().to(torch.uint8)
+            sr_image, hr_image = (x[0].permute(1, 2, 0).cpu().numpy() for x in (sr_u8, pair.hr))
+            scores["psnr"].append(metrics.psnr(sr_image, hr_image, crop_border=scale))
+            scores["ssim"].append(metrics.ssim(sr_image, hr_image, crop_border=scale))
+            distance = metrics.lpips_distance(sr_image, hr_image, crop_border=scale, device=str(self.device))
+            if distance is not None:
+                scores["lpips"].append(distance)
+            if writer is not None and index == 0:
+                lr_big = F.interpolate(pair.lr.float().clamp(0, 1), scale_factor=scale, mode="nearest")
+                row = torch.cat([lr_big, sr_u8.float() / 255, pair.hr.float() / 255], dim=3)[0]
+                writer.add_image(f"val/{pair.name} (LR | SR | HR)", row.cpu(), self.iteration)
+        if not scores["lpips"] and not self._said_no_lpips:
+            self._said_no_lpips = True
+            tqdm.write(f"validation without LPIPS: {metrics.lpips_unavailable_reason()}")
+        means = {name: float(np.mean(values)) for name, values in scores.items() if values}
+        if writer is not None:
+            for name, value in means.items():
+                writer.add_scalar(f"val/{name}", value, self.iteration)
+        tqdm.write(f"iteration {self.iteration}: " + ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
+        return {"iteration": self.iteration, **means}
+
+
+class _StopRequests:
+    """Within the block, SIGINT and SIGTERM only set `requested` (the loop saves and stops); a second
+    Ctrl-C interrupts at once. Outside the main thread no handler is installed."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write(f"{signal.Signals(signum).name}: finishing this step, then saving a checkpoint "
+                   "(Ctrl-C again to stop at once)", file=sys.stderr)
+
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)

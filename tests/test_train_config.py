@@ -1,0 +1,92 @@
+"""Presets, dotted overrides and their checks; the resumable crop stream and the synthetic banks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from realsr_fast.errors import RealSRError
+from realsr_fast.train.config import load_config
+from realsr_fast.train.data import StreamSampler, synthetic_kernel_bank, synthetic_noise_bank
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.mark.parametrize("preset, recipe, arch", [("realsr_dped", "kernel+noise", "patchgan"),
+                                                  ("realsr_df2k", "bicubic+noise", "vgg128")])
+def test_presets_hold_the_paper_settings(preset, recipe, arch):
+    config = load_config(CONFIGS / f"{preset}.yaml", ["data.hr=HR"])
+    g, o, loss = config.generator, config.optim, config.loss
+    assert (g.nf, g.nb, g.gc, g.scale, g.init) == (64, 23, 32, 4, "df2k")
+    assert (loss.mode, loss.pixel_weight, loss.perceptual_weight, loss.gan_weight) == ("gan", 0.01, 1.0, 0.005)
+    assert (o.lr_g, o.lr_d, o.betas, o.milestones, o.gamma, o.iterations) == (
+        1e-4, 1e-4, [0.9, 0.999], [5000, 10000, 20000, 30000], 0.5, 60000)
+    assert (config.data.batch, config.data.patch, config.run.seed) == (16, 128, 10)
+    assert (config.data.recipe, config.discriminator.arch) == (recipe, arch)
+    assert (config.discriminator.ndf, config.discriminator.n_layers) == (64, 3)
+    assert not loss.vgg_random_init_test_only
+
+
+def test_smoke_preset_is_tiny_and_marked_test_only():
+    config = load_config(CONFIGS / "smoke.yaml")
+    assert config.loss.vgg_random_init_test_only and config.run.device == "cpu"
+    assert config.generator.nb <= 2 and config.generator.init is None and config.optim.iterations <= 100
+
+
+def test_overrides_parse_yaml_values():
+    config = load_config(CONFIGS / "smoke.yaml", ["optim.milestones=[3, 6]", "generator.init=null", "optim.lr_g=2e-4",
+                                                 "data.hr=some/folder", "run.compile=true"])
+    assert config.optim.milestones == [3, 6] and config.optim.lr_g == 2e-4
+    assert config.data.hr == "some/folder" and config.run.compile is True
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.hrr=x", "unknown config key data.hrr; did you mean data.hr"),
+    ("trainer.x=1", "unknown config key trainer"),
+    ("optim.iterations=1.5", "optim.iterations must be a whole number"),
+    ("run.progress=maybe", "run.progress must be true or false"),
+    ("loss.mode=wgan", "loss.mode must be one of gan, psnr"),
+    ("data.patch=30", "multiple of generator.scale"),
+    ("optim.lr_g=0", "optim.lr_g must be more than 0"),
+    ("optim.milestones=[5, 2]", "increasing"),
+    ("noequals", "section.key=value"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(RealSRError, match=message.replace("[", r"\[")):
+        load_config(CONFIGS / "smoke.yaml", [override])
+
+
+def test_missing_hr_and_missing_file_are_explained(tmp_path):
+    with pytest.raises(RealSRError, match="data.hr is not set"):
+        load_config(CONFIGS / "realsr_dped.yaml")
+    with pytest.raises(RealSRError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def _take(sampler, count):
+    iterator = iter(sampler)
+    return [next(iterator) for _ in range(count)]
+
+
+def test_stream_resumes_and_shards_without_state():
+    full = _take(StreamSampler(5, seed=3), 23)
+    assert _take(StreamSampler(5, seed=3, start=9), 14) == full[9:]
+    for epoch in range(4):  # every epoch is a permutation of the dataset
+        assert sorted(index for index, _ in full[5 * epoch:5 * epoch + 5]) == list(range(5))
+    assert len({seed for _, seed in full}) == len(full)
+    rank0, rank1 = _take(StreamSampler(5, 3, 0, 2), 10), _take(StreamSampler(5, 3, 1, 2), 10)
+    interleaved = [item for pair in zip(rank0, rank1) for item in pair]
+    assert interleaved == _take(StreamSampler(5, seed=3), 20)
+    assert _take(StreamSampler(5, 3, 1, 2, start=4), 6) == rank1[4:]
+    assert _take(StreamSampler(5, seed=4), 5) != full[:5]
+
+
+def test_synthetic_banks_are_seeded_and_valid():
+    kernels = synthetic_kernel_bank(4)
+    assert kernels.shape == (8, 33, 33) and torch.allclose(kernels.sum((1, 2)), torch.ones(8), atol=1e-6)
+    assert torch.equal(kernels, synthetic_kernel_bank(4))
+    noise = synthetic_noise_bank()
+    assert noise.dtype == torch.uint8 and noise.shape == (16, 3, 64, 64)
+    stds = noise.float().std(dim=(1, 2, 3))
+    assert 0.5 < stds[0] < 1.6 and 7 < stds[-1] < 9
