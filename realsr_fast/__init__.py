@@ -6,4 +6,12 @@ and `realsr --help` stay quick.
 from realsr_fast._version import __version__
 from realsr_fast.errors import RealSRError
 
-__all__ = ["__version__", "RealSRError"]
+__all__ = ["__version__", "RealSRError", "Upscaler"]
+
+
+def __getattr__(name: str):
+    if name == "Upscaler":  # imported on first use: it loads torch and the models
+        from realsr_fast.inference.upscaler import Upscaler
+
+        return Upscaler
+    raise AttributeError(f"module 'realsr_fast' has no attribute {name!r}")

@@ -18,7 +18,17 @@ from realsr_fast.errors import RealSRError
 VERBS: tuple[str, ...] = ("upscale", "models", "eval", "kernels", "cleanup", "noise", "dataset", "train", "demo", "export")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _verbs_to_load(argv: Sequence[str]) -> tuple[str, ...]:
+    """Only the verb being run is imported (its module may pull in torch); help loads them all."""
+    for arg in argv:
+        if arg in VERBS:
+            return (arg,)
+        if not arg.startswith("-"):
+            break
+    return () if list(argv) == ["--version"] else VERBS
+
+
+def build_parser(verbs: Sequence[str] = VERBS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="realsr",
         description="Real-world super-resolution (RealSR), fast: degrade, estimate kernels, "
@@ -27,13 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"realsr_fast {__version__}")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
-    for verb in VERBS:
+    for verb in verbs:
         importlib.import_module(f"realsr_fast.commands.{verb}").add_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_verbs_to_load(argv))
     args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_help()

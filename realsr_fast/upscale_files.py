@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from realsr_fast.inference import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import (
     IMAGE_SUFFIXES,
@@ -245,7 +246,7 @@ def upscale_files(
     device: str = "auto",
     precision: str = "auto",
     tile: int | None = None,
-    tile_pad: int = 10,
+    tile_pad: int = DEFAULT_TILE_PAD,
     backend: str = "torch",
     onnx: str | os.PathLike | None = None,
     engine: str | os.PathLike | None = None,

@@ -5,7 +5,7 @@ import pytest
 
 
 @pytest.fixture
-def rng(request) -> "numpy.random.Generator":
+def rng(request):
     """A numpy generator seeded from the test's name: fresh data per test, reproducible per run."""
     import zlib
 

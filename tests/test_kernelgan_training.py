@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
+
 import scipy.io
 import torch
 from PIL import Image

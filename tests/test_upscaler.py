@@ -185,10 +185,10 @@ def test_auto_tile_fits_the_memory_budget(monkeypatch) -> None:
 
 def test_auto_tile_is_used_for_large_inputs(small_weights, monkeypatch) -> None:
     per_px = tile_size.bytes_per_pixel(SMALL["nf"], 4, 4)
-    monkeypatch.setattr(tile_size, "available_memory", lambda device: 4 * 60 * 60 * per_px)
+    monkeypatch.setattr(tile_size, "available_memory", lambda device: 4 * 100 * 100 * per_px)
     up = Upscaler(small_weights[0], device="cpu")
     assert up.tile_size(1, 16, 16) is None
-    assert up.tile_size(1, 200, 300) == 60 - 20
+    assert up.tile_size(1, 200, 300) == 100 - 2 * up.tile_pad
 
 
 @pytest.mark.cuda

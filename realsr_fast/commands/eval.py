@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from realsr_fast.commands.arguments import non_negative_int
 from realsr_fast.evaluate import evaluate_folders, format_table, write_csv, write_json
 
 DESCRIPTION = """\
@@ -33,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--sr", required=True, metavar="DIR", help="folder of super-resolved images")
     parser.add_argument("--gt", required=True, metavar="DIR", help="folder of ground-truth images")
-    parser.add_argument("--crop-border", type=_non_negative_int, default=4, metavar="CROP",
+    parser.add_argument("--crop-border", type=non_negative_int, default=4, metavar="CROP",
                         help="pixels removed from each side before scoring; the SR scale "
                         "(default: %(default)s)")
     parser.add_argument("--rgb", action="store_true", help="also report PSNR and SSIM on RGB")
@@ -60,12 +61,3 @@ def run(args: argparse.Namespace) -> int:
         return 1
     return 0
 
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from realsr_fast.inference import DEFAULT_TILE_PAD
 from realsr_fast.commands.arguments import non_negative_int, positive_int
 
 DESCRIPTION = """\
@@ -56,7 +57,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="df2k", metavar="df2k|PATH",
                         help="a named model or a weights file (default: %(default)s)")
     parser.add_argument("-o", "--output", required=True, metavar="PATH", help="file to write")
-    parser.add_argument("--tile-pad", type=non_negative_int, default=10, metavar="N",
+    parser.add_argument("--tile-pad", type=non_negative_int, default=DEFAULT_TILE_PAD, metavar="N",
                         help="tile context recorded for the tiler (default: %(default)s)")
 
 

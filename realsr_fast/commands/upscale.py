@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from realsr_fast.commands.arguments import non_negative_int, positive_int
+from realsr_fast.inference import DEFAULT_TILE_PAD
 from realsr_fast.upscale_files import BACKENDS, OUTPUT_FORMATS, upscale_files
 
 DESCRIPTION = """\
@@ -48,10 +50,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="auto: fp32 on CPU, fp16 on CUDA; bf16 is a faster CPU mode "
                         "(default: %(default)s)")
-    parser.add_argument("--tile", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--tile", type=positive_int, default=None, metavar="N",
                         help="tile size in input pixels (default: chosen from free GPU "
                         "memory, or from the image size on the CPU)")
-    parser.add_argument("--tile-pad", type=_non_negative_int, default=10, metavar="N",
+    parser.add_argument("--tile-pad", type=non_negative_int, default=DEFAULT_TILE_PAD, metavar="N",
                         help="input pixels of context around each tile (default: %(default)s)")
     parser.add_argument("--backend", default=BACKENDS[0], choices=BACKENDS,
                         help="inference backend: torch, onnx (ONNX Runtime, pip install "
@@ -88,20 +90,3 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1
 
-
-def _positive_int(text: str) -> int:
-    return _int_at_least(text, 1)
-
-
-def _non_negative_int(text: str) -> int:
-    return _int_at_least(text, 0)
-
-
-def _int_at_least(text: str, low: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-    return value

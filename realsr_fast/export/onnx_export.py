@@ -20,6 +20,7 @@ from typing import Sequence
 
 import torch
 
+from realsr_fast.inference import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
 from realsr_fast.export.precision import (activation_peaks, calibration_inputs, mixed_precision,
                                           overflowing_units)
@@ -87,7 +88,7 @@ def choose_fp32_units(model: RRDBNet) -> list[str]:
 
 
 def export_onnx(model: RRDBNet, path: str | os.PathLike, *, precision: str = "fp32",
-                opset: int = MIN_OPSET, tile_pad: int = 10, io_dtype: str = "fp32",
+                opset: int = MIN_OPSET, tile_pad: int = DEFAULT_TILE_PAD, io_dtype: str = "fp32",
                 fp32_units: Sequence[str] | None = None) -> OnnxInfo:
     """Export the fp32 `model` to `path` (written atomically) and check the graph.
 

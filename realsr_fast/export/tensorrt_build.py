@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from realsr_fast.inference import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
 from realsr_fast.export.onnx_export import INPUT_NAME, OnnxInfo
 
@@ -208,7 +209,7 @@ def build_engine(onnx_path: str | os.PathLike, profile: Profile,
 
 
 def export_tensorrt(model, engine_path: str | os.PathLike, profile: Profile,
-                    timing_cache: str | os.PathLike | None = None, tile_pad: int = 10) -> Sidecar:
+                    timing_cache: str | os.PathLike | None = None, tile_pad: int = DEFAULT_TILE_PAD) -> Sidecar:
     """Export the fp32 RRDBNet `model` to an fp16 (fp16 I/O) ONNX graph, build the engine for this
     GPU, and write it and its sidecar (atomically)."""
     import tempfile

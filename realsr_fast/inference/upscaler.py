@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from realsr_fast.inference import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
 from realsr_fast.inference.tiler import upscale_tiled
 from realsr_fast.inference.tile_size import MIN_TILE, auto_tile
@@ -78,7 +79,7 @@ class Upscaler:
     precision: str
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, device: str = "auto",
-                 precision: str = "auto", tile: int | None = None, tile_pad: int = 10) -> None:
+                 precision: str = "auto", tile: int | None = None, tile_pad: int = DEFAULT_TILE_PAD) -> None:
         if tile is not None and tile < 1:
             raise RealSRError(f"tile must be a positive number of pixels (or None), got {tile}")
         if tile_pad < 0:

@@ -141,7 +141,7 @@ def _write_overview(out_dir: Path) -> None:
     import json
 
     reports, entries = {}, []
-    for report_file in sorted(out_dir.glob(f"*/*_report.json")):
+    for report_file in sorted(out_dir.glob("*/*_report.json")):
         stem = report_file.parent.name
         kernel_file = out_dir / stem / f"{stem}_kernel_x2.npy"
         if not kernel_file.is_file():
