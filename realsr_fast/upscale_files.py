@@ -23,13 +23,14 @@ import functools
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from realsr_fast.data.batch import BatchReport
 from realsr_fast.inference import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import (
@@ -63,29 +64,16 @@ class Job:
 
 
 @dataclass
-class UpscaleReport:
-    """What a batch did: outputs written, outputs skipped because they existed, inputs failed."""
+class UpscaleReport(BatchReport):
+    """What a batch did (`done`: outputs written), and how long it took."""
 
-    written: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
+    verb: str = "upscaled"
     seconds: float = 0.0
 
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
     def summary(self) -> str:
-        count = len(self.written)
-        line = f"{count} image{'s' if count != 1 else ''} upscaled in {self.seconds:.1f} s"
-        if count:
-            line += f" ({self.seconds / count:.2f} s per image)"
-        if self.skipped:
-            line += f", {len(self.skipped)} skipped (output exists; --overwrite redoes it)"
-        if not self.failed:
-            return line
-        failures = "".join(f"\n  {message}" for _, message in self.failed)
-        return f"{line}, {len(self.failed)} failed:{failures}"
+        count = len(self.done)
+        timing = f" in {self.seconds:.1f} s" + (f" ({self.seconds / count:.2f} s per image)" if count else "")
+        return super().summary(timing)
 
 
 def plan_jobs(
@@ -345,12 +333,12 @@ def _run_jobs(load_upscaler: Callable[[], Upscaler], jobs: list[Job], report: Up
             except RealSRError as exc:
                 _record_failure(report, job, exc, progress)
             else:
-                report.written.append(job.target)
+                report.done.append(job.target)
     bar.close()
 
 
 def _record_failure(report: UpscaleReport, job: Job, error: RealSRError, progress: bool) -> None:
-    report.failed.append((job.source, str(error)))
+    report.fail(job.source, error)
     if progress:
         tqdm.write(f"failed: {error}", file=sys.stderr)
 

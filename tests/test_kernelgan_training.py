@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
 import scipy.io
 import torch
 from PIL import Image
