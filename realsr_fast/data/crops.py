@@ -92,12 +92,19 @@ class HRCropDataset(Dataset):
         top = int(torch.randint(image.shape[0] - self.patch + 1, ()))
         left = int(torch.randint(image.shape[1] - self.patch + 1, ()))
         crop = image[top:top + self.patch, left:left + self.patch]
-        if self.augment:
-            hflip, vflip, transpose = torch.rand(3).lt(0.5).tolist()
-            crop = crop[:, ::-1] if hflip else crop
-            crop = crop[::-1] if vflip else crop
-            crop = crop.transpose(1, 0, 2) if transpose else crop
-        return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
+        (crop,) = augmented_chw([crop], self.augment)
+        return crop
+
+
+def augmented_chw(crops: list[np.ndarray], augment: bool) -> list[torch.Tensor]:
+    """`(H, W, C)` arrays -> `(C, H, W)` uint8 tensors, all given the same random horizontal flip,
+    vertical flip and transpose (each with probability 1/2, from torch's RNG) when `augment`."""
+    if augment:
+        hflip, vflip, transpose = torch.rand(3).lt(0.5).tolist()
+        crops = [crop[:, ::-1] if hflip else crop for crop in crops]
+        crops = [crop[::-1] if vflip else crop for crop in crops]
+        crops = [crop.transpose(1, 0, 2) if transpose else crop for crop in crops]
+    return [torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))) for crop in crops]
 
 
 def crop_loader(

@@ -5,6 +5,14 @@ out keeps the default (the paper's settings, REFERENCE.md §7). Overrides use do
 values: `optim.iterations=1000`, `data.hr=photos/`, `generator.init=null`, `optim.milestones=[10,20]`.
 Unknown keys and values of the wrong type raise RealSRError naming the key (and the closest known one).
 
+Data comes one of two ways (exactly one must be set):
+- `data.hr` (+ `data.kernels`, `data.noise`): HR images; the LR is made on the training device by
+  the Degrader of `data.recipe`;
+- `data.paired`: an offline dataset written by `realsr dataset` (`HR/`, `LR/` with the same stems,
+  LR = HR / scale, `noise/`); aligned crops of both, and when `data.recipe` ends in `+noise` the
+  real noise of its `noise/` folder is added to the LR on the device (REFERENCE.md section 5).
+  `val.hr` then names an offline dataset too (the same or a held-out one), its LR used as it is.
+
 Special values (for tests and trying things out without data):
 - `data.hr` / `val.hr`: `builtin:samples` is the package's three 128x128 sample photos;
 - `data.kernels`: `builtin:synthetic` is a seeded bank of the x`scale` MATLAB bicubic kernel plus
@@ -79,12 +87,14 @@ class OptimConfig:
 
 @dataclass
 class DataConfig:
-    """HR images (cropped as uint8), the kernel and noise banks of the on-device Degrader.
+    """HR images (cropped as uint8), the kernel and noise banks of the on-device Degrader; or
+    `paired`, an offline dataset folder (HR/, LR/, noise/) instead of the three (module docstring).
 
     `batch` is the global batch: each of W processes takes batch / W.
     """
 
     hr: Optional[str] = None
+    paired: Optional[str] = None
     kernels: Optional[str] = None
     noise: Optional[str] = None
     recipe: str = "kernel+noise"
@@ -248,9 +258,16 @@ def validate(config: TrainConfig) -> None:
     for ok, name, wanted in checks:
         if not ok:
             raise RealSRError(f"{name} must be {wanted}")
-    if config.data.hr is None:
+    data = config.data
+    if data.paired is not None:
+        clashing = [f"data.{name}" for name in ("hr", "kernels", "noise") if getattr(data, name) is not None]
+        if clashing:
+            raise RealSRError(f"data.paired and {', '.join(clashing)} are both set: an offline dataset brings its own "
+                              f"LR and noise; set {', '.join(f'{name}=null' for name in clashing)} or data.paired=null")
+    elif data.hr is None:
         raise RealSRError("data.hr is not set: point it at a folder of HR images (data.hr=PATH), "
-                          f"or use {BUILTIN_SAMPLES} to try things out")
+                          f"or use {BUILTIN_SAMPLES} to try things out, or set data.paired=PATH to an offline "
+                          "dataset from `realsr dataset`")
 
 
 def to_yaml(config: TrainConfig) -> str:

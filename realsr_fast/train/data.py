@@ -1,24 +1,32 @@
-"""The trainer's inputs: an endless, resumable stream of uint8 HR crops, the banks, the validation set.
+"""The trainer's inputs: an endless, resumable stream of uint8 HR crops (or aligned HR/LR crops of
+an offline dataset), the banks, the validation set.
 
 Resumability without loader state: the stream is a function of (seed, position). Epoch e is a
 permutation of the dataset drawn from `seed` and e; global position p = e * N + i holds image
 `perm_e[i]`, cropped and flipped with torch's RNG seeded from (seed, p). Rank r of W takes the
 positions r, r + W, r + 2W, ..., so after `iteration` steps of `b` crops per rank it resumes at
 its item `iteration * b`, whatever the number of loader workers.
+
+An offline dataset (`data.paired`, written by `realsr dataset`) streams `(hr, lr)` uint8 crop pairs
+the same way; on the device a Degrader at scale 1 with the 1x1 identity kernel only adds the
+zero-mean real-noise crop to the LR and clamps (REFERENCE.md section 5), reseeded per step as usual.
 """
 from __future__ import annotations
 
 import importlib.resources
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from realsr_fast.data.batch import to_rgb8
-from realsr_fast.data.crops import HRCropDataset
+from realsr_fast.data.crops import HRCropDataset, augmented_chw
 from realsr_fast.data.degrader import Degrader
 from realsr_fast.data.imresize import bicubic_kernel
 from realsr_fast.data.kernel_bank import kernel_size_for_scale, load_kernel_bank, stack_kernels
@@ -31,6 +39,7 @@ from realsr_fast.train.config import BUILTIN_SAMPLES, BUILTIN_SYNTHETIC, DataCon
 SYNTHETIC_KERNELS = 7
 SYNTHETIC_NOISE_PATCHES, SYNTHETIC_NOISE_SIZE = 16, 64
 _SEED_STRIDE = 1 << 40  # positions of one seed's stream never reach the next seed's
+IDENTITY_KERNEL = torch.ones(1, 1, 1)  # (1, 1, 1): at scale 1, ops.degrade leaves the image as it is
 
 
 class StreamSampler(Sampler):
@@ -51,9 +60,10 @@ class StreamSampler(Sampler):
 
 
 class SeededCrops(Dataset):
-    """`HRCropDataset` whose item `(index, seed)` is cropped with torch's RNG seeded by `seed`."""
+    """A crop dataset (`HRCropDataset`, `PairedCropDataset`) whose item `(index, seed)` is cropped
+    with torch's RNG seeded by `seed`."""
 
-    def __init__(self, crops: HRCropDataset) -> None:
+    def __init__(self, crops: Dataset) -> None:
         self.crops = crops
 
     def __len__(self) -> int:
@@ -72,6 +82,95 @@ def stack_uint8(samples: list[torch.Tensor]) -> torch.Tensor:
     return torch.from_numpy(np.stack([s.numpy() for s in samples]))
 
 
+def stack_pairs(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`B x ((3, P, P), (3, P/s, P/s))` uint8 pairs -> `(B, 3, P, P)` and `(B, 3, P/s, P/s)`."""
+    return stack_uint8([hr for hr, _ in samples]), stack_uint8([lr for _, lr in samples])
+
+
+def paired_files(folder: str | os.PathLike, scale: int) -> list[tuple[Path, Path]]:
+    """The `(HR, LR)` files of an offline dataset (`realsr dataset`), sorted by stem.
+
+    Raises:
+        RealSRError: when `folder` lacks `HR/` or `LR/`, holds no images, has a stem on one side
+            only, or an LR whose size is not exactly its HR's divided by `scale`.
+    """
+    folder = Path(folder)
+    missing = [name for name in ("HR", "LR") if not (folder / name).is_dir()]
+    if missing:
+        raise RealSRError(f"{folder}: not an offline dataset (no {' or '.join(missing)} folder); "
+                          f"make one with `realsr dataset HR_IMAGES -o {folder}`")
+    hr, lr = ({path.stem: path for path in list_images([folder / name])} for name in ("HR", "LR"))
+    unpaired = sorted(set(hr) ^ set(lr))
+    if unpaired:
+        raise RealSRError(f"{folder}: {len(unpaired)} image(s) in only one of HR/ and LR/ (e.g. {unpaired[0]!r}); "
+                          "every HR/<stem> needs an LR/<stem>")
+    if not hr:
+        raise RealSRError(f"{folder}: HR/ and LR/ hold no images")
+    pairs = []
+    for stem in sorted(hr):
+        (hr_w, hr_h), (lr_w, lr_h) = _image_size(hr[stem]), _image_size(lr[stem])
+        if (hr_w, hr_h) != (lr_w * scale, lr_h * scale):
+            raise RealSRError(f"{lr[stem]} is {lr_w}x{lr_h} but its HR is {hr_w}x{hr_h}: the LR must be exactly "
+                              f"1/{scale} of the HR (generator.scale={scale}); was the dataset made at another scale?")
+        pairs.append((hr[stem], lr[stem]))
+    return pairs
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception as exc:  # Pillow raises many types for bad files
+        raise RealSRError(f"{path}: unreadable image ({exc})") from None
+
+
+class PairedCropDataset(Dataset):
+    """Aligned random crops of `(HR, LR)` pairs: `(hr, lr)`, `(3, P, P)` and `(3, P/s, P/s)` uint8.
+
+    The LR crop's top-left `(y, x)` is drawn uniformly; the HR crop starts at `(s y, s x)` (Real-SR's
+    LQGT dataset). With `augment`, the same horizontal flip, vertical flip and transpose (each with
+    probability 1/2) go to both. Pairs whose LR is smaller than `P/s` are skipped with a warning.
+
+    Args:
+        pairs: `(HR file, LR file)` from :func:`paired_files`.
+        patch: HR crop side P (a multiple of `scale`).
+        scale: s.
+        cache: decode every pair once, here.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[Path, Path]], patch: int, scale: int, augment: bool = True,
+                 cache: bool = True) -> None:
+        self.scale, self.lr_patch, self.augment = scale, patch // scale, augment
+        small = [pair for pair in pairs if min(_image_size(pair[1])) < self.lr_patch]
+        self.pairs = [pair for pair in pairs if pair not in small]
+        if small:
+            warnings.warn(f"{len(small)} pair(s) skipped (LR smaller than the {self.lr_patch}-px LR patch): "
+                          + ", ".join(str(lr) for _, lr in small), stacklevel=2)
+        if not self.pairs:
+            raise RealSRError(f"no pair whose LR holds a {self.lr_patch}x{self.lr_patch} patch (data.patch={patch})")
+        self.images = [self._read(index) for index in range(len(self.pairs))] if cache else None
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        hr_path, lr_path = self.pairs[index]
+        hr, lr = to_rgb8(read_image(hr_path)), to_rgb8(read_image(lr_path))
+        if hr.shape[:2] != (lr.shape[0] * self.scale, lr.shape[1] * self.scale):
+            raise RealSRError(f"{lr_path} decodes to {lr.shape[1]}x{lr.shape[0]} but {hr_path} to "
+                              f"{hr.shape[1]}x{hr.shape[0]}: the LR must be exactly 1/{self.scale} of the HR")
+        return hr, lr
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        hr, lr = self.images[index] if self.images is not None else self._read(index)
+        p, s = self.lr_patch, self.scale
+        top = int(torch.randint(lr.shape[0] - p + 1, ()))
+        left = int(torch.randint(lr.shape[1] - p + 1, ()))
+        crops = [hr[s * top:s * (top + p), s * left:s * (left + p)], lr[top:top + p, left:left + p]]
+        hr_crop, lr_crop = augmented_chw(crops, self.augment)
+        return hr_crop, lr_crop
+
+
 def hr_source(path: str) -> str | Path:
     """A configured image folder, `builtin:samples` meaning the package's sample photos."""
     if path == BUILTIN_SAMPLES:
@@ -79,14 +178,18 @@ def hr_source(path: str) -> str | Path:
     return path
 
 
-def crop_stream(config: DataConfig, batch: int, seed: int, rank: int, world_size: int, start: int,
+def crop_stream(config: DataConfig, scale: int, batch: int, seed: int, rank: int, world_size: int, start: int,
                 pin_memory: bool) -> DataLoader:
-    """A DataLoader of endless `(batch, 3, P, P)` uint8 HR batches for this rank, from its item `start`."""
-    crops = HRCropDataset(hr_source(config.hr), patch=config.patch, augment=True,
-                          cache=config.cache)
+    """A DataLoader of endless batches for this rank, from its item `start`: `(batch, 3, P, P)` uint8
+    HR crops, or with `config.paired` `(hr, lr)` uint8 pairs, `(batch, 3, P, P)` and `(batch, 3, P/s, P/s)`."""
+    if config.paired is not None:
+        crops: Dataset = PairedCropDataset(paired_files(config.paired, scale), config.patch, scale, cache=config.cache)
+        collate = stack_pairs
+    else:
+        crops, collate = HRCropDataset(hr_source(config.hr), patch=config.patch, augment=True, cache=config.cache), stack_uint8
     sampler = StreamSampler(len(crops), seed, rank, world_size, start)
     return DataLoader(SeededCrops(crops), batch_size=batch, sampler=sampler, num_workers=config.workers,
-                      collate_fn=stack_uint8, pin_memory=pin_memory, persistent_workers=config.workers > 0)
+                      collate_fn=collate, pin_memory=pin_memory, persistent_workers=config.workers > 0)
 
 
 def synthetic_kernel_bank(scale: int, seed: int = 0) -> torch.Tensor:
@@ -107,7 +210,10 @@ def synthetic_noise_bank(seed: int = 0) -> torch.Tensor:
 
 
 def build_degrader(config: DataConfig, scale: int, generator: torch.Generator | None) -> Degrader:
-    """The Degrader of `config.recipe` with its banks (folders or `builtin:synthetic`)."""
+    """The Degrader of `config.recipe` with its banks (folders or `builtin:synthetic`); for an
+    offline dataset, its :func:`noise_adder`."""
+    if config.paired is not None:
+        return noise_adder(config, generator)
     kernels = noise = None
     if config.recipe.startswith("kernel"):
         if config.kernels is None:
@@ -120,6 +226,19 @@ def build_degrader(config: DataConfig, scale: int, generator: torch.Generator | 
                               f"or {BUILTIN_SYNTHETIC})")
         noise = synthetic_noise_bank() if config.noise == BUILTIN_SYNTHETIC else load_noise_bank(config.noise)
     return Degrader(kernels, noise, scale=scale, recipe=config.recipe, generator=generator)
+
+
+def noise_adder(config: DataConfig, generator: torch.Generator | None) -> Degrader:
+    """The device step of an offline dataset: a Degrader at scale 1 with the 1x1 identity kernel, so
+    `(B, 3, h, w)` uint8 LR -> float LR plus, when `config.recipe` ends in `+noise`, a zero-mean crop
+    of a random patch of `PAIRED/noise`, clamped to [0, 1] (one op call)."""
+    if not config.recipe.endswith("+noise"):
+        return Degrader(IDENTITY_KERNEL, None, scale=1, recipe="kernel", generator=generator)
+    folder = Path(config.paired) / "noise"
+    if not folder.is_dir():
+        raise RealSRError(f"{config.paired} has no noise/ folder, which the {config.recipe!r} recipe needs: rebuild it "
+                          "with `realsr dataset ... --noise NOISE_DIR`, or set data.recipe=kernel to train without noise")
+    return Degrader(IDENTITY_KERNEL, load_noise_bank(folder), scale=1, recipe="kernel+noise", generator=generator)
 
 
 @dataclass
@@ -151,4 +270,23 @@ def validation_set(folder: str, degrader: Degrader, max_images: int, crop: int |
         with torch.no_grad():
             lr = degrader(hr)
         pairs.append(ValidationImage(path.stem, hr, lr))
+    return pairs
+
+
+def paired_validation_set(folder: str, scale: int, max_images: int, crop: int | None,
+                          device: torch.device) -> list[ValidationImage]:
+    """The first `max_images` pairs of an offline dataset, centre-cropped alike (the HR to `crop`,
+    the LR to `crop / scale`); the LR is used as it is in the file (Real-SR validates without noise)."""
+    pairs = []
+    for hr_path, lr_path in paired_files(folder, scale)[:max_images]:
+        hr, lr = to_rgb8(read_image(hr_path)), to_rgb8(read_image(lr_path))
+        h, w = lr.shape[:2]
+        th, tw = (min(h, crop // scale), min(w, crop // scale)) if crop else (h, w)
+        if min(th, tw) < 4:
+            raise RealSRError(f"{lr_path} is too small to validate on ({w}x{h})")
+        top, left = (h - th) // 2, (w - tw) // 2
+        hr = hr[scale * top:scale * (top + th), scale * left:scale * (left + tw)]
+        lr = lr[top:top + th, left:left + tw]
+        hr_t, lr_t = (torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(device) for x in (hr, lr))
+        pairs.append(ValidationImage(hr_path.stem, hr_t, lr_t.float().div_(255)))
     return pairs

@@ -2,7 +2,8 @@
 
 Each iteration, as ESRGAN's `SRGAN_model.optimize_parameters`:
 1. the loader's uint8 HR crops `(b, 3, P, P)` go to the device and the :class:`Degrader` makes
-   their LR there (`(b, 3, P/s, P/s)` float, random kernel and real noise per sample);
+   their LR there (`(b, 3, P/s, P/s)` float, random kernel and real noise per sample); from an
+   offline dataset (`data.paired`) the loader brings the LR crops too and only the noise is added;
 2. G step (D frozen): SR = G(LR); pixel + perceptual + RaGAN(D(HR) detached, D(SR));
 3. D step: RaGAN_D(D(HR), D(SR detached));
 4. both MultiStepLR schedulers step.
@@ -40,7 +41,8 @@ from realsr_fast.models.vgg import build_vgg
 from realsr_fast.models.zoo import resolve_weights
 from realsr_fast.train import checkpoint as ckpt
 from realsr_fast.train.config import TrainConfig, to_yaml
-from realsr_fast.train.data import ValidationImage, build_degrader, crop_stream, validation_set
+from realsr_fast.train.data import (ValidationImage, build_degrader, crop_stream, paired_validation_set,
+                                    validation_set)
 from realsr_fast.train.distributed import DistContext, any_rank, rank_seed, wrap
 from realsr_fast.train.losses import LossWeights, PerceptualLoss, generator_losses, ragan_discriminator_loss
 
@@ -93,7 +95,10 @@ class Trainer:
         self.degrade_generator = torch.Generator(device=self.device)
         self.degrader = build_degrader(config.data, config.generator.scale, self.degrade_generator).to(self.device)
         self.validation: list[ValidationImage] = []
-        if config.val.hr is not None and config.val.every and context.is_main:
+        if config.val.hr is not None and config.val.every and context.is_main and config.data.paired is not None:
+            self.validation = paired_validation_set(config.val.hr, config.generator.scale, config.val.max_images,
+                                                    config.val.crop, self.device)
+        elif config.val.hr is not None and config.val.every and context.is_main:
             fixed = torch.Generator(device=self.device).manual_seed(config.run.seed)
             val_degrader = build_degrader(config.data, config.generator.scale, fixed).to(self.device)
             self.validation = validation_set(config.val.hr, val_degrader, config.val.max_images, config.val.crop, self.device)
@@ -168,16 +173,19 @@ class Trainer:
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def degrade(self, hr_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(b, 3, P, P)` uint8 HR -> `(hr, lr)` float on the device: `(b, 3, P, P)` and `(b, 3, P/s, P/s)`.
+    def degrade(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(b, 3, P, P)` uint8 HR, or an offline `(hr, lr)` uint8 pair whose LR `(b, 3, P/s, P/s)` the
+        Degrader (scale 1 then) only adds noise to -> `(hr, lr)` float on the device: `(b, 3, P, P)`
+        and `(b, 3, P/s, P/s)`.
 
         The Degrader's generator is re-seeded from (seed, rank, iteration), so a resumed run draws
         what the uninterrupted one drew at the same iteration.
         """
-        hr_u8 = hr_u8.to(self.device, non_blocking=True)
+        hr_u8, source = (batch, batch) if isinstance(batch, torch.Tensor) else batch
+        hr_u8, source = hr_u8.to(self.device, non_blocking=True), source.to(self.device, non_blocking=True)
         self.degrade_generator.manual_seed(rank_seed(self.config.run.seed, self.context.rank) * _STEP_SEED_STRIDE + self.iteration)
         with torch.no_grad():
-            lr = self.degrader(hr_u8)
+            lr = self.degrader(source)
         return self._layout(hr_u8.float().div_(255)), self._layout(lr)
 
     def optimise(self, hr: torch.Tensor, lr: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -208,16 +216,17 @@ class Trainer:
             losses["d_real"], losses["d_fake"] = real.float().mean(), fake.float().mean()
         return {name: value.detach() for name, value in losses.items()}
 
-    def train_step(self, hr_u8: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Degrade a uint8 HR batch on the device, then :meth:`optimise`."""
-        hr, lr = self.degrade(hr_u8)
+    def train_step(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Degrade a uint8 HR batch (or add noise to an offline pair's LR) on the device, then :meth:`optimise`."""
+        hr, lr = self.degrade(batch)
         return self.optimise(hr, lr)
 
     # -- the loop --------------------------------------------------------------------------------
-    def batches(self) -> Iterator[torch.Tensor]:
-        """This rank's uint8 HR batches from where the run stands (see `train.data`)."""
-        loader = crop_stream(self.config.data, self.batch, self.config.run.seed, self.context.rank,
-                             self.context.world_size, self.iteration * self.batch, self.device.type == "cuda")
+    def batches(self) -> Iterator[torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's uint8 HR batches (or offline `(hr, lr)` pairs) from where the run stands (see `train.data`)."""
+        loader = crop_stream(self.config.data, self.config.generator.scale, self.batch, self.config.run.seed,
+                             self.context.rank, self.context.world_size, self.iteration * self.batch,
+                             self.device.type == "cuda")
         return iter(loader)
 
     def train(self) -> TrainResult:
