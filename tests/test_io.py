@@ -351,3 +351,11 @@ def test_read_from_bytes_equivalent_decode(tmp_path, rng):
     (tmp_path / "x.webp").write_bytes(buffer.getvalue())
     buffer.seek(0)
     np.testing.assert_array_equal(read_image(tmp_path / "x.webp"), np.asarray(Image.open(buffer)))
+
+
+def test_atomic_write_onto_a_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(RealSRError, match="cannot write"):
+        with atomic_write(tmp_path / "taken", "w") as f:
+            f.write("x")
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]

@@ -212,3 +212,12 @@ def test_cli(hr_folder, kernelgan_folder, noise_folder, tmp_path, capsys):
     assert "needs a kernel folder (--kernels)" in capsys.readouterr().err
     (hr_folder / "broken.png").write_bytes(b"nope")
     assert main(args) == 1
+
+
+def test_output_whose_hr_subfolder_is_the_source_is_refused(tmp_path, rng):
+    source = tmp_path / "data" / "HR"
+    write_image(source / "a.png", rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8))
+    before = digest(source)
+    with pytest.raises(RealSRError, match="is a source folder"):
+        build_paired_dataset(source, tmp_path / "data", recipe="bicubic", progress=False)
+    assert digest(source) == before

@@ -95,7 +95,9 @@ def build_paired_dataset(
     if recipe == "kernel" and kernels_dir is None:
         raise RealSRError("the 'kernel' recipe needs a kernel folder (--kernels), made by `realsr kernels`")
     images = source_images(hr_dir, "HR image")
-    refuse_output_in_sources(output, [d for d in (hr_dir, kernels_dir, noise_dir) if d is not None])
+    sources = [d for d in (hr_dir, kernels_dir, noise_dir) if d is not None]
+    for target in (output, *(Path(output) / sub for sub in ("HR", "LR", "noise"))):
+        refuse_output_in_sources(target, sources)
     bank = load_kernel_bank(kernels_dir, scale) if recipe == "kernel" else None
     report = PairedReport("paired")
     if recipe == "bicubic" and kernels_dir is not None:

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from realsr_fast.inference import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
 from realsr_fast.export.onnx_export import INPUT_NAME, OnnxInfo
@@ -76,8 +78,6 @@ class Target:
     @classmethod
     def current(cls, device_index: int = 0) -> "Target":
         """This machine's TensorRT and GPU (needs both)."""
-        import torch
-
         trt = import_tensorrt()
         if not torch.cuda.is_available():
             raise RealSRError("TensorRT needs an NVIDIA GPU, and CUDA is not available here")
@@ -208,18 +208,19 @@ def build_engine(onnx_path: str | os.PathLike, profile: Profile,
     return bytes(memoryview(serialized))
 
 
-def export_tensorrt(model, engine_path: str | os.PathLike, profile: Profile,
-                    timing_cache: str | os.PathLike | None = None, tile_pad: int = DEFAULT_TILE_PAD) -> Sidecar:
-    """Export the fp32 RRDBNet `model` to an fp16 (fp16 I/O) ONNX graph, build the engine for this
-    GPU, and write it and its sidecar (atomically)."""
+def export_tensorrt(model: torch.nn.Module, engine_path: str | os.PathLike, profile: Profile,
+                    timing_cache: str | os.PathLike | None = None, tile_pad: int = DEFAULT_TILE_PAD,
+                    device_index: int = 0) -> Sidecar:
+    """Export the fp32 RRDBNet `model` to an fp16 (fp16 I/O) ONNX graph, build the engine for GPU
+    `device_index`, and write it and its sidecar (atomically)."""
     import tempfile
 
     from realsr_fast.export.onnx_export import export_onnx
     from realsr_fast.io import atomic_write
 
-    target = Target.current()
+    target = Target.current(device_index)
     engine_path = Path(engine_path)
-    with tempfile.TemporaryDirectory(prefix="realsr_trt_") as folder:
+    with tempfile.TemporaryDirectory(prefix="realsr_trt_") as folder, torch.cuda.device(device_index):
         info: OnnxInfo = export_onnx(model, Path(folder) / "model_fp16.onnx", precision="fp16",
                                      io_dtype="fp16", tile_pad=tile_pad)
         engine = build_engine(Path(folder) / "model_fp16.onnx", profile, timing_cache)

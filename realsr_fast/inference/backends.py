@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.inference.tiler import TileFn, upscale_tiled
+from realsr_fast.inference.tiler import TileFn, check_batch, upscale_tiled_retrying
 from realsr_fast.inference.tile_size import auto_tile
 
 if TYPE_CHECKING:
@@ -35,15 +35,14 @@ class TiledBackend:
 
     def upscale_tensor(self, x: torch.Tensor,
                        progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point() or 0 in x.shape:
-            raise RealSRError(f"expected a non-empty float (B, 3, H, W) tensor, got {x.dtype} "
-                              f"of shape {tuple(x.shape)}")
+        """x (B, 3, H, W) float in [0, 1] -> (B, 3, scale*H, scale*W) float32 on the CPU."""
+        check_batch(x)
         tile = self.tile
         if tile is None:
             tile = auto_tile(*x.shape[:1], *x.shape[2:], self.tile_pad, self.device, 4, self.nf,
                              self.scale)
-        return upscale_tiled(x.to(self.device, torch.float32), self.fn, self.scale, tile,
-                             self.tile_pad, progress)
+        return upscale_tiled_retrying(x.to(self.device, torch.float32), self.fn, self.scale, tile,
+                                      self.tile_pad, self.device, progress)
 
 
 def load_fp32_model(model: str | os.PathLike) -> tuple["RRDBNet", str]:
@@ -122,7 +121,7 @@ def load_tensorrt_backend(model: str | os.PathLike, device: torch.device, tile: 
         logger.warning("building the TensorRT engine %s (inputs %d-%d px; takes minutes)",
                        engine_path, profile.min, profile.max)
         export_tensorrt(network, engine_path, profile, engine_path.with_suffix(".timing"),
-                        tile_pad)
+                        tile_pad, device.index or 0)
     fp32: list[Upscaler] = []
 
     def fallback(x: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +18,7 @@ from realsr_fast.errors import RealSRError
 from realsr_fast.export.onnx_export import INPUT_NAME, OUTPUT_NAME
 from realsr_fast.export.tensorrt_build import (Sidecar, Target, check_sidecar, import_tensorrt,
                                                read_sidecar)
-
-TileFn = Callable[[torch.Tensor], torch.Tensor]
+from realsr_fast.inference.tiler import TileFn
 
 
 def pad_to_side(x: torch.Tensor, side: int) -> torch.Tensor:

@@ -7,11 +7,17 @@ its core is kept, so neighbouring outputs meet without a visible seam. Any calla
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
+from realsr_fast.errors import RealSRError
+from realsr_fast.inference.tile_size import MIN_TILE
+
+logger = logging.getLogger(__name__)
 
 TileFn = Callable[[torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int], None]
@@ -71,3 +77,29 @@ def upscale_tiled(x: torch.Tensor, fn: TileFn, scale: int, tile: int | None, pad
         if progress is not None:
             progress(done, len(tiles))
     return out
+
+
+def check_batch(x: torch.Tensor) -> None:
+    """Raise RealSRError unless x is a non-empty float (B, 3, H, W) tensor."""
+    if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point() or 0 in x.shape:
+        raise RealSRError(f"expected a non-empty float (B, 3, H, W) tensor, got {x.dtype} of shape "
+                          f"{tuple(x.shape)}")
+
+
+def upscale_tiled_retrying(x: torch.Tensor, fn: TileFn, scale: int, tile: int | None, pad: int,
+                           device: torch.device, progress: Progress | None = None) -> torch.Tensor:
+    """`upscale_tiled`, redone with tiles of half the side whenever `device` runs out of memory
+    (down to MIN_TILE, then RealSRError). x (B, C, H, W) -> (B, C, scale*H, scale*W) float32, CPU."""
+    height, width = x.shape[-2:]
+    while True:
+        try:
+            return upscale_tiled(x, fn, scale, tile, pad, progress)
+        except torch.OutOfMemoryError as exc:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            side = tile or max(height, width)
+            if side <= MIN_TILE:
+                raise RealSRError(f"out of memory on {device} even with {side} px tiles; free some "
+                                  "memory and try again") from exc
+            tile = max(side // 2, MIN_TILE)
+            logger.warning("out of memory on %s with %d px tiles; retrying with %d px", device, side, tile)

@@ -15,8 +15,8 @@ import torch
 
 from realsr_fast.inference import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
-from realsr_fast.inference.tiler import upscale_tiled
-from realsr_fast.inference.tile_size import MIN_TILE, auto_tile
+from realsr_fast.inference.tiler import check_batch, upscale_tiled_retrying
+from realsr_fast.inference.tile_size import auto_tile
 from realsr_fast.models.formats import model_from_state
 from realsr_fast.models.rrdbnet import RRDBNet
 from realsr_fast.models.zoo import DEFAULT_MODEL, resolve_weights
@@ -39,6 +39,9 @@ def resolve_device(device: str) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise RealSRError(f"device {device!r} was asked for but CUDA is not available here; "
                           "use --device cpu")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise RealSRError(f"device {device!r} does not exist: this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s)")
     return resolved
 
 
@@ -127,26 +130,10 @@ class Upscaler:
                        progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """x (B, 3, H, W) float in [0, 1] (any device) -> (B, 3, scale*H, scale*W) float32 in
         [0, 1] on the CPU. progress(done_tiles, total_tiles) is called after each tile."""
-        if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
-            raise RealSRError(f"expected a float (B, 3, H, W) tensor, got {x.dtype} of shape "
-                              f"{tuple(x.shape)}")
-        batch, _, height, width = x.shape
-        if batch == 0 or height == 0 or width == 0:
-            raise RealSRError(f"cannot upscale an empty image of shape {tuple(x.shape)}")
-        tile = self.tile_size(batch, height, width)
-        while True:
-            try:
-                return upscale_tiled(x, self._run_tile, self.scale, tile, self.tile_pad, progress)
-            except torch.OutOfMemoryError as exc:
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                side = tile or max(height, width)
-                if side <= MIN_TILE:
-                    raise RealSRError(f"out of memory on {self.device} even with {side} px "
-                                      "tiles; free some memory and try again") from exc
-                tile = max(side // 2, MIN_TILE)
-                logger.warning("out of memory on %s with %d px tiles; retrying with %d px",
-                               self.device, side, tile)
+        check_batch(x)
+        tile = self.tile_size(x.shape[0], x.shape[2], x.shape[3])
+        return upscale_tiled_retrying(x, self._run_tile, self.scale, tile, self.tile_pad, self.device,
+                                      progress)
 
     def __call__(self, image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """(H, W, 3) uint8 or uint16 RGB numpy -> (scale*H, scale*W, 3) same dtype (rounded);
