@@ -95,3 +95,11 @@ def test_ranks_take_disjoint_shares(tmp_path, monkeypatch):
         monkeypatch.setenv("WORLD_SIZE", "3")
         shares.append(_rank_share(files))
     assert sorted(sum(shares, [])) == sorted(files) and all(shares)
+
+
+def test_empty_input_folder_and_output_inside_it_are_refused(tmp_path, capsys):
+    (tmp_path / "photos").mkdir()
+    assert main(["kernels", str(tmp_path / "photos"), "-o", str(tmp_path / "out"), "--quiet"]) == 1
+    assert "no photos found" in capsys.readouterr().err
+    assert main(["kernels", str(tmp_path / "photos"), "-o", str(tmp_path / "photos"), "--quiet"]) == 1
+    assert "is a source folder" in capsys.readouterr().err

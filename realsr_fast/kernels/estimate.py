@@ -19,7 +19,8 @@ import torch
 from tqdm import tqdm
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.io import list_images, read_image
+from realsr_fast.data.batch import refuse_output_in_sources, source_images
+from realsr_fast.io import read_image
 from realsr_fast.kernels.crops import prepare_image
 from realsr_fast.kernels.files import kernel_paths, load_kernel, save_kernel, write_json, write_sheet
 from realsr_fast.kernels.kernelgan import ITERATIONS, train_kernelgan
@@ -160,7 +161,7 @@ def kernels(
     iterations: int = ITERATIONS,
     seed: int = 0,
     runs: int = 1,
-    batch: int = 8,
+    batch: int = 16,
     device: str = "auto",
     overwrite: bool = False,
     progress: bool = True,
@@ -177,10 +178,8 @@ def kernels(
         raise RealSRError(f"--iters must be at least 1, got {iterations}")
     torch_device = resolve_device(device)
     out = Path(out_dir)
-    files = _rank_share(list_images([input_dir]))
-    stems = [f.stem for f in files]
-    if len(set(stems)) != len(stems):
-        raise RealSRError(f"{input_dir}: several images share a name stem (e.g. a.png and a.jpg); rename them")
+    refuse_output_in_sources(out, [input_dir])
+    files = _rank_share(source_images(input_dir, "photo"))
     summary = KernelsSummary()
     todo = []
     for path in files:

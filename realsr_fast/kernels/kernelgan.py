@@ -124,8 +124,8 @@ def train_kernelgan(
     init_generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     g_net = BatchedGenerator([generator_init(g) for g in init_generators]).to(device, dtype)
     d_net = BatchedDiscriminator([discriminator_init(g) for g in init_generators]).to(device, dtype)
-    opt_g = torch.optim.Adam(g_net.parameters(), lr=learning_rate(0), betas=ADAM_BETAS)
-    opt_d = torch.optim.Adam(d_net.parameters(), lr=learning_rate(0), betas=ADAM_BETAS)
+    opt_g = torch.optim.Adam(g_net.parameters(), lr=learning_rate(0), betas=ADAM_BETAS, fused=True)
+    opt_d = torch.optim.Adam(d_net.parameters(), lr=learning_rate(0), betas=ADAM_BETAS, fused=True)
 
     corners = [crop_corners(im, iterations, np.random.default_rng(int(s))) for im, s in zip(images, seeds)]
     g_corners = torch.from_numpy(np.stack([c[0] for c in corners], axis=1)).to(device)  # (T, N, 2)

@@ -89,6 +89,32 @@ def _stacked(per_image: Sequence[Sequence[torch.Tensor]], index: int) -> nn.Para
     return nn.Parameter(torch.stack([tensors[index] for tensors in per_image]))
 
 
+class _StridedCorrelation(torch.autograd.Function):
+    """Colours `(3, N, H, W)` correlated with kernels `(N, k, k)` at stride 2: `(3, N, h, w)`.
+
+    The same as the grouped `F.conv2d`, with the kernel's gradient computed as one dilated grouped
+    convolution of the input with the output gradient, about twice as fast on the CPU as the
+    generic convolution backward. The input (image crops) gets no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        if ctx.needs_input_grad[0]:
+            raise NotImplementedError("_StridedCorrelation gives no gradient for its input")
+        ctx.save_for_backward(x)
+        return F.conv2d(x, kernel[:, None], stride=2, groups=kernel.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        (x,) = ctx.saved_tensors
+        colours, n, height, width = x.shape
+        size = G_KERNEL_SIZE
+        # grad_k[n, u, v] = sum over c, i, j of grad[c, n, i, j] x[c, n, 2i + u, 2j + v]
+        by_image = x.transpose(0, 1).reshape(1, n * colours, height, width)
+        grad_k = F.conv2d(by_image, grad.transpose(0, 1), dilation=2, groups=n)
+        return None, grad_k[0, :, :size, :size]
+
+
 class BatchedGenerator(nn.Module):
     """N deep linear generators; `weights[l]` is `(N, out, in, k, k)`."""
 
@@ -105,13 +131,20 @@ class BatchedGenerator(nn.Module):
         """The `(N, 13, 13)` correlation kernels G imitates: G(x)[i, j] = sum k[u, v] x[2i+u, 2j+v].
 
         k[u, v] is the derivative of output pixel (0, 0) by input pixel (u, v), so it is found by
-        sending a delta at that output back through the layers (transposed convolutions, each a
-        few thousand multiply-adds) instead of the official forward delta through 19x19 maps.
+        sending a delta at that output back through the layers instead of the official forward
+        delta through 19x19 maps. Each layer's transposed convolution is one batched matrix
+        product (every input pixel's contribution to every output window) and a `fold` summing
+        the overlapping windows: for these tiny maps far cheaper than grouped convolutions.
         """
         n = self.n
-        grad = torch.ones(1, n, 1, 1, dtype=self.weights[0].dtype, device=self.weights[0].device)
+        grad = torch.ones(n, 1, 1, dtype=self.weights[0].dtype, device=self.weights[0].device)
+        size = 1
         for w in reversed(self.weights):
-            grad = F.conv_transpose2d(grad, w.flatten(0, 1), groups=n)
+            _, out_ch, in_ch, k, _ = w.shape
+            # (N, size^2, in*k*k) in this order so that w's gradient comes out contiguous.
+            windows = grad.transpose(1, 2) @ w.reshape(n, out_ch, in_ch * k * k)
+            size += k - 1
+            grad = F.fold(windows.transpose(1, 2), size, k).reshape(n, in_ch, size * size)
         return grad.reshape(n, G_KERNEL_SIZE, G_KERNEL_SIZE)
 
     def kernel_by_delta(self) -> torch.Tensor:
@@ -137,7 +170,7 @@ class BatchedGenerator(nn.Module):
         h = x.transpose(0, 1)  # (3, N, H, W): colours as the batch, images as groups
         if form == "collapsed":
             kernel = self.kernel()
-            h = F.conv2d(h, kernel[:, None], stride=2, groups=n)
+            h = _StridedCorrelation.apply(h, kernel)
         elif form == "literal":
             kernel = self.kernel_by_delta()
             last = len(self.weights) - 1
@@ -208,12 +241,20 @@ class BatchedDiscriminator(nn.Module):
         def per_slot(t: torch.Tensor) -> torch.Tensor:  # (N, ...) -> (N * S, ...) by repeating over slots
             return t[:, None].expand(n, s, *t.shape[1:]).flatten(0, 1)
 
-        cols = F.unfold(x.flatten(0, 1), D_KERNEL_SIZE)  # (N*S, 147, P)
-        h = torch.baddbmm(per_slot(self.b_first)[..., None], w_first.flatten(0, 1), cols)
+        # im2col as a strided view and one copy: several times faster than F.unfold on the CPU.
+        k = D_KERNEL_SIZE
+        windows = x.flatten(0, 1).unfold(2, k, 1).unfold(3, k, 1)  # (N*S, 3, h', w', k, k)
+        cols = windows.permute(0, 1, 4, 5, 2, 3).reshape(n * s, 3 * k * k, -1)  # (N*S, 147, P)
+        # The 7x7 convolution and the first hidden 1x1 follow each other with nothing between, so
+        # they act as one (64, 147) matrix. Their biases are left out: the BatchNorm after each
+        # hidden layer subtracts the batch mean, so a bias before it (also the first conv's, passed
+        # on through a linear map) cancels exactly, with zero effect and zero gradient. `b_first`
+        # and `b_hidden` stay parameters only to mirror the official layers.
+        first = w_hidden[:, :, 0] @ w_first  # (N, S, 64, 147)
+        h = cols
         for layer in range(D_HIDDEN_LAYERS):
-            h = torch.baddbmm(
-                per_slot(self.b_hidden[:, layer])[..., None], w_hidden[:, :, layer].flatten(0, 1), h
-            )
+            w = first if layer == 0 else w_hidden[:, :, layer]
+            h = w.flatten(0, 1) @ h
             # Batch statistics of each image and slot: its (N*S*64) channels as BatchNorm's channels.
             h = F.batch_norm(
                 h.reshape(1, -1, h.shape[-1]), None, None,
