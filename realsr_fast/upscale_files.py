@@ -287,13 +287,13 @@ def _load_upscaler(model: str | os.PathLike, device: str, precision: str, tile: 
     # heavy modules: imported only when needed
     if backend == "onnx":
         from realsr_fast.inference.backends import load_onnx_backend
-        from realsr_fast.inference.upscaler import resolve_device
+        from realsr_fast.device import resolve_device
 
         upscaler = load_onnx_backend(model, resolve_device(device), precision, tile, tile_pad,
                                      onnx)
     elif backend == "tensorrt":
         from realsr_fast.inference.backends import load_tensorrt_backend
-        from realsr_fast.inference.upscaler import resolve_device
+        from realsr_fast.device import resolve_device
 
         if precision not in ("auto", "fp16"):
             raise RealSRError("TensorRT engines run in fp16 (with fp32 where needed); drop "

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from realsr_fast.inference import DEFAULT_TILE_PAD
+from realsr_fast.device import resolve_device
 from realsr_fast.errors import RealSRError
 from realsr_fast.inference.tiler import check_batch, upscale_tiled_retrying
 from realsr_fast.inference.tile_size import auto_tile
@@ -24,25 +25,6 @@ from realsr_fast.models.zoo import DEFAULT_MODEL, resolve_weights
 logger = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_device(device: str) -> torch.device:
-    """`auto` -> cuda when available, else cpu; anything else must name an available device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise RealSRError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
-    if resolved.type not in ("cpu", "cuda"):
-        raise RealSRError(f"device {device!r} is not supported: use auto, cpu, cuda or cuda:N")
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RealSRError(f"device {device!r} was asked for but CUDA is not available here; "
-                          "use --device cpu")
-    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise RealSRError(f"device {device!r} does not exist: this machine has "
-                          f"{torch.cuda.device_count()} CUDA device(s)")
-    return resolved
 
 
 def cpu_has_native_bf16() -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from realsr_fast.device import resolve_device
 from realsr_fast.errors import RealSRError
 from realsr_fast.data.batch import refuse_output_in_sources, source_images
 from realsr_fast.io import read_image
@@ -46,17 +47,6 @@ class Estimate:
 def image_seed(seed: int, name: str, run: int = 0) -> int:
     """The seed of one image's run: fixed by (seed, name, run), whatever batch or order it is in."""
     return zlib.crc32(f"{seed}/{run}/{name}".encode()) & 0x7FFFFFFF
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" -> the CUDA device of this rank if there is one, else the CPU; "cuda" without one raises."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise RealSRError(f"--device must be auto, cpu or cuda, not {device!r}")
-    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise RealSRError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
 
 
 def estimate_kernels(

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.inference.upscaler import resolve_device
+from realsr_fast.device import resolve_device
 
 
 @dataclass(frozen=True)

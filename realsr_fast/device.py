@@ -1,0 +1,31 @@
+"""Which torch device a user's `--device` choice means."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from realsr_fast.errors import RealSRError
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` -> the GPU (this rank's under torchrun) when CUDA is available, else the CPU; `cuda`,
+    `cuda:N` and `cpu` must name an available device (RealSRError otherwise)."""
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        # Under torchrun each process takes its own GPU.
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    if device == "auto":
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise RealSRError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
+    if resolved.type not in ("cpu", "cuda"):
+        raise RealSRError(f"device {device!r} is not supported: use auto, cpu, cuda or cuda:N")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RealSRError(f"device {device!r} was asked for but CUDA is not available here; "
+                          "use --device cpu")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise RealSRError(f"device {device!r} does not exist: this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s)")
+    return resolved
