@@ -186,7 +186,7 @@ def test_scores_match_scikit_image(demo):
 def test_timings_cover_every_stage(demo):
     _, _, parser, summary = demo
     assert list(summary["timings_s"]) == STAGES
-    assert all(seconds > 0 for seconds in summary["timings_s"].values())
+    assert all(seconds >= 0 for seconds in summary["timings_s"].values())  # rounded to ms: fast stages can read 0
     text = parser.sections["timings"]["text"]
     for stage, seconds in summary["timings_s"].items():
         assert stage in text and f"{seconds:.1f}" in text

@@ -7,9 +7,8 @@ from realsr_fast.commands.arguments import non_negative_int, positive_int
 from realsr_fast.demo import DEMO_ITERATIONS, METHOD_TITLES, run_demo
 
 DESCRIPTION = f"""\
-Run the whole RealSR pipeline on the bundled sample photos, in a few minutes on a CPU: estimate
-their blur kernels with KernelGAN ({DEMO_ITERATIONS} iterations instead of the official 3000, so
-the kernels are rough), mine their flat regions for real noise (32 px patches), degrade them into
+Run the whole RealSR pipeline on the bundled sample photos, in about a minute on a CPU: estimate
+their blur kernels with KernelGAN ({DEMO_ITERATIONS} iterations, the official setting), mine their flat regions for real noise (32 px patches), degrade them into
 LR = (HR * k)↓4 + n (the paper's recipe) and LR = bicubic↓4 + n (what the DF2K model was trained
 on), upscale the LR with the official RealSR DF2K model and with bicubic, and score both against
 the HR (PSNR / SSIM on Y).
@@ -22,7 +21,7 @@ Nothing is downloaded."""
 EPILOG = """\
 examples:
   realsr demo
-  realsr demo -o /tmp/realsr_demo --iters 100      # quicker, rougher kernels"""
+  realsr demo -o /tmp/realsr_demo --iters 300      # quicker, rougher kernels"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
