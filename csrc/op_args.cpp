@@ -206,4 +206,86 @@ PatchStatsCall prepare_patch_stats(const at::Tensor& img, int64_t patch, int64_t
   return call;
 }
 
+namespace {
+
+// Checks that `t` has `shape` and x's dtype and device; returns it contiguous.
+at::Tensor like_rows(const at::Tensor& t, const at::Tensor& x, at::IntArrayRef shape, const char* op,
+                     const char* name) {
+  TORCH_CHECK_VALUE(t.sizes() == shape, op, ": ", name, " must have shape ", shape, ", got ", t.sizes());
+  TORCH_CHECK_VALUE(t.scalar_type() == x.scalar_type(), op, ": ", name, " must be ", x.scalar_type(),
+                    " like x, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.device() == x.device(), op, ": ", name, " must be on ", x.device(), " like x, got ",
+                    t.device());
+  return t.contiguous();
+}
+
+void check_rows(const at::Tensor& x, const char* op) {
+  TORCH_CHECK_VALUE(x.dim() == 2, op, ": x must be (rows, cols), got ", x.sizes());
+  TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
+                    ": x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(x.size(1) >= 2, op, ": BatchNorm needs more than one value per row (channel), got shape ",
+                    x.sizes());
+}
+
+}  // namespace
+
+BatchNormReluCall prepare_batchnorm_relu(const at::Tensor& x, const at::Tensor& weight,
+                                         const at::Tensor& bias, double eps) {
+  const char* op = "batchnorm_relu";
+  check_rows(x, op);
+  TORCH_CHECK_VALUE(eps > 0, op, ": eps must be > 0, got ", eps);
+  BatchNormReluCall call;
+  call.x = x.contiguous();
+  call.weight = like_rows(weight, x, {x.size(0)}, op, "weight");
+  call.bias = like_rows(bias, x, {x.size(0)}, op, "bias");
+  call.eps = eps;
+  call.y = at::empty_like(call.x);
+  call.mean = at::empty({x.size(0)}, x.options());
+  call.invstd = at::empty({x.size(0)}, x.options());
+  return call;
+}
+
+BatchNormReluBackwardCall prepare_batchnorm_relu_backward(const at::Tensor& grad_y, const at::Tensor& x,
+                                                          const at::Tensor& y, const at::Tensor& mean,
+                                                          const at::Tensor& invstd, const at::Tensor& weight) {
+  const char* op = "batchnorm_relu_backward";
+  check_rows(x, op);
+  BatchNormReluBackwardCall call;
+  call.x = x.contiguous();
+  call.grad_y = like_rows(grad_y, x, x.sizes(), op, "grad_y");
+  call.y = like_rows(y, x, x.sizes(), op, "y");
+  call.mean = like_rows(mean, x, {x.size(0)}, op, "mean");
+  call.invstd = like_rows(invstd, x, {x.size(0)}, op, "invstd");
+  call.weight = like_rows(weight, x, {x.size(0)}, op, "weight");
+  call.grad_x = at::empty_like(call.x);
+  call.grad_weight = at::empty({x.size(0)}, x.options());
+  call.grad_bias = at::empty({x.size(0)}, x.options());
+  return call;
+}
+
+CorrelationKernelGradCall prepare_correlation_kernel_grad(const at::Tensor& x, const at::Tensor& grad,
+                                                          int64_t stride, int64_t size) {
+  const char* op = "correlation_kernel_grad";
+  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be (B, N, H, W), got ", x.sizes());
+  TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
+                    ": x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(grad.dim() == 4 && grad.size(0) == x.size(0) && grad.size(1) == x.size(1), op,
+                    ": grad must be (B, N, h, w) with x's B and N, got ", grad.sizes(), " for x ", x.sizes());
+  TORCH_CHECK_VALUE(stride >= 1, op, ": stride must be >= 1, got ", stride);
+  TORCH_CHECK_VALUE(size >= 1 && size <= kMaxCorrelationKernel, op, ": size must be in 1..",
+                    kMaxCorrelationKernel, ", got ", size);
+  for (int axis = 2; axis < 4; ++axis)
+    TORCH_CHECK_VALUE(grad.size(axis) >= 1 && stride * (grad.size(axis) - 1) + size <= x.size(axis), op,
+                      ": a ", grad.size(axis), "-sample output with stride ", stride, " and kernel ", size,
+                      " reads ", stride * (grad.size(axis) - 1) + size, " samples along dim ", axis,
+                      " but x has ", x.size(axis));
+  CorrelationKernelGradCall call;
+  call.x = x.contiguous();
+  call.grad = like_rows(grad, x, grad.sizes(), op, "grad");
+  call.stride = stride;
+  call.size = size;
+  call.grad_kernel = at::empty({x.size(1), size, size}, x.options());
+  return call;
+}
+
 }  // namespace realsr_fast

@@ -10,4 +10,9 @@ TORCH_LIBRARY(realsr_fast, m) {
       "Tensor? noise_index=None, Tensor? noise_offset=None, str padding=\"symmetric\", "
       "bool clamp=True, bool quantize=False, ScalarType? out_dtype=None) -> Tensor");
   m.def("patch_stats(Tensor img, int patch, int stride) -> (Tensor, Tensor)");
+  m.def("batchnorm_relu(Tensor x, Tensor weight, Tensor bias, float eps) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "batchnorm_relu_backward(Tensor grad_y, Tensor x, Tensor y, Tensor mean, Tensor invstd, "
+      "Tensor weight) -> (Tensor, Tensor, Tensor)");
+  m.def("correlation_kernel_grad(Tensor x, Tensor grad, int stride, int size) -> Tensor");
 }

@@ -3,8 +3,12 @@
 - :func:`degrade`: blur + stride downsample + real-noise injection in one pass (RealSR's
   degradation, REFERENCE.md sections 3 and 5).
 - :func:`patch_stats`: grey mean and variance of every patch, for noise mining (section 4).
+- :func:`batchnorm_relu`: training-mode BatchNorm + ReLU in one pass forward and one backward,
+  for KernelGAN's discriminator (section 6), whose small maps make the stock ops' overhead dominate.
+- :func:`correlation_kernel_grad`: the kernel gradient of a strided correlation (KernelGAN's
+  collapsed generator), which the stock convolution backward computes slowly for large kernels.
 
-Both run on CPU and CUDA tensors through the dispatcher (``torch.ops.realsr_fast.*``) and have fake
+All run on CPU and CUDA tensors through the dispatcher (``torch.ops.realsr_fast.*``) and have fake
 implementations, so ``torch.compile`` can trace code that calls them. ``degrade_reference`` and
 ``patch_stats_reference`` are what a user would write with stock PyTorch; benchmarks time the ops
 against them.
@@ -112,6 +116,78 @@ def patch_stats(img: torch.Tensor, patch: int, stride: int) -> tuple[torch.Tenso
         raise RealSRError(str(exc)) from None
 
 
+def batchnorm_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Training-mode BatchNorm followed by ReLU, each row of ``x`` one BatchNorm channel.
+
+    ``y[r] = relu(weight[r] * (x[r] - mean(x[r])) / sqrt(var(x[r]) + eps) + bias[r])`` with the
+    population variance over the row, as ``F.batch_norm(training=True)`` computes it. Differentiable
+    in ``x``, ``weight`` and ``bias`` (once: no double backward).
+
+    Args:
+        x: ``(rows, cols)`` float32 or float64, cols >= 2: a channel's values across the batch.
+        weight: ``(rows,)`` BatchNorm scale, same dtype and device.
+        bias: ``(rows,)`` BatchNorm shift.
+        eps: added to the variance (> 0).
+
+    Returns:
+        ``(rows, cols)`` tensor like ``x``.
+
+    Example:
+        >>> x = torch.randn(64, 400)
+        >>> batchnorm_relu(x, torch.ones(64), torch.zeros(64)).shape
+        torch.Size([64, 400])
+    """
+    try:
+        return torch.ops.realsr_fast.batchnorm_relu(x, weight, bias, eps)[0]
+    except ValueError as exc:
+        raise RealSRError(str(exc)) from None
+
+
+def correlation_kernel_grad(x: torch.Tensor, grad: torch.Tensor, stride: int, size: int) -> torch.Tensor:
+    """Gradient of a strided valid correlation with respect to its per-image kernels.
+
+    For ``out[b, n, i, j] = sum_{u,v} kernel[n, u, v] * x[b, n, s*i + u, s*j + v]`` and the
+    gradient ``grad`` of a loss with respect to ``out``, returns
+    ``grad_kernel[n, u, v] = sum_{b,i,j} grad[b, n, i, j] * x[b, n, s*i + u, s*j + v]``.
+
+    Args:
+        x: ``(B, N, H, W)`` float32 or float64: B maps per image share image n's kernel.
+        grad: ``(B, N, h, w)`` like ``x``, with ``s*(h-1) + size <= H`` (same for w).
+        stride: s >= 1.
+        size: kernel side, 1..32.
+
+    Returns:
+        ``(N, size, size)`` tensor like ``x``.
+
+    Example:
+        >>> x, grad = torch.randn(3, 2, 64, 64), torch.randn(3, 2, 26, 26)
+        >>> correlation_kernel_grad(x, grad, 2, 13).shape
+        torch.Size([2, 13, 13])
+    """
+    try:
+        return torch.ops.realsr_fast.correlation_kernel_grad(x, grad, stride, size)
+    except ValueError as exc:
+        raise RealSRError(str(exc)) from None
+
+
+def _batchnorm_relu_setup(ctx, inputs, output):
+    x, weight, _, _ = inputs
+    y, mean, invstd = output
+    ctx.save_for_backward(x, y, mean, invstd, weight)
+    ctx.mark_non_differentiable(mean, invstd)
+
+
+def _batchnorm_relu_backward(ctx, grad_y, _grad_mean, _grad_invstd):
+    x, y, mean, invstd, weight = ctx.saved_tensors
+    grad_x, grad_weight, grad_bias = torch.ops.realsr_fast.batchnorm_relu_backward(grad_y, x, y, mean, invstd, weight)
+    return grad_x, grad_weight, grad_bias, None
+
+
+torch.library.register_autograd(
+    "realsr_fast::batchnorm_relu", _batchnorm_relu_backward, setup_context=_batchnorm_relu_setup
+)
+
+
 def _output_size(size: int, scale: int) -> int:
     return (size + scale - 1) // scale
 
@@ -135,6 +211,25 @@ def _patch_stats_fake(img, patch, stride):
     out_w = (width - patch) // stride + 1 if width >= patch else 0
     mean = img.new_empty((batch, out_h, out_w), dtype=torch.float32)
     return mean, torch.empty_like(mean)
+
+
+@torch.library.register_fake("realsr_fast::batchnorm_relu")
+def _batchnorm_relu_fake(x, weight, bias, eps):
+    torch._check(x.dim() == 2, lambda: f"batchnorm_relu: x must be (rows, cols), got {tuple(x.shape)}")
+    rows = x.shape[0]
+    return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty((rows,)), x.new_empty((rows,))
+
+
+@torch.library.register_fake("realsr_fast::batchnorm_relu_backward")
+def _batchnorm_relu_backward_fake(grad_y, x, y, mean, invstd, weight):
+    rows = x.shape[0]
+    return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty((rows,)), x.new_empty((rows,))
+
+
+@torch.library.register_fake("realsr_fast::correlation_kernel_grad")
+def _correlation_kernel_grad_fake(x, grad, stride, size):
+    torch._check(x.dim() == 4, lambda: f"correlation_kernel_grad: x must be (B, N, H, W), got {tuple(x.shape)}")
+    return x.new_empty((x.shape[1], size, size))
 
 
 # --- Plain PyTorch compositions (the baselines) -------------------------------------------------
@@ -230,3 +325,17 @@ def patch_stats_reference(img: torch.Tensor, patch: int, stride: int) -> tuple[t
     mean_sq = F.avg_pool2d(grey * grey, patch, stride)
     var = (mean_sq - mean * mean).clamp_min(0)
     return mean[:, 0].float(), var[:, 0].float()
+
+
+def batchnorm_relu_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """:func:`batchnorm_relu` composed from stock PyTorch: ``F.batch_norm(training=True)`` then ReLU."""
+    return torch.relu(F.batch_norm(x[None], None, None, weight, bias, training=True, eps=eps)[0])
+
+
+def correlation_kernel_grad_reference(x: torch.Tensor, grad: torch.Tensor, stride: int, size: int) -> torch.Tensor:
+    """:func:`correlation_kernel_grad` composed from stock PyTorch: one grouped convolution of the
+    maps with the output gradient dilated by the stride (the convolution's weight gradient)."""
+    batch, images, height, width = x.shape
+    by_image = x.transpose(0, 1).reshape(1, images * batch, height, width)
+    out = F.conv2d(by_image, grad.transpose(0, 1), dilation=stride, groups=images)
+    return out[0, :, :size, :size]

@@ -1,6 +1,7 @@
 // CUDA registrations: validate and pack the arguments (op_args.cpp), then launch on the current
 // stream of the input's device.
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -36,11 +37,44 @@ std::tuple<at::Tensor, at::Tensor> patch_stats_cuda(const at::Tensor& img, int64
   return {call.mean, call.var};
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_cuda(const at::Tensor& x, const at::Tensor& weight,
+                                                                   const at::Tensor& bias, double eps) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  const BatchNormReluCall call = prepare_batchnorm_relu(x, weight, bias, eps);
+  AT_DISPATCH_FLOATING_TYPES(call.x.scalar_type(), "batchnorm_relu", [&] {
+    C10_CUDA_CHECK(launch_batchnorm_relu(call.params<scalar_t>(), c10::cuda::getCurrentCUDAStream()));
+  });
+  return {call.y, call.mean, call.invstd};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_backward_cuda(
+    const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& y, const at::Tensor& mean,
+    const at::Tensor& invstd, const at::Tensor& weight) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  const BatchNormReluBackwardCall call = prepare_batchnorm_relu_backward(grad_y, x, y, mean, invstd, weight);
+  AT_DISPATCH_FLOATING_TYPES(call.x.scalar_type(), "batchnorm_relu_backward", [&] {
+    C10_CUDA_CHECK(launch_batchnorm_relu_backward(call.params<scalar_t>(), c10::cuda::getCurrentCUDAStream()));
+  });
+  return {call.grad_x, call.grad_weight, call.grad_bias};
+}
+
+at::Tensor correlation_kernel_grad_cuda(const at::Tensor& x, const at::Tensor& grad, int64_t stride, int64_t size) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  const CorrelationKernelGradCall call = prepare_correlation_kernel_grad(x, grad, stride, size);
+  AT_DISPATCH_FLOATING_TYPES(call.x.scalar_type(), "correlation_kernel_grad", [&] {
+    C10_CUDA_CHECK(launch_correlation_kernel_grad(call.params<scalar_t>(), c10::cuda::getCurrentCUDAStream()));
+  });
+  return call.grad_kernel;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(realsr_fast, CUDA, m) {
   m.impl("degrade", &degrade_cuda);
   m.impl("patch_stats", &patch_stats_cuda);
+  m.impl("batchnorm_relu", &batchnorm_relu_cuda);
+  m.impl("batchnorm_relu_backward", &batchnorm_relu_backward_cuda);
+  m.impl("correlation_kernel_grad", &correlation_kernel_grad_cuda);
 }
 
 }  // namespace realsr_fast

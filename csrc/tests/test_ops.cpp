@@ -1,6 +1,7 @@
-// C++ tests of the ops (run by ctest). Besides the CPU ops, they run degrade_sample() — the
-// per-thread function of the CUDA kernel — on the host, so the GPU's arithmetic is checked here.
+// C++ tests of the ops (run by ctest). Besides the CPU ops, they run the per-thread (per-row)
+// functions of the CUDA kernels on the host, so the GPU's arithmetic is checked here.
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <cmath>
@@ -10,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "batchnorm_relu.h"
+#include "correlation_grad.h"
 #include "degrade.h"
 #include "op_args.h"
 #include "patch_stats.h"
@@ -176,6 +179,117 @@ void test_patch_stats_cuda_passes_match_cpu_op() {
   }
 }
 
+using BatchNormReluFn = std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                                       const at::Tensor&, double);
+using BatchNormReluBackwardFn = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&);
+
+// Training-mode BatchNorm + ReLU of one row in double, as written in the definition.
+std::vector<double> literal_batchnorm_relu(const at::Tensor& row, double weight, double bias, double eps) {
+  const at::Tensor x = row.to(at::kDouble);
+  const double mean = x.mean().item<double>();
+  const double var = (x - mean).pow(2).mean().item<double>();
+  std::vector<double> y(x.numel());
+  for (int64_t i = 0; i < x.numel(); ++i)
+    y[i] = std::max(0.0, weight * (x[i].item<double>() - mean) / std::sqrt(var + eps) + bias);
+  return y;
+}
+
+// The op (CPU, compiled per ISA), the row functions the CUDA kernels run (called here on the host,
+// compiled for the baseline ISA) and the definition must agree; the backward must match central
+// finite differences of sum(grad_y * y) in double.
+void test_batchnorm_relu_matches_literal() {
+  auto& dispatcher = c10::Dispatcher::singleton();
+  auto forward = dispatcher.findSchemaOrThrow("realsr_fast::batchnorm_relu", "").typed<BatchNormReluFn>();
+  auto backward =
+      dispatcher.findSchemaOrThrow("realsr_fast::batchnorm_relu_backward", "").typed<BatchNormReluBackwardFn>();
+  at::manual_seed(11);
+  for (const auto dtype : {at::kDouble, at::kFloat}) {
+    for (const int64_t cols : {2, 37, 48}) {
+      const int64_t rows = 5;
+      const at::Tensor x = (at::randn({rows, cols}) * 2 + 0.3).to(dtype);
+      const at::Tensor weight = (at::randn({rows}) * 0.3 + 1).to(dtype);
+      const at::Tensor bias = (at::randn({rows}) * 0.5).to(dtype);
+      const at::Tensor grad_y = at::randn({rows, cols}).to(dtype);
+      const auto [y, mean, invstd] = forward.call(x, weight, bias, 1e-5);
+      const auto [grad_x, grad_weight, grad_bias] = backward.call(grad_y, x, y, mean, invstd, weight);
+      const double tol = dtype == at::kDouble ? 1e-9 : 1e-4;
+
+      const BatchNormReluCall call = prepare_batchnorm_relu(x, weight, bias, 1e-5);
+      const BatchNormReluBackwardCall back = prepare_batchnorm_relu_backward(grad_y, x, y, mean, invstd, weight);
+      AT_DISPATCH_FLOATING_TYPES(dtype, "test", [&] {
+        for (int64_t r = 0; r < rows; ++r) {
+          batchnorm_relu_row(call.params<scalar_t>(), r);
+          batchnorm_relu_backward_row(back.params<scalar_t>(), r);
+        }
+      });
+      EXPECT(at::allclose(call.y, y, tol, tol) && at::allclose(back.grad_x, grad_x, tol, tol),
+             "cols %ld: host row functions differ from the op", cols);
+
+      const at::Tensor xd = x.to(at::kDouble), gd = grad_y.to(at::kDouble);
+      const auto loss = [&](const at::Tensor& xs, int64_t r, double w, double b) {
+        const std::vector<double> out = literal_batchnorm_relu(xs[r], w, b, 1e-5);
+        double total = 0;
+        for (int64_t i = 0; i < cols; ++i) total += gd[r][i].item<double>() * out[i];
+        return total;
+      };
+      for (int64_t r = 0; r < rows; ++r) {
+        const double w = weight[r].item<double>(), b = bias[r].item<double>();
+        const std::vector<double> want = literal_batchnorm_relu(xd[r], w, b, 1e-5);
+        for (int64_t i = 0; i < cols; ++i)
+          EXPECT(std::fabs(y[r][i].item<double>() - want[i]) < tol, "y[%ld][%ld] cols %ld", r, i, cols);
+        const double h = 1e-6;
+        EXPECT(std::fabs(grad_bias[r].item<double>() - (loss(xd, r, w, b + h) - loss(xd, r, w, b - h)) / (2 * h)) < 1e-3,
+               "grad_bias[%ld] cols %ld", r, cols);
+        EXPECT(std::fabs(grad_weight[r].item<double>() - (loss(xd, r, w + h, b) - loss(xd, r, w - h, b)) / (2 * h)) < 1e-3,
+               "grad_weight[%ld] cols %ld", r, cols);
+        for (int64_t i = 0; i < cols; i += 7) {
+          at::Tensor plus = xd.clone(), minus = xd.clone();
+          plus[r][i] += h;
+          minus[r][i] -= h;
+          const double numeric = (loss(plus, r, w, b) - loss(minus, r, w, b)) / (2 * h);
+          EXPECT(std::fabs(grad_x[r][i].item<double>() - numeric) < 1e-3, "grad_x[%ld][%ld] cols %ld: %g vs %g", r, i,
+                 cols, grad_x[r][i].item<double>(), numeric);
+        }
+      }
+    }
+  }
+}
+
+// correlation_kernel_grad (the op and the per-row function of the CUDA kernel) against the sum.
+void test_correlation_kernel_grad_matches_literal() {
+  auto op = c10::Dispatcher::singleton()
+                .findSchemaOrThrow("realsr_fast::correlation_kernel_grad", "")
+                .typed<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, int64_t)>();
+  at::manual_seed(13);
+  const int64_t batch = 3, images = 2, size = 7, stride = 2, height = 31, width = 27;
+  const int64_t out_h = (height - size) / stride + 1, out_w = (width - size) / stride + 1;
+  for (const auto dtype : {at::kDouble, at::kFloat}) {
+    const at::Tensor x = at::randn({batch, images, height, width}).to(dtype);
+    const at::Tensor grad = at::randn({batch, images, out_h, out_w}).to(dtype);
+    const at::Tensor got = op.call(x, grad, stride, size);
+    const CorrelationKernelGradCall call = prepare_correlation_kernel_grad(x, grad, stride, size);
+    AT_DISPATCH_FLOATING_TYPES(dtype, "test", [&] {
+      for (int64_t n = 0; n < images; ++n)
+        for (int64_t u = 0; u < size; ++u) correlation_kernel_grad_row(call.params<scalar_t>(), n, u);
+    });
+    const at::Tensor xd = x.to(at::kDouble), gd = grad.to(at::kDouble);
+    const auto xa = xd.accessor<double, 4>();
+    const auto ga = gd.accessor<double, 4>();
+    const double tol = dtype == at::kDouble ? 1e-10 : 1e-3;
+    for (int64_t n = 0; n < images; ++n)
+      for (int64_t u = 0; u < size; ++u)
+        for (int64_t v = 0; v < size; ++v) {
+          double want = 0;
+          for (int64_t b = 0; b < batch; ++b)
+            for (int64_t i = 0; i < out_h; ++i)
+              for (int64_t j = 0; j < out_w; ++j) want += ga[b][n][i][j] * xa[b][n][stride * i + u][stride * j + v];
+          EXPECT(std::fabs(got[n][u][v].item<double>() - want) < tol, "op at %ld,%ld,%ld", n, u, v);
+          EXPECT(std::fabs(call.grad_kernel[n][u][v].item<double>() - want) < tol, "row function at %ld,%ld,%ld", n, u, v);
+        }
+  }
+}
+
 void test_bad_noise_offset_is_rejected() {
   const at::Tensor hr = at::rand({1, 3, 16, 16});
   const at::Tensor bank = at::rand({1, 3, 6, 6});
@@ -199,6 +313,8 @@ int main(int argc, char** argv) {
       {"patch_stats_matches_brute_force", test_patch_stats_matches_brute_force},
       {"patch_stats_cuda_passes_match_cpu_op", test_patch_stats_cuda_passes_match_cpu_op},
       {"bad_noise_offset_is_rejected", test_bad_noise_offset_is_rejected},
+      {"batchnorm_relu_matches_literal", test_batchnorm_relu_matches_literal},
+      {"correlation_kernel_grad_matches_literal", test_correlation_kernel_grad_matches_literal},
   };
   int ran = 0;
   for (const auto& [name, test] : tests) {
