@@ -69,13 +69,15 @@ def _torch_discriminator(params: dict[str, torch.Tensor]) -> nn.Module:
     convs = [m for m in d if isinstance(m, nn.Conv2d)]
     bns = [m for m in d if isinstance(m, nn.BatchNorm2d)]
     weights = [params["w_first"]] + list(params["w_hidden"]) + [params["w_last"]]
-    biases = [params["b_first"]] + list(params["b_hidden"]) + [params["b_last"]]
     us = [params["u_first"]] + list(params["u_hidden"]) + [params["u_last"]]
+    bias_gen = torch.Generator().manual_seed(11)
     with torch.no_grad():
-        for conv, w, b, u in zip(convs, weights, biases, us):
+        for conv, w, u in zip(convs, weights, us):
             conv.weight_orig.copy_(w.reshape(conv.weight_orig.shape))
-            conv.bias.copy_(b)
             conv.weight_u.copy_(u)
+            # Random biases before BatchNorm: ours has none, so matching shows that they cancel.
+            conv.bias.normal_(0.0, 0.5, generator=bias_gen)
+        convs[-1].bias.copy_(params["b_last"])
         for bn, gamma, beta in zip(bns, params["bn_weight"], params["bn_bias"]):
             bn.weight.copy_(gamma)
             bn.bias.copy_(beta)

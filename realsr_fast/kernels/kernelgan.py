@@ -135,7 +135,10 @@ def train_kernelgan(
     schedule = ConstraintSchedule.start(len(images), device)
     mask = penalty_mask().to(device, dtype)
 
-    kernel = None
+    # Collapsed form: G's kernel for the current weights. The D step needs it right after G's
+    # update and the next G step needs the same one, so it is built once per update and its graph
+    # serves that G step (G's weights do not change in between).
+    next_kernel = g_net.kernel() if form == "collapsed" else None
     for iteration in range(iterations):
         lr = learning_rate(iteration)
         for group in opt_g.param_groups + opt_d.param_groups:
@@ -146,7 +149,7 @@ def train_kernelgan(
 
         # G step: D's weights are constants here (the official code zeroes their gradients anyway).
         opt_g.zero_grad(set_to_none=True)
-        g_out, kernel = g_net(g_in, form)
+        g_out, kernel = g_net(g_in, form, next_kernel)
         d_fake = d_net(g_out[:, None], d_net.normalised_weights(passes=1, grad=False))[:, 0]
         loss_bicubic = bicubic_loss(g_out, g_in)
         loss_g = (1 - d_fake).abs().mean(-1) + schedule.weighted_sum(loss_bicubic, kernel_constraints(kernel, mask))
@@ -155,8 +158,10 @@ def train_kernelgan(
 
         # D step: real, then fake from the updated G (two forwards, two power iterations).
         opt_d.zero_grad(set_to_none=True)
+        if form == "collapsed":
+            next_kernel = g_net.kernel()
         with torch.no_grad():
-            fake = g_net(g_in, form)[0] + d_noise[:, 1] / 255.0
+            fake = g_net(g_in, form, None if next_kernel is None else next_kernel.detach())[0] + d_noise[:, 1] / 255.0
         scores = d_net(torch.stack([d_real, fake], dim=1), d_net.normalised_weights(passes=2))
         loss_d = 0.5 * ((1 - scores[:, 0]).abs().mean(-1) + scores[:, 1].abs().mean(-1))
         loss_d.sum().backward()

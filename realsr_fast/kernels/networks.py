@@ -10,6 +10,8 @@ As the official code (sefibk/KernelGAN networks.py):
   init (uniform +-1/sqrt(fan_in)) with zero biases and BatchNorm weights N(1, 0.02): the official
   `weights_init_D` calls xavier on the `weight` attribute that spectral norm recomputes from
   `weight_orig` at every forward, so only its bias and BatchNorm settings take effect.
+  The first and hidden convolutions' biases are not kept: the BatchNorm after each hidden layer
+  subtracts the batch mean, so a bias before it cancels exactly (no effect, zero gradient).
 
 Image n of a stack only ever meets its own weights, spectral-norm vectors and BatchNorm
 statistics, so the stack is N separate KernelGANs computed together.
@@ -26,6 +28,8 @@ from typing import Literal, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from realsr_fast import ops
 
 GForm = Literal["collapsed", "literal"]
 
@@ -60,7 +64,8 @@ def discriminator_init(gen: torch.Generator) -> dict[str, torch.Tensor]:
 
     The five hidden 1x1 layers are stacked on one axis so they can be processed together.
     Weights are the matrices spectral norm works on: first `(64, 147)`, hidden `(5, 64, 64)`,
-    last `(1, 64)`; biases `(64,)`, `(5, 64)`, `(1,)`; BatchNorm `(5, 64)`; u as the biases.
+    last `(1, 64)`; the last layer's bias `(1,)` (the others cancel in BatchNorm); BatchNorm
+    `(5, 64)`; spectral-norm u vectors `(64,)`, `(5, 64)`, `(1,)`.
     """
     fan_first = 3 * D_KERNEL_SIZE**2
 
@@ -75,8 +80,6 @@ def discriminator_init(gen: torch.Generator) -> dict[str, torch.Tensor]:
         "w_first": uniform(D_CHANNELS, fan_first),
         "w_hidden": torch.stack([uniform(D_CHANNELS, D_CHANNELS) for _ in range(D_HIDDEN_LAYERS)]),
         "w_last": uniform(1, D_CHANNELS),
-        "b_first": torch.zeros(D_CHANNELS),
-        "b_hidden": torch.zeros(D_HIDDEN_LAYERS, D_CHANNELS),
         "b_last": torch.zeros(1),
         "bn_weight": 1.0 + 0.02 * torch.randn(D_HIDDEN_LAYERS, D_CHANNELS, generator=gen),
         "bn_bias": torch.zeros(D_HIDDEN_LAYERS, D_CHANNELS),
@@ -92,9 +95,9 @@ def _stacked(per_image: Sequence[Sequence[torch.Tensor]], index: int) -> nn.Para
 class _StridedCorrelation(torch.autograd.Function):
     """Colours `(3, N, H, W)` correlated with kernels `(N, k, k)` at stride 2: `(3, N, h, w)`.
 
-    The same as the grouped `F.conv2d`, with the kernel's gradient computed as one dilated grouped
-    convolution of the input with the output gradient, about twice as fast on the CPU as the
-    generic convolution backward. The input (image crops) gets no gradient.
+    The same as the grouped `F.conv2d`, with the kernel's gradient from the compiled
+    `ops.correlation_kernel_grad` (several times faster on the CPU than the convolution backward
+    for these small maps and large kernels). The input (image crops) gets no gradient.
     """
 
     @staticmethod
@@ -107,12 +110,7 @@ class _StridedCorrelation(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
         (x,) = ctx.saved_tensors
-        colours, n, height, width = x.shape
-        size = G_KERNEL_SIZE
-        # grad_k[n, u, v] = sum over c, i, j of grad[c, n, i, j] x[c, n, 2i + u, 2j + v]
-        by_image = x.transpose(0, 1).reshape(1, n * colours, height, width)
-        grad_k = F.conv2d(by_image, grad.transpose(0, 1), dilation=2, groups=n)
-        return None, grad_k[0, :, :size, :size]
+        return None, ops.correlation_kernel_grad(x, grad, 2, G_KERNEL_SIZE)
 
 
 class BatchedGenerator(nn.Module):
@@ -155,13 +153,17 @@ class BatchedGenerator(nn.Module):
             k = F.conv2d(k, w.flatten(0, 1), padding=G_KERNEL_SIZE - 1 if index == 0 else 0, groups=n)
         return k.reshape(n, G_KERNEL_SIZE, G_KERNEL_SIZE).flip([-2, -1])
 
-    def forward(self, x: torch.Tensor, form: GForm = "collapsed") -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, form: GForm = "collapsed", kernel: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Down-scale crops.
 
         Args:
             x: `(N, 3, H, W)`, image n through generator n.
             form: "collapsed" (one strided correlation with `kernel()`) or "literal" (the six
                 convolutions, kernel by `kernel_by_delta()` as the official code).
+            kernel: collapsed form only: `kernel()` already computed for the current weights
+                (reused, with its autograd graph), instead of building it again.
 
         Returns:
             `(G(x), kernel)`: `(N, 3, (H - 13)//2 + 1, ...)` and `(N, 13, 13)`.
@@ -169,9 +171,11 @@ class BatchedGenerator(nn.Module):
         n = self.n
         h = x.transpose(0, 1)  # (3, N, H, W): colours as the batch, images as groups
         if form == "collapsed":
-            kernel = self.kernel()
+            kernel = self.kernel() if kernel is None else kernel
             h = _StridedCorrelation.apply(h, kernel)
         elif form == "literal":
+            if kernel is not None:
+                raise ValueError("the literal form computes G's layers; it takes no precomputed kernel")
             kernel = self.kernel_by_delta()
             last = len(self.weights) - 1
             for index, w in enumerate(self.weights):
@@ -243,24 +247,23 @@ class BatchedDiscriminator(nn.Module):
 
         # im2col as a strided view and one copy: several times faster than F.unfold on the CPU.
         k = D_KERNEL_SIZE
-        windows = x.flatten(0, 1).unfold(2, k, 1).unfold(3, k, 1)  # (N*S, 3, h', w', k, k)
+        # Contiguous first: G's outputs and the crops arrive colour-major, and the window copy
+        # below gathers several times faster from (N*S, 3, h, w) memory order.
+        windows = x.flatten(0, 1).contiguous().unfold(2, k, 1).unfold(3, k, 1)  # (N*S, 3, h', w', k, k)
         cols = windows.permute(0, 1, 4, 5, 2, 3).reshape(n * s, 3 * k * k, -1)  # (N*S, 147, P)
         # The 7x7 convolution and the first hidden 1x1 follow each other with nothing between, so
-        # they act as one (64, 147) matrix. Their biases are left out: the BatchNorm after each
-        # hidden layer subtracts the batch mean, so a bias before it (also the first conv's, passed
-        # on through a linear map) cancels exactly, with zero effect and zero gradient. `b_first`
-        # and `b_hidden` stay parameters only to mirror the official layers.
-        first = w_hidden[:, :, 0] @ w_first  # (N, S, 64, 147)
+        # they act as one (64, 147) matrix (their biases cancel in BatchNorm, see the module doc).
+        hidden = w_hidden.unbind(2)  # one gradient stack in the backward, not a zero-filled copy per layer
+        first = hidden[0] @ w_first  # (N, S, 64, 147)
         h = cols
         for layer in range(D_HIDDEN_LAYERS):
-            w = first if layer == 0 else w_hidden[:, :, layer]
+            w = first if layer == 0 else hidden[layer]
             h = w.flatten(0, 1) @ h
             # Batch statistics of each image and slot: its (N*S*64) channels as BatchNorm's channels.
-            h = F.batch_norm(
-                h.reshape(1, -1, h.shape[-1]), None, None,
+            h = ops.batchnorm_relu(
+                h.reshape(-1, h.shape[-1]),
                 per_slot(self.bn_weight[:, layer]).reshape(-1), per_slot(self.bn_bias[:, layer]).reshape(-1),
-                training=True, eps=BATCHNORM_EPS,
+                BATCHNORM_EPS,
             ).reshape(h.shape)
-            h = torch.relu(h)
         h = torch.baddbmm(per_slot(self.b_last)[..., None], w_last.flatten(0, 1), h)
         return torch.sigmoid(h[:, 0]).unflatten(0, (n, s))
