@@ -26,7 +26,9 @@ def _image(seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "form,batch", [("literal", 1), ("collapsed", 1), ("collapsed", 4), ("collapsed", 16), ("collapsed", 32)]
+    "form,batch",
+    [("literal", 1), ("collapsed", 1), ("collapsed", 4), ("collapsed", 16), ("collapsed", 32),
+     pytest.param("collapsed", 64, marks=pytest.mark.cuda)],  # the GPU case: images/s at batch 64
 )
 def test_kernelgan_iterations(benchmark, form, batch):
     images = [_image(i) for i in range(batch)]
@@ -40,4 +42,5 @@ def test_kernelgan_iterations(benchmark, form, batch):
         form=form, batch=batch, device=device, threads=torch.get_num_threads(),
         ms_per_iteration=1e3 * per_iteration, ms_per_image_iteration=1e3 * per_iteration / batch,
         seconds_per_image_3000_iterations=3000 * per_iteration / batch,
+        images_per_second_3000_iterations=batch / (3000 * per_iteration),
     )

@@ -1,4 +1,4 @@
-"""The two fused ops against what a user would otherwise write, timed in the same run.
+"""The compiled ops against what a user would otherwise write, timed in the same run.
 
     python -m pytest benchmarks/bench_ops.py --benchmark-json benchmarks/results/ops_cpu.json
     python benchmarks/ratios.py benchmarks/results/ops_cpu.json
@@ -6,8 +6,10 @@
 Cases (issue 2): a training batch (16 x 3 x 128^2 uint8 HR, per-sample 33x33 kernels, x4, noise
 from a 64 x 3 x 256^2 uint8 bank, quantised); one offline image (3 x 680 x 1020 uint8, one 33x33
 kernel, x4) also against OpenCV's filter2D and scipy's per-channel correlate; patch_stats on a
-1356 x 2040 photo (patch 256, stride 16) against a numpy loop and box filters. On a GPU the same
-cases run on CUDA against the PyTorch composition on CUDA.
+1356 x 2040 photo (patch 256, stride 16) against a numpy loop and box filters; KernelGAN's two ops
+at the shapes of a batch-16 iteration (issue 4): BatchNorm + ReLU forward and backward over the
+D step's 2048 channels of 20x20, and the collapsed G's kernel gradient, against stock PyTorch. On a
+GPU the same cases run on CUDA against the PyTorch composition on CUDA.
 """
 from __future__ import annotations
 
@@ -156,3 +158,77 @@ def test_patch_stats_numpy_loop(benchmark, generator):
         return mean, var
 
     benchmark.pedantic(numpy_loop, rounds=1, iterations=1)
+
+
+def discriminator_layer(generator, device):
+    """One hidden layer of KernelGAN's D in the D step at batch 16: 2 x 16 x 64 channels of 20x20."""
+    rows = 2 * 16 * 64
+    return [
+        torch.randn(rows, 400, generator=generator).to(device).requires_grad_(),
+        (1 + 0.02 * torch.randn(rows, generator=generator)).to(device).requires_grad_(),
+        torch.zeros(rows).to(device).requires_grad_(),
+    ]
+
+
+def _forward_backward(fn, inputs, grad):
+    return torch.autograd.grad(fn(*inputs), inputs, grad)
+
+
+def _warm_benchmark(benchmark, fn, device):
+    """Times `fn` after one untimed call: the first call through a custom op's autograd
+    registration pays a one-off set-up of ~0.2 s, which would otherwise eat the time budget."""
+    fn = _synchronised(fn, device)
+    fn()
+    benchmark(fn)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="batchnorm_relu forward + backward: 2048 x 400 (KernelGAN D step, batch 16)")
+def test_batchnorm_relu_ours(benchmark, generator, device):
+    inputs = discriminator_layer(generator, device)
+    grad = torch.randn(inputs[0].shape, generator=generator).to(device)
+    _warm_benchmark(benchmark, lambda: _forward_backward(ops.batchnorm_relu, inputs, grad), device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="batchnorm_relu forward + backward: 2048 x 400 (KernelGAN D step, batch 16)")
+def test_batchnorm_relu_torch_batch_norm_relu(benchmark, generator, device):
+    inputs = discriminator_layer(generator, device)
+    grad = torch.randn(inputs[0].shape, generator=generator).to(device)
+    _warm_benchmark(benchmark, lambda: _forward_backward(ops.batchnorm_relu_reference, inputs, grad), device)
+
+
+def generator_crops(generator, device):
+    """The collapsed G's input and output gradient at batch 16: colours x images x 64^2 -> 26^2."""
+    return (
+        torch.randn(3, 16, 64, 64, generator=generator).to(device),
+        torch.randn(3, 16, 26, 26, generator=generator).to(device),
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="correlation kernel gradient: 3x16x64^2, stride 2, 13x13 (KernelGAN G, batch 16)")
+def test_correlation_kernel_grad_ours(benchmark, generator, device):
+    x, grad = generator_crops(generator, device)
+    _warm_benchmark(benchmark, lambda: ops.correlation_kernel_grad(x, grad, 2, 13), device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="correlation kernel gradient: 3x16x64^2, stride 2, 13x13 (KernelGAN G, batch 16)")
+def test_correlation_kernel_grad_torch_dilated_conv(benchmark, generator, device):
+    x, grad = generator_crops(generator, device)
+    _warm_benchmark(benchmark, lambda: ops.correlation_kernel_grad_reference(x, grad, 2, 13), device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.benchmark(group="correlation kernel gradient: 3x16x64^2, stride 2, 13x13 (KernelGAN G, batch 16)")
+def test_correlation_kernel_grad_torch_autograd(benchmark, generator, device):
+    """What autograd does for the grouped strided conv2d: the generic convolution backward."""
+    x, grad = generator_crops(generator, device)
+    kernel = torch.zeros(16, 1, 13, 13, device=device, requires_grad=True)
+
+    def autograd_route():
+        out = torch.nn.functional.conv2d(x, kernel, stride=2, groups=16)
+        return torch.autograd.grad(out, kernel, grad)
+
+    _warm_benchmark(benchmark, autograd_route, device)

@@ -16,6 +16,7 @@ each image's losses and weights are its own.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,11 +45,13 @@ BOUNDARY_PENALTY_SCALE = 30.0
 SPARSITY_POWER = 0.2
 
 
+@functools.cache
 def bicubic_loss_kernel() -> torch.Tensor:
     """The official 8x8 x2 bicubic kernel `(8, 8)` of the bicubic loss (MATLAB cubic, a = -0.5).
 
     It is the outer product of cubic(t/2)/2 at t = +-0.5, +-1.5, +-2.5, +-3.5; the project's
-    9x9 aligned bank kernel holds it in rows/columns 1..8.
+    9x9 aligned bank kernel holds it in rows/columns 1..8. Computed once (every iteration uses
+    it); callers must not modify the returned tensor.
     """
     return bicubic_kernel(2, 9)[1:, 1:].contiguous()
 
