@@ -8,7 +8,7 @@ Groups (the `_ours` row is the reference of each):
 - fp32: `Upscaler(precision="fp32")` (eager, channels_last, inference mode) vs the ncnn
   package running the same REALSR_DF2K_UP4X .param/.bin with its default CPU options;
 - bf16: `Upscaler(precision="bf16")` vs the same ncnn run;
-- tiling: one 128 x 128 image in 4 tiles of 64 (+10 px context) vs in one piece (fp32);
+- tiling: one 128 x 128 image in 4 tiles of 64 (+ the default 24 px of context) vs in one piece (fp32);
 - cuda (with a GPU): fp16 vs fp32 on the GPU.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from realsr_fast.inference import DEFAULT_TILE_PAD
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.models import zoo
 
@@ -88,12 +89,12 @@ def test_bf16_ncnn(benchmark, ncnn_net, tensor) -> None:
     run_ncnn(benchmark, ncnn_net, tensor)
 
 
-@pytest.mark.benchmark(group="upscale 128x128 x4: tiled (64 + 10 px) vs whole, fp32")
+@pytest.mark.benchmark(group=f"upscale 128x128 x4: tiled (64 + {DEFAULT_TILE_PAD} px) vs whole, fp32")
 def test_tiled_ours(benchmark, tensor) -> None:
-    run_ours(benchmark, tensor, device="cpu", precision="fp32", tile=64, tile_pad=10)
+    run_ours(benchmark, tensor, device="cpu", precision="fp32", tile=64, tile_pad=DEFAULT_TILE_PAD)
 
 
-@pytest.mark.benchmark(group="upscale 128x128 x4: tiled (64 + 10 px) vs whole, fp32")
+@pytest.mark.benchmark(group=f"upscale 128x128 x4: tiled (64 + {DEFAULT_TILE_PAD} px) vs whole, fp32")
 def test_tiled_whole(benchmark, tensor) -> None:
     run_ours(benchmark, tensor, device="cpu", precision="fp32")
 

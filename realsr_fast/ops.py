@@ -9,9 +9,10 @@
   collapsed generator), which the stock convolution backward computes slowly for large kernels.
 
 All run on CPU and CUDA tensors through the dispatcher (``torch.ops.realsr_fast.*``) and have fake
-implementations, so ``torch.compile`` can trace code that calls them. ``degrade_reference`` and
-``patch_stats_reference`` are what a user would write with stock PyTorch; benchmarks time the ops
-against them.
+implementations, so ``torch.compile`` can trace code that calls them. The ``*_reference`` functions
+(``degrade_reference``, ``patch_stats_reference``, ``batchnorm_relu_reference``,
+``correlation_kernel_grad_reference``) are what a user would write with stock PyTorch; tests check
+the ops against them and benchmarks time the ops against them.
 """
 from __future__ import annotations
 
