@@ -175,8 +175,8 @@ def _forward_backward(fn, inputs, grad):
 
 
 def _warm_benchmark(benchmark, fn, device):
-    """Times `fn` after one untimed call: the first call through a custom op's autograd
-    registration pays a one-off set-up of ~0.2 s, which would otherwise eat the time budget."""
+    """Times `fn` after one untimed call: whichever test runs first pays the process's one-off
+    start of the thread pool and allocator (~0.25 s), which would otherwise eat its time budget."""
     fn = _synchronised(fn, device)
     fn()
     benchmark(fn)
