@@ -219,10 +219,15 @@ at::Tensor like_rows(const at::Tensor& t, const at::Tensor& x, at::IntArrayRef s
   return t.contiguous();
 }
 
-void check_rows(const at::Tensor& x, const char* op) {
-  TORCH_CHECK_VALUE(x.dim() == 2, op, ": x must be (rows, cols), got ", x.sizes());
+// The KernelGAN ops compute in x's own type: float32 (training) or float64 (equivalence tests).
+void check_float_or_double(const at::Tensor& x, const char* op) {
   TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
                     ": x must be float32 or float64, got ", x.scalar_type());
+}
+
+void check_rows(const at::Tensor& x, const char* op) {
+  TORCH_CHECK_VALUE(x.dim() == 2, op, ": x must be (rows, cols), got ", x.sizes());
+  check_float_or_double(x, op);
   TORCH_CHECK_VALUE(x.size(1) >= 2, op, ": BatchNorm needs more than one value per row (channel), got shape ",
                     x.sizes());
 }
@@ -267,8 +272,7 @@ CorrelationKernelGradCall prepare_correlation_kernel_grad(const at::Tensor& x, c
                                                           int64_t stride, int64_t size) {
   const char* op = "correlation_kernel_grad";
   TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be (B, N, H, W), got ", x.sizes());
-  TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
-                    ": x must be float32 or float64, got ", x.scalar_type());
+  check_float_or_double(x, op);
   TORCH_CHECK_VALUE(grad.dim() == 4 && grad.size(0) == x.size(0) && grad.size(1) == x.size(1), op,
                     ": grad must be (B, N, h, w) with x's B and N, got ", grad.sizes(), " for x ", x.sizes());
   TORCH_CHECK_VALUE(stride >= 1, op, ": stride must be >= 1, got ", stride);

@@ -214,17 +214,21 @@ def _patch_stats_fake(img, patch, stride):
     return mean, torch.empty_like(mean)
 
 
+def _rows_and_two_vectors(x):
+    """What both batchnorm_relu ops return: a contiguous tensor like x and two `(rows,)` vectors."""
+    rows = x.shape[0]
+    return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty((rows,)), x.new_empty((rows,))
+
+
 @torch.library.register_fake("realsr_fast::batchnorm_relu")
 def _batchnorm_relu_fake(x, weight, bias, eps):
     torch._check(x.dim() == 2, lambda: f"batchnorm_relu: x must be (rows, cols), got {tuple(x.shape)}")
-    rows = x.shape[0]
-    return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty((rows,)), x.new_empty((rows,))
+    return _rows_and_two_vectors(x)
 
 
 @torch.library.register_fake("realsr_fast::batchnorm_relu_backward")
 def _batchnorm_relu_backward_fake(grad_y, x, y, mean, invstd, weight):
-    rows = x.shape[0]
-    return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty((rows,)), x.new_empty((rows,))
+    return _rows_and_two_vectors(x)
 
 
 @torch.library.register_fake("realsr_fast::correlation_kernel_grad")
