@@ -63,7 +63,7 @@ def onnx_graph(tmp_path_factory):
 
 @pytest.mark.benchmark(group="cpu_tile")
 def test_onnxruntime_fp32_ours(benchmark, onnx_graph, tile):
-    from realsr_fast.inference.onnx_backend import OnnxRunner
+    from realsr_fast.inference.onnx_runner import OnnxRunner
 
     runner = OnnxRunner(onnx_graph, threads=2)
     y = benchmark.pedantic(runner, args=(tile,), **ROUNDS)

@@ -11,8 +11,8 @@ import torch
 from skimage import data
 
 from realsr_fast.data.imresize import bicubic_kernel
-from realsr_fast.kernels.estimate import estimate_kernels
-from realsr_fast.kernels.synthetic import anisotropic_gaussian
+from realsr_fast.kernelgan.estimate import estimate_kernels
+from realsr_fast.kernelgan.synthetic import anisotropic_gaussian
 from realsr_fast.ops import degrade
 
 PHOTOS = {"astronaut": data.astronaut, "coffee": data.coffee, "chelsea": data.chelsea, "rocket": data.rocket}

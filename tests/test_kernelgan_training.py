@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from realsr_fast.cli import main
-from realsr_fast.kernels.crops import prepare_image
-from realsr_fast.kernels.kernelgan import train_kernelgan
+from realsr_fast.kernelgan.crops import prepare_image
+from realsr_fast.kernelgan.training import train_kernelgan
 
 
 def _photo(seed: int, height: int, width: int) -> np.ndarray:
@@ -86,7 +86,7 @@ def test_kernels_command_writes_resumes_and_reports_failures(tmp_path, capsys):
 
 
 def test_ranks_take_disjoint_shares(tmp_path, monkeypatch):
-    from realsr_fast.kernels.estimate import _rank_share
+    from realsr_fast.kernelgan.estimate import _rank_share
 
     files = [tmp_path / f"{i}.png" for i in range(7)]
     shares = []

@@ -14,7 +14,7 @@ from realsr_fast.errors import RealSRError
 from realsr_fast.export.tensorrt_build import (Profile, Sidecar, Target, check_sidecar,
                                                import_tensorrt, read_sidecar, sidecar_path,
                                                write_sidecar)
-from realsr_fast.inference.tensorrt_backend import pad_to_side
+from realsr_fast.inference.tensorrt_runner import pad_to_side
 from realsr_fast.inference.tiler import plan_tiles
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -113,7 +113,7 @@ def test_without_tensorrt_the_commands_say_how_to_get_it(tmp_path, capsys):
 
 
 def test_engine_options_need_the_tensorrt_backend(tmp_path):
-    from realsr_fast.upscale_files import upscale_files
+    from realsr_fast.inference.upscale_files import upscale_files
 
     with pytest.raises(RealSRError, match="--backend tensorrt"):
         upscale_files([tmp_path], tmp_path / "out", engine=tmp_path / "m.engine")
@@ -152,7 +152,7 @@ def photo(height: int, width: int) -> torch.Tensor:
 @pytest.mark.parametrize("cuda_graph", [False, True])
 @pytest.mark.parametrize("size", [(12, 30), (64, 40)])
 def test_engine_matches_torch_fp32(tiny_engine, size, cuda_graph):
-    from realsr_fast.inference.tensorrt_backend import TensorRTRunner
+    from realsr_fast.inference.tensorrt_runner import TensorRTRunner
 
     model, path = tiny_engine
     runner = TensorRTRunner(path, torch.device("cuda"), cuda_graph=cuda_graph)
@@ -168,7 +168,7 @@ def test_engine_matches_torch_fp32(tiny_engine, size, cuda_graph):
 @pytest.mark.cuda
 @needs_trt_gpu
 def test_mismatched_engine_is_refused_on_the_gpu(tiny_engine, tmp_path):
-    from realsr_fast.inference.tensorrt_backend import TensorRTRunner
+    from realsr_fast.inference.tensorrt_runner import TensorRTRunner
 
     _, path = tiny_engine
     copy = tmp_path / "copy.engine"

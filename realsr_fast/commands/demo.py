@@ -1,10 +1,10 @@
-"""`realsr demo`: the command-line face of `realsr_fast.demo.run_demo`."""
+"""`realsr demo`: the command-line face of `realsr_fast.demo.pipeline.run_demo`."""
 from __future__ import annotations
 
 import argparse
 
 from realsr_fast.commands.arguments import non_negative_int, positive_int
-from realsr_fast.demo import DEMO_ITERATIONS, METHOD_TITLES, run_demo
+from realsr_fast.demo.pipeline import DEMO_ITERATIONS, METHOD_TITLES, run_demo
 
 DESCRIPTION = f"""\
 Run the whole RealSR pipeline on the bundled sample photos, in about a minute on a CPU: estimate

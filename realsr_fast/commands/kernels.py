@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from realsr_fast.commands.arguments import positive_int
-from realsr_fast.kernels.kernelgan import ITERATIONS
+from realsr_fast.kernelgan.training import ITERATIONS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realsr_fast.kernels.estimate import kernels
+    from realsr_fast.kernelgan.estimate import kernels
 
     summary = kernels(
         args.input_dir, args.output, scale=args.scale, iterations=args.iters, seed=args.seed, runs=args.seeds,

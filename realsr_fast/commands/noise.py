@@ -1,11 +1,11 @@
-"""`realsr noise`: the command-line face of `realsr_fast.noise.mine_noise_folder`."""
+"""`realsr noise`: the command-line face of `realsr_fast.data.noise_mining.mine_noise_folder`."""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from realsr_fast.commands.arguments import finite_float, fraction, positive_int
-from realsr_fast.noise import NoiseSettings, mine_noise_folder
+from realsr_fast.data.noise_mining import NoiseSettings, mine_noise_folder
 
 DESCRIPTION = """\
 Collect samples of the cameras' real noise, as RealSR does: every full PATCH x PATCH window of

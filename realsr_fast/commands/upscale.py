@@ -1,4 +1,4 @@
-"""`realsr upscale`: the command-line face of `realsr_fast.upscale_files.upscale_files`."""
+"""`realsr upscale`: the command-line face of `realsr_fast.inference.upscale_files.upscale_files`."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import sys
 
 from realsr_fast.commands.arguments import non_negative_int, positive_int
 from realsr_fast.inference import DEFAULT_TILE_PAD
-from realsr_fast.upscale_files import BACKENDS, OUTPUT_FORMATS, upscale_files
+from realsr_fast.inference.upscale_files import BACKENDS, OUTPUT_FORMATS, upscale_files
 
 DESCRIPTION = """\
 Upscale photos x4 with a RealSR model (default: df2k, the NTIRE 2020 winner, installed with the

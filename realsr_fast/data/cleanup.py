@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from realsr_fast.data.batch import BatchReport, refuse_output_in_sources, source_images, to_rgb_float
+from realsr_fast.batch import BatchReport, refuse_output_in_sources, source_images, to_rgb_float
 from realsr_fast.data.imresize import imresize
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, tensor_to_image, write_image

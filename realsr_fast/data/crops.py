@@ -27,7 +27,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from realsr_fast.data.batch import to_rgb8
+from realsr_fast.batch import to_rgb8
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import list_images, read_image
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.kernels.files import load_kernel
+from realsr_fast.data.kernel_files import load_kernel
 
 KERNEL_SUFFIXES = (".npy", ".mat")  # preference order when a kernel is stored in both
 _ANY_SCALE = re.compile(r"_kernel_x(\d+)$")

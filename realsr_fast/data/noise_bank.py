@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realsr_fast.data.batch import to_rgb8
+from realsr_fast.batch import to_rgb8
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import list_images, read_image
-from realsr_fast.noise import MANIFEST_NAME
+from realsr_fast.data.noise_mining import MANIFEST_NAME
 
 
 @dataclass

@@ -27,13 +27,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from realsr_fast.data.batch import BatchReport, refuse_output_in_sources, source_images, to_rgb8
+from realsr_fast.batch import BatchReport, refuse_output_in_sources, source_images, to_rgb8
 from realsr_fast.data.degrader import Degrader, DegradeChoices
 from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.noise_bank import NoiseBank, load_noise_bank
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import atomic_write, read_image, write_image
-from realsr_fast.noise import MANIFEST_NAME
+from realsr_fast.data.noise_mining import MANIFEST_NAME
 
 OFFLINE_RECIPES: tuple[str, ...] = ("kernel", "bicubic")
 

@@ -69,7 +69,7 @@ def load_onnx_backend(model: str | os.PathLike, device: torch.device, precision:
     """ONNX Runtime over `onnx_path`, or over the model's graph in the cache (exported once).
 
     precision: auto (fp16 with CUDA, else fp32), fp32 or fp16; with `onnx_path` the file's own."""
-    from realsr_fast.inference.onnx_backend import OnnxRunner
+    from realsr_fast.inference.onnx_runner import OnnxRunner
 
     if precision == "bf16":
         raise RealSRError("the onnx backend runs fp32 or fp16 graphs; use --precision fp32 "
@@ -104,7 +104,7 @@ def load_tensorrt_backend(model: str | os.PathLike, device: torch.device, tile: 
     torch."""
     from realsr_fast.export.tensorrt_build import (DEFAULT_PROFILE, Profile, Target,
                                                    export_tensorrt, read_sidecar, sidecar_path)
-    from realsr_fast.inference.tensorrt_backend import TensorRTRunner
+    from realsr_fast.inference.tensorrt_runner import TensorRTRunner
     from realsr_fast.inference.upscaler import Upscaler
 
     if device.type != "cuda":

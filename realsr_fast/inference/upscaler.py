@@ -130,5 +130,5 @@ class Upscaler:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype not in (np.uint8, np.uint16):
             raise RealSRError(f"expected an (H, W, 3) uint8 or uint16 RGB array, got {image.dtype} "
                               f"of shape {image.shape} (grey and alpha images: "
-                              "realsr_fast.upscale_files.upscale_array)")
+                              "realsr_fast.inference.upscale_files.upscale_array)")
         return tensor_to_image(self.upscale_tensor(image_to_tensor(image)), image.dtype)

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from realsr_fast.data.batch import to_rgb8
+from realsr_fast.batch import to_rgb8
 from realsr_fast.data.crops import HRCropDataset, augmented_chw
 from realsr_fast.data.degrader import Degrader
 from realsr_fast.data.imresize import bicubic_kernel
@@ -33,7 +33,7 @@ from realsr_fast.data.kernel_bank import kernel_size_for_scale, load_kernel_bank
 from realsr_fast.data.noise_bank import load_noise_bank
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import list_images, read_image
-from realsr_fast.kernels.synthetic import x4_kernel, anisotropic_gaussian
+from realsr_fast.kernelgan.synthetic import x4_kernel, anisotropic_gaussian
 from realsr_fast.train.config import BUILTIN_SAMPLES, BUILTIN_SYNTHETIC, DataConfig
 
 SYNTHETIC_KERNELS = 7

@@ -15,7 +15,7 @@ Stages, each timed (REFERENCE.md section 1):
 5. metrics: PSNR / SSIM (Y, crop 4) and LPIPS when available, against the HR.
 
 Output folder: `noise/`, `kernels/`, `pairs/HR`, `pairs/LR_<recipe>`, `sr/<recipe>/<method>`,
-`summary.json` and `report.html` (self-contained, see :mod:`realsr_fast.report`).
+`summary.json` and `report.html` (self-contained, see :mod:`realsr_fast.demo.report`).
 
 Example:
     >>> result = run_demo("realsr_demo")      # a few minutes on a 2-core CPU
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from realsr_fast.data.batch import refuse_output_in_sources, source_images, to_rgb8
+from realsr_fast.batch import refuse_output_in_sources, source_images, to_rgb8
 from realsr_fast.data.degrader import Degrader
 from realsr_fast.data.imresize import imresize
 from realsr_fast.data.kernel_bank import KernelBank, stack_kernels
@@ -46,12 +46,12 @@ from realsr_fast.errors import RealSRError
 from realsr_fast.evaluate import Evaluation, evaluate_folders
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.io import atomic_write, image_to_tensor, read_image, tensor_to_image, write_image
-from realsr_fast.kernels.crops import prepare_image
-from realsr_fast.kernels.estimate import kernels as estimate_kernel_folder
-from realsr_fast.kernels.files import kernel_paths, load_kernel
-from realsr_fast.kernels.kernelgan import ITERATIONS
-from realsr_fast.noise import NoiseSettings, mine_noise_folder
-from realsr_fast.report import Figure, Section, bullets, gallery, heading, paragraph, table, write_report
+from realsr_fast.kernelgan.crops import prepare_image
+from realsr_fast.kernelgan.estimate import kernels as estimate_kernel_folder
+from realsr_fast.data.kernel_files import kernel_paths, load_kernel
+from realsr_fast.kernelgan.training import ITERATIONS
+from realsr_fast.data.noise_mining import NoiseSettings, mine_noise_folder
+from realsr_fast.demo.report import Figure, Section, bullets, gallery, heading, paragraph, table, write_report
 
 SCALE = 4
 DEMO_ITERATIONS = ITERATIONS

@@ -23,15 +23,15 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from realsr_fast.kernels.constraints import (
+from realsr_fast.kernelgan.constraints import (
     ConstraintSchedule,
     bicubic_loss,
     kernel_constraints,
     learning_rate,
     penalty_mask,
 )
-from realsr_fast.kernels.crops import D_CROP, G_CROP, crop_corners
-from realsr_fast.kernels.networks import (
+from realsr_fast.kernelgan.crops import D_CROP, G_CROP, crop_corners
+from realsr_fast.kernelgan.networks import (
     BatchedDiscriminator,
     BatchedGenerator,
     GForm,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from realsr_fast.data.batch import BatchReport
+from realsr_fast.batch import BatchReport
 from realsr_fast.inference import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from realsr_fast.kernels.postprocess import analytic_x4, wanted_centre
+from realsr_fast.kernelgan.postprocess import analytic_x4, wanted_centre
 
 MIN_VARIANCE = 0.6
 MAX_VARIANCE = 5.0
