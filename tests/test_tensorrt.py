@@ -15,7 +15,7 @@ from realsr_fast.export.tensorrt_build import (Profile, Sidecar, Target, check_s
                                                import_tensorrt, read_sidecar, sidecar_path,
                                                write_sidecar)
 from realsr_fast.inference.tensorrt_runner import pad_to_side
-from realsr_fast.inference.tiler import plan_tiles
+from realsr_fast.tiling.tiler import plan_tiles
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 needs_trt_gpu = pytest.mark.skipif(not (HAS_TRT and torch.cuda.is_available()),

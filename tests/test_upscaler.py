@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.inference import tile_size
-from realsr_fast.inference.tiler import plan_tiles, upscale_tiled
+from realsr_fast.tiling import tile_size
+from realsr_fast.tiling.tiler import plan_tiles, upscale_tiled
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.models.formats import save_safetensors
 from realsr_fast.models.rrdbnet import RRDBNet

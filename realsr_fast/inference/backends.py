@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.inference.tiler import TileFn, check_batch, upscale_tiled_retrying
-from realsr_fast.inference.tile_size import auto_tile
+from realsr_fast.tiling.tiler import TileFn, check_batch, upscale_tiled_retrying
+from realsr_fast.tiling.tile_size import auto_tile
 
 if TYPE_CHECKING:
     from realsr_fast.models.rrdbnet import RRDBNet

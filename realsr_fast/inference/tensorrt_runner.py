@@ -18,7 +18,7 @@ from realsr_fast.errors import RealSRError
 from realsr_fast.export.onnx_export import INPUT_NAME, OUTPUT_NAME
 from realsr_fast.export.tensorrt_build import (Sidecar, Target, check_sidecar, import_tensorrt,
                                                read_sidecar)
-from realsr_fast.inference.tiler import TileFn
+from realsr_fast.tiling.tiler import TileFn
 
 
 def pad_to_side(x: torch.Tensor, side: int) -> torch.Tensor:

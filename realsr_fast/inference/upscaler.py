@@ -16,8 +16,8 @@ import torch
 from realsr_fast.inference import DEFAULT_TILE_PAD
 from realsr_fast.device import resolve_device
 from realsr_fast.errors import RealSRError
-from realsr_fast.inference.tiler import check_batch, upscale_tiled_retrying
-from realsr_fast.inference.tile_size import auto_tile
+from realsr_fast.tiling.tiler import check_batch, upscale_tiled_retrying
+from realsr_fast.tiling.tile_size import auto_tile
 from realsr_fast.models.formats import model_from_state
 from realsr_fast.models.rrdbnet import RRDBNet
 from realsr_fast.models.zoo import DEFAULT_MODEL, resolve_weights

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.inference.tile_size import MIN_TILE
+from realsr_fast.tiling.tile_size import MIN_TILE
 
 logger = logging.getLogger(__name__)
 
