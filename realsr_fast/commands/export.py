@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from realsr_fast.inference import DEFAULT_TILE_PAD
+from realsr_fast.tiling.tiler import DEFAULT_TILE_PAD
 from realsr_fast.commands.arguments import non_negative_int, positive_int
 
 DESCRIPTION = """\

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from realsr_fast.commands.arguments import non_negative_int, positive_int
-from realsr_fast.inference import DEFAULT_TILE_PAD
+from realsr_fast.tiling.tiler import DEFAULT_TILE_PAD
 from realsr_fast.inference.upscale_files import BACKENDS, OUTPUT_FORMATS, upscale_files
 
 DESCRIPTION = """\

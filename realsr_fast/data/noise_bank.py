@@ -24,7 +24,9 @@ import torch
 from realsr_fast.batch import to_rgb8
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import list_images, read_image
-from realsr_fast.data.noise_mining import MANIFEST_NAME
+
+#: The file in a noise folder that lists its patches (written by `realsr noise`).
+MANIFEST_NAME = "manifest.json"
 
 
 @dataclass

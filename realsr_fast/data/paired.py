@@ -30,12 +30,13 @@ from tqdm import tqdm
 from realsr_fast.batch import BatchReport, refuse_output_in_sources, source_images, to_rgb8
 from realsr_fast.data.degrader import Degrader, DegradeChoices
 from realsr_fast.data.kernel_bank import load_kernel_bank
-from realsr_fast.data.noise_bank import NoiseBank, load_noise_bank
+from realsr_fast.data.noise_bank import MANIFEST_NAME, NoiseBank, load_noise_bank
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import atomic_write, read_image, write_image
-from realsr_fast.data.noise_mining import MANIFEST_NAME
 
 OFFLINE_RECIPES: tuple[str, ...] = ("kernel", "bicubic")
+#: The dataset's own manifest (scale, recipe, seed, kernels, noise folder, pairs).
+PAIRS_MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -133,7 +134,7 @@ def build_paired_dataset(
                 "kernels": [str(path) for path in bank.files] if bank else ["bicubic"],
                 "noise": str(noise_dir) if noise_dir is not None else None, "pairs": report.pairs}
     output.mkdir(parents=True, exist_ok=True)
-    with atomic_write(output / MANIFEST_NAME, "w") as file:
+    with atomic_write(output / PAIRS_MANIFEST, "w") as file:
         json.dump(manifest, file, indent=1)
     return report
 

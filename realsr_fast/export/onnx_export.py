@@ -20,7 +20,7 @@ from typing import Sequence
 
 import torch
 
-from realsr_fast.inference import DEFAULT_TILE_PAD
+from realsr_fast.tiling.tiler import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
 from realsr_fast.export.precision import (activation_peaks, calibration_inputs, mixed_precision,
                                           overflowing_units)

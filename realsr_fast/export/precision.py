@@ -6,12 +6,8 @@ model at export: the fp32 model runs on calibration inputs (crops of the sample 
 saturated and high-contrast synthetic images) and every unit whose activations (any conv output
 inside it, and its own output) reach FP16_MAX / HEADROOM stays fp32.
 
-Measured for df2k (48x48 crops of astronaut, coffee, chelsea; white, white + 2% noise, pure red,
-1-px checkerboard, black; fp32 vs whole-model fp16 in torch): no inf/NaN anywhere; the largest
-unit output is 9.5 (RRDB_trunk.22, checkerboard), four orders of magnitude below FP16_MAX; the
-relative error grows along the trunk to ~2e-2 at trunk_conv and the output PSNR of fp16 against
-fp32 is 56.8-94.7 dB. So df2k keeps no unit in fp32 (only the input/output casts are fp32); a
-checkpoint with large activations gets its hot units kept in fp32 automatically.
+How this plays out for the shipped df2k model (no unit needs fp32) is measured in
+benchmarks/README.md, "fp16 units".
 
 A "unit" is a top-level block: conv_first, RRDB_trunk.N, trunk_conv, upconvN, HRconv, conv_last.
 """

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from realsr_fast.batch import BatchReport
-from realsr_fast.inference import DEFAULT_TILE_PAD
+from realsr_fast.tiling.tiler import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import (
     IMAGE_SUFFIXES,

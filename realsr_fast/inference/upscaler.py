@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from realsr_fast.inference import DEFAULT_TILE_PAD
+from realsr_fast.tiling.tiler import DEFAULT_TILE_PAD
 from realsr_fast.device import resolve_device
 from realsr_fast.errors import RealSRError
 from realsr_fast.tiling.tiler import check_batch, upscale_tiled_retrying

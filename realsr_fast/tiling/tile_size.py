@@ -1,9 +1,8 @@
 """Choosing the tile size from the memory at hand.
 
 RRDBNet's peak memory is set by its HR-resolution layers: a few (scale*h, scale*w, nf)
-activations alive at once. Measured on the CPU (eager, channels_last, peak RSS over the
-weights): about 14 KB per LR pixel in fp32 and 6.7 KB in bf16 for nf 64 at x4, i.e.
-3.5 * scale^2 * nf * itemsize bytes; we plan with 4 * scale^2 * nf * itemsize.
+activations alive at once; we plan with 4 * scale^2 * nf * itemsize bytes per LR pixel, a little
+over the measured peak (benchmarks/README.md, "Tile memory").
 """
 from __future__ import annotations
 
