@@ -54,10 +54,10 @@ def tile() -> torch.Tensor:
 @pytest.fixture(scope="module")
 def onnx_graph(tmp_path_factory):
     from realsr_fast.export.onnx_export import export_onnx
-    from realsr_fast.inference.backends import load_fp32_model
+    from realsr_fast.models.loading import load_model
 
     path = tmp_path_factory.mktemp("deploy") / "df2k_fp32.onnx"
-    export_onnx(load_fp32_model("df2k")[0], path)
+    export_onnx(load_model("df2k"), path)
     return path
 
 
@@ -113,12 +113,14 @@ def _timed_cuda(fn):
 @pytest.mark.parametrize("device", [pytest.param("cuda", marks=CUDA)])
 @pytest.mark.benchmark(group="cuda_tile")
 def test_tensorrt_fp16_ours(benchmark, gpu_reference, tmp_path, device):
-    from realsr_fast.inference.backends import load_tensorrt_backend
+    from realsr_fast.inference.backends import UpscalerSettings
+    from realsr_fast.inference.tensorrt_runner import load_runner
 
     x, reference = gpu_reference
-    backend = load_tensorrt_backend("df2k", torch.device(device), None, 10,
-                                    tmp_path / "df2k.engine", cuda_graph=True)
-    y = benchmark.pedantic(_timed_cuda(lambda: backend.fn(x)), **ROUNDS)
+    runner = load_runner(UpscalerSettings("df2k", tile_pad=10, backend="tensorrt",
+                                          engine=tmp_path / "df2k.engine", cuda_graph=True),
+                         torch.device(device))
+    y = benchmark.pedantic(_timed_cuda(lambda: runner(x)), **ROUNDS)
     benchmark.extra_info["psnr_vs_torch_fp32"] = psnr(y, reference)
     assert psnr(y, reference) >= 45
 

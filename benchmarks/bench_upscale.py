@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from realsr_fast.inference import DEFAULT_TILE_PAD
+from realsr_fast.tiling import DEFAULT_TILE_PAD
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.models import zoo
 

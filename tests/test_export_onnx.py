@@ -10,7 +10,8 @@ import torch
 
 from realsr_fast import cli
 from realsr_fast.errors import RealSRError
-from realsr_fast.export.onnx_export import export_onnx, read_onnx_info, weights_sha256
+from realsr_fast.export.onnx_export import export_onnx, read_onnx_info
+from realsr_fast.models.loading import weights_sha256
 from realsr_fast.export.precision import (FP16_MAX, HEADROOM, activation_peaks, mixed_precision,
                                           overflowing_units, unit_names)
 from realsr_fast.models.formats import save_safetensors
@@ -205,9 +206,10 @@ def test_onnx_option_needs_the_onnx_backend(tmp_path):
 @pytest.mark.slow
 def test_df2k_onnx_matches_torch_on_a_photo_crop(tmp_path):
     """The real DF2K weights: fp32 ONNX vs torch, PSNR >= 50 dB at two sizes."""
-    from realsr_fast.inference.backends import load_fp32_model
+    from realsr_fast.models.loading import load_model
 
-    model, sha = load_fp32_model("df2k")
+    model = load_model("df2k")
+    sha = weights_sha256(model.state_dict())
     path = tmp_path / "df2k.onnx"
     assert export_onnx(model, path).model_sha256 == sha
     onnx.checker.check_model(str(path))

@@ -11,7 +11,8 @@ import torch
 from realsr_fast import cli
 from realsr_fast.errors import RealSRError
 from realsr_fast.models import zoo
-from realsr_fast.models.formats import load_checkpoint, load_model, save_safetensors
+from realsr_fast.models.formats import load_checkpoint, save_safetensors
+from realsr_fast.models.loading import load_model
 from realsr_fast.models.ncnn_format import load_ncnn
 from realsr_fast.models.rrdbnet import RRDBNet
 

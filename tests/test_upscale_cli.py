@@ -19,16 +19,19 @@ from PIL import Image
 import realsr_fast
 from realsr_fast import cli
 from realsr_fast.errors import RealSRError
+from realsr_fast.inference.upscaler import Upscaler
 
 SCALE = 4
 
 
-class FakeUpscaler:
-    """Nearest-neighbour x4 with the real Upscaler's interface; records what it was asked."""
+class FakeUpscaler(Upscaler):
+    """Nearest-neighbour x4 in place of the network (the real numpy path around it); records
+    what it was asked."""
 
     instances: list["FakeUpscaler"] = []
 
-    def __init__(self, model="df2k", device="auto", precision="auto", tile=None, tile_pad=10):
+    def __init__(self, model="df2k", device="auto", precision="auto", tile=None, tile_pad=10,
+                 backend="torch", **backend_options):
         self.scale = SCALE
         self.device = torch.device("cpu")
         self.precision = "fp32"

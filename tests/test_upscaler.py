@@ -143,8 +143,9 @@ def test_cuda_without_a_gpu_is_a_clear_error(small_weights) -> None:
 def test_overflowing_tiles_are_redone_in_fp32(small_weights, caplog) -> None:
     path, model = small_weights
     up = Upscaler(path, device="cpu", precision="bf16", tile=8, tile_pad=2)
-    real = up._model
-    up._model = lambda x: real(x) * float("inf")  # every reduced-precision tile overflows
+    runner = up._runner
+    real = runner._model
+    runner._model = lambda x: real(x) * float("inf")  # every reduced-precision tile overflows
     x = rand(1, 3, 16, 16, seed=3)
     with caplog.at_level(logging.WARNING):
         got = up.upscale_tensor(x)
@@ -163,7 +164,7 @@ def test_bf16_is_close_to_fp32(small_weights) -> None:
 
 
 def test_bf16_without_native_support_is_announced(small_weights, monkeypatch, caplog) -> None:
-    from realsr_fast.inference import upscaler as module
+    from realsr_fast.inference import torch_runner as module
 
     monkeypatch.setattr(module, "cpu_has_native_bf16", lambda: False)
     with caplog.at_level(logging.WARNING):
@@ -207,20 +208,20 @@ def test_cuda_fp16_matches_cpu_fp32(small_weights) -> None:
 def test_out_of_memory_retries_with_smaller_tiles(small_weights, caplog) -> None:
     path, _ = small_weights
     up = Upscaler(path, device="cpu")
-    real = up._model
+    real = up._runner._model
 
     def small_tiles_only(x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] * x.shape[-2] > 60 * 60:
             raise torch.OutOfMemoryError("pretend")
         return real(x)
 
-    up._model = small_tiles_only
+    up._runner._model = small_tiles_only
     x = rand(1, 3, 64, 64, seed=6)
     with caplog.at_level(logging.WARNING):
         got = up.upscale_tensor(x)
     assert any("retrying with 32 px" in r.message for r in caplog.records)
     expected = Upscaler(path, device="cpu", tile=32).upscale_tensor(x)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
-    up._model = lambda x: (_ for _ in ()).throw(torch.OutOfMemoryError("pretend"))
+    up._runner._model = lambda x: (_ for _ in ()).throw(torch.OutOfMemoryError("pretend"))
     with pytest.raises(RealSRError, match="out of memory"):
         up.upscale_tensor(x)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from realsr_fast.tiling.tiler import DEFAULT_TILE_PAD
+from realsr_fast.tiling import DEFAULT_TILE_PAD
 from realsr_fast.commands.arguments import non_negative_int, positive_int
 
 DESCRIPTION = """\
@@ -69,9 +69,9 @@ def _opset(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realsr_fast.inference.backends import load_fp32_model
+    from realsr_fast.models.loading import load_model
 
-    model, _ = load_fp32_model(args.model)
+    model = load_model(args.model)
     if args.target == "onnx":
         from realsr_fast.export.onnx_export import export_onnx
 

@@ -17,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realsr_fast.models.zoo import DEFAULT_MODEL, MODELS, cache_dir  # imports torch
+    from realsr_fast.models import DEFAULT_MODEL
+    from realsr_fast.models.zoo import MODELS, cache_dir  # imports torch
 
     for name, spec in MODELS.items():
         default = " (default)" if name == DEFAULT_MODEL else ""

@@ -5,8 +5,9 @@ import argparse
 import sys
 
 from realsr_fast.commands.arguments import non_negative_int, positive_int
-from realsr_fast.tiling.tiler import DEFAULT_TILE_PAD
-from realsr_fast.inference.upscale_files import BACKENDS, OUTPUT_FORMATS, upscale_files
+from realsr_fast.tiling import DEFAULT_TILE_PAD
+from realsr_fast.inference.backends import BACKENDS
+from realsr_fast.inference.upscale_files import OUTPUT_FORMATS, upscale_files
 
 DESCRIPTION = """\
 Upscale photos x4 with a RealSR model (default: df2k, the NTIRE 2020 winner, installed with the
@@ -55,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "memory, or from the image size on the CPU)")
     parser.add_argument("--tile-pad", type=non_negative_int, default=DEFAULT_TILE_PAD, metavar="N",
                         help="input pixels of context around each tile (default: %(default)s)")
-    parser.add_argument("--backend", default=BACKENDS[0], choices=BACKENDS,
+    parser.add_argument("--backend", default="torch", choices=tuple(BACKENDS),
                         help="inference backend: torch, onnx (ONNX Runtime, pip install "
                         "'realsr_fast[onnx]') or tensorrt (NVIDIA GPU, pip install "
                         "'realsr_fast[tensorrt]') (default: %(default)s)")

@@ -50,6 +50,7 @@ from realsr_fast.kernelgan.crops import prepare_image
 from realsr_fast.kernelgan.estimate import kernels as estimate_kernel_folder
 from realsr_fast.data.kernel_files import kernel_paths, load_kernel
 from realsr_fast.kernelgan.training import ITERATIONS
+from realsr_fast.models import DEFAULT_MODEL
 from realsr_fast.data.noise_mining import NoiseSettings, mine_noise_folder
 from realsr_fast.demo.report import Figure, Section, bullets, gallery, heading, paragraph, table, write_report
 
@@ -176,7 +177,7 @@ def run_demo(
         pairs = {recipe: build_pairs(photos, out, recipe, seed) for recipe in LR_RECIPES}
     lr_images = [(recipe, pair) for recipe, recipe_pairs in pairs.items() for pair in recipe_pairs]
     with clock("load model", "the official RealSR DF2K x4 weights (RRDBNet, 16.7 M parameters)"):
-        upscaler = Upscaler("df2k", device=device)
+        upscaler = Upscaler(DEFAULT_MODEL, device=device)
     outputs: Outputs = {r: {m: {} for m in METHODS} for r in LR_RECIPES}
     with clock("RealSR x4", f"{len(lr_images)} LR images through the model on {upscaler.device} ({upscaler.precision})"):
         for recipe, pair in lr_images:

@@ -4,14 +4,13 @@ The graph has one input `input` (B, 3, H, W) and one output `output` (B, 3, s*H,
 graph keeps fp32 input and output by default (casts inside the graph) and runs the units chosen by
 `precision.overflowing_units` in fp32 (see `realsr_fast.export.precision`). Metadata (ONNX
 metadata_props, all strings): format, scale, nf, precision, io_dtype, fp32_units, tile_pad,
-model_sha256 (of the weights, see `weights_sha256`), opset.
+model_sha256 (of the weights, see `models.loading.weights_sha256`), opset.
 
 Uses torch's TorchScript exporter (`dynamo=False`): it traces the fixed RRDBNet graph reliably and
 keeps the module path in node names (`/model/RRDB_trunk.0/...`).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -20,11 +19,11 @@ from typing import Sequence
 
 import torch
 
-from realsr_fast.tiling.tiler import DEFAULT_TILE_PAD
+from realsr_fast.tiling import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
 from realsr_fast.export.precision import (activation_peaks, calibration_inputs, mixed_precision,
                                           overflowing_units)
-from realsr_fast.models.formats import StateDict
+from realsr_fast.models.loading import weights_sha256
 from realsr_fast.models.rrdbnet import RRDBNet
 
 INPUT_NAME = "input"
@@ -33,17 +32,6 @@ FORMAT_TAG = "realsr_fast"
 MIN_OPSET = 17
 PRECISIONS = ("fp32", "fp16")
 IO_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
-
-
-def weights_sha256(state: StateDict) -> str:
-    """A hash of the weights themselves (names, shapes and fp32 values in name order), so the same
-    model gives the same hash whether it came from ncnn, .pth or safetensors."""
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        tensor = state[name].detach().to("cpu", torch.float32).contiguous()
-        digest.update(f"{name}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

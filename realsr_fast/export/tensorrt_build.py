@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from realsr_fast.tiling.tiler import DEFAULT_TILE_PAD
+from realsr_fast.tiling import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
 from realsr_fast.export.onnx_export import INPUT_NAME, OnnxInfo
 

@@ -5,13 +5,17 @@ else the CPU provider (which runs fp16 graphs through fp32 kernels, at fp32 spee
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 import torch
 
 from realsr_fast.errors import RealSRError
+from realsr_fast.inference.backends import TileRunner, UpscalerSettings, cache_file
 from realsr_fast.export.onnx_export import INPUT_NAME, OUTPUT_NAME, OnnxInfo, read_onnx_info
+
+logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "ONNX Runtime is not installed: pip install 'realsr_fast[onnx]'"
 _NUMPY_IO = {"fp32": np.float32, "fp16": np.float16}
@@ -26,9 +30,10 @@ def providers_for(device: torch.device) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-class OnnxRunner:
+class OnnxRunner(TileRunner):
     """An ONNX Runtime session as a tile function: (B, 3, h, w) float -> (B, 3, s*h, s*w) float32
-    on the CPU, clamped to [0, 1]. A tile that is not finite (fp16 overflow) raises RealSRError."""
+    on the CPU, clamped to [0, 1]. A tile that is not finite (fp16 overflow) raises RealSRError.
+    Tiles are budgeted against CPU memory (`device`), whichever provider runs them."""
 
     info: OnnxInfo
     scale: int
@@ -40,7 +45,8 @@ class OnnxRunner:
         except ImportError as exc:
             raise RealSRError(INSTALL_HINT) from exc
         self.info = read_onnx_info(path)
-        self.scale = self.info.scale
+        self.scale, self.nf, self.precision = self.info.scale, self.info.nf, self.info.precision
+        self.device = torch.device("cpu")
         self.path = path
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -55,3 +61,30 @@ class OnnxRunner:
                               "overflow); export an fp32 graph (realsr export onnx --precision "
                               "fp32) for this model")
         return y.clamp_(0, 1)
+
+
+def load_runner(settings: UpscalerSettings, device: torch.device) -> OnnxRunner:
+    """ONNX Runtime over `settings.onnx`, or over the model's graph in the cache (exported once).
+
+    precision: auto (fp16 with CUDA, else fp32), fp32 or fp16; with `settings.onnx` the file's own."""
+    precision = settings.precision
+    if precision == "bf16":
+        raise RealSRError("the onnx backend runs fp32 or fp16 graphs; use --precision fp32 "
+                          "(or the torch backend for bf16)")
+    onnx_path = settings.onnx
+    if onnx_path is None:
+        from realsr_fast.export.onnx_export import export_onnx
+        from realsr_fast.models.loading import load_model, weights_sha256
+
+        if precision == "auto":
+            precision = "fp16" if device.type == "cuda" else "fp32"
+        network = load_model(settings.model)
+        onnx_path = cache_file("onnx", f"{weights_sha256(network.state_dict())[:16]}-{precision}.onnx")
+        if not onnx_path.is_file():
+            logger.warning("exporting %s to %s (once)", settings.model, onnx_path)
+            export_onnx(network, onnx_path, precision=precision, tile_pad=settings.tile_pad)
+    runner = OnnxRunner(onnx_path, device)
+    if precision not in ("auto", runner.info.precision):
+        raise RealSRError(f"{onnx_path} is an {runner.info.precision} graph, but --precision "
+                          f"{precision} was asked for; export another graph or drop --precision")
+    return runner

@@ -4,11 +4,13 @@ Tiles stay on the GPU: input and output are torch CUDA tensors in the engine's I
 bound with `set_tensor_address` and run with `execute_async_v3` on torch's current stream;
 optionally each tile shape is captured once as a CUDA graph and replayed. Tiles smaller than the
 profile's minimum are padded (edge replicate) and the output cropped. A tile that is not finite
-(fp16 overflow, REFERENCE.md §10) is redone by `fallback` (the torch fp32 model).
+(fp16 overflow, docs/METHOD.md "fp16") is redone by `fallback` (the torch fp32 runner).
 """
 from __future__ import annotations
 
+import logging
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -16,9 +18,12 @@ import torch.nn.functional as F
 
 from realsr_fast.errors import RealSRError
 from realsr_fast.export.onnx_export import INPUT_NAME, OUTPUT_NAME
-from realsr_fast.export.tensorrt_build import (Sidecar, Target, check_sidecar, import_tensorrt,
-                                               read_sidecar)
+from realsr_fast.export.tensorrt_build import (DEFAULT_PROFILE, Profile, Sidecar, Target, check_sidecar,
+                                               export_tensorrt, import_tensorrt, read_sidecar, sidecar_path)
+from realsr_fast.inference.backends import TileRunner, UpscalerSettings, cache_file
 from realsr_fast.tiling.tiler import TileFn
+
+logger = logging.getLogger(__name__)
 
 
 def pad_to_side(x: torch.Tensor, side: int) -> torch.Tensor:
@@ -29,7 +34,7 @@ def pad_to_side(x: torch.Tensor, side: int) -> torch.Tensor:
     return F.pad(x, (0, right, 0, bottom), mode="replicate")
 
 
-class TensorRTRunner:
+class TensorRTRunner(TileRunner):
     """A deserialized engine as a tile function: (B, 3, h, w) float on the GPU ->
     (B, 3, s*h, s*w) float32 on the GPU, clamped to [0, 1]; h, w <= the profile's max."""
 
@@ -42,7 +47,7 @@ class TensorRTRunner:
         trt = import_tensorrt()
         self.sidecar = read_sidecar(engine_path)
         check_sidecar(self.sidecar, Target.current(device.index or 0), engine_path, model_sha256)
-        self.scale, self.device = self.sidecar.scale, device
+        self.scale, self.device, self.precision = self.sidecar.scale, device, "fp16"
         self.cuda_graph, self.fallback = cuda_graph, fallback
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
@@ -110,3 +115,46 @@ class TensorRTRunner:
                 y = self.fallback(item).to(self.device)
             outputs.append(y)
         return torch.cat(outputs).clamp_(0, 1)
+
+    def tile_for(self, tile: int | None, pad: int) -> int:
+        """The engine's profile bounds the tile: the largest that fits, or `tile` if it fits (so
+        the automatic, memory-based size, which would need `nf`, is never used here)."""
+        return self.sidecar.profile.tile_for(pad, tile)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
+
+
+def load_runner(settings: UpscalerSettings, device: torch.device) -> TensorRTRunner:
+    """TensorRT over `settings.engine` (built there when missing or when `rebuild_engine`), or
+    over the model's engine for this GPU in the cache. A tile that overflows in fp16 is redone in
+    fp32 by the torch runner."""
+    from realsr_fast.inference.torch_runner import TorchRunner
+    from realsr_fast.models.loading import load_model, weights_sha256
+
+    if settings.precision not in ("auto", "fp16"):
+        raise RealSRError("TensorRT engines run in fp16 (with fp32 where needed); drop "
+                          "--precision or use --backend torch / onnx for fp32")
+    if device.type != "cuda":
+        raise RealSRError("the tensorrt backend runs on an NVIDIA GPU; use --device cuda (or "
+                          "auto), or --backend onnx / torch on the CPU")
+    target = Target.current(device.index or 0)
+    network = load_model(settings.model)
+    sha = weights_sha256(network.state_dict())
+    engine_path = Path(settings.engine) if settings.engine is not None else cache_file(
+        "tensorrt", f"{sha[:16]}-{_slug(target.gpu_name)}-trt{target.tensorrt_version}.engine")
+    if settings.rebuild_engine or not engine_path.is_file() or not sidecar_path(engine_path).is_file():
+        profile = Profile(*DEFAULT_PROFILE)
+        logger.warning("building the TensorRT engine %s (inputs %d-%d px; takes minutes)",
+                       engine_path, profile.min, profile.max)
+        export_tensorrt(network, engine_path, profile, engine_path.with_suffix(".timing"),
+                        settings.tile_pad, device.index or 0)
+    fp32: list[TorchRunner] = []
+
+    def fallback(x: torch.Tensor) -> torch.Tensor:
+        if not fp32:
+            fp32.append(TorchRunner(network, device, "fp32"))
+        return fp32[0](x)
+
+    return TensorRTRunner(engine_path, device, sha, settings.cuda_graph, fallback)

@@ -1,7 +1,7 @@
 """Upscale image files in a batch: list the inputs, map them to outputs, run the model, report.
 
-`realsr upscale` is a thin layer over `upscale_files`; `upscale_array` is the per-image step
-(grey, alpha and 16-bit handling around `Upscaler.upscale_tensor`).
+`realsr upscale` is a thin layer over `upscale_files`; each image goes through
+`Upscaler.upscale_image` (grey, alpha and 16-bit handling).
 
 Rules:
 - OUTPUT is a file when there is one input file and OUTPUT has an image suffix; otherwise a
@@ -19,7 +19,7 @@ Example:
 """
 from __future__ import annotations
 
-import functools
+import dataclasses
 import os
 import sys
 import time
@@ -31,23 +31,13 @@ import numpy as np
 from tqdm import tqdm
 
 from realsr_fast.batch import BatchReport
-from realsr_fast.tiling.tiler import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
-from realsr_fast.io import (
-    IMAGE_SUFFIXES,
-    SIXTEEN_BIT_SUFFIXES,
-    image_to_tensor,
-    list_images,
-    read_image,
-    tensor_to_image,
-    write_image,
-)
+from realsr_fast.inference.backends import UpscalerSettings
+from realsr_fast.io import IMAGE_SUFFIXES, SIXTEEN_BIT_SUFFIXES, list_images, read_image, write_image
 
 if TYPE_CHECKING:
     from realsr_fast.inference.upscaler import Upscaler
 
-# Inference backends by name: torch (`Upscaler`), onnx and tensorrt (`inference.backends`).
-BACKENDS: tuple[str, ...] = ("torch", "onnx", "tensorrt")
 # --format choices and the suffix each writes.
 OUTPUT_FORMATS: dict[str, str] = {
     "png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif", "bmp": ".bmp",
@@ -196,71 +186,25 @@ def _refuse_shared_outputs(jobs: list[Job]) -> None:
         owner[key] = job.source
 
 
-def upscale_array(
-    upscaler: Upscaler,
-    image: np.ndarray,
-    dtype: type[np.integer] | np.dtype | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """Upscale an `(H, W, C)` uint8/uint16 image to `(s*H, s*W, C)` of `dtype` (default: same).
-
-    Grey (C 1 or 2) runs the model on grey replicated to RGB and keeps the mean of the three
-    output channels, so grey stays grey. Alpha (C 2 or 4) is upscaled bicubically, not by the
-    model: the model is trained on noisy photos, and on a mask it turns opaque 255 into 251-253
-    (the whole image becomes slightly see-through) and rings at edges; bicubic keeps flat alpha
-    exact and costs nothing next to the model.
-    """
-    import torch  # here, so that `realsr --help` does not wait for torch
-
-    x = image_to_tensor(image)  # (1, C, H, W)
-    channels = x.shape[1]
-    colour = x[:, :1].expand(-1, 3, -1, -1) if channels <= 2 else x[:, :3]
-    y = upscaler.upscale_tensor(colour.contiguous(), progress)  # (1, 3, sH, sW)
-    if channels <= 2:
-        y = y.mean(dim=1, keepdim=True)
-    if channels in (2, 4):
-        alpha = torch.nn.functional.interpolate(
-            x[:, -1:], size=y.shape[2:], mode="bicubic", align_corners=False
-        )
-        y = torch.cat([y, alpha], dim=1)
-    return tensor_to_image(y, image.dtype if dtype is None else dtype)
-
-
 def upscale_files(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     *,
-    model: str | os.PathLike = "df2k",
-    device: str = "auto",
-    precision: str = "auto",
-    tile: int | None = None,
-    tile_pad: int = DEFAULT_TILE_PAD,
-    backend: str = "torch",
-    onnx: str | os.PathLike | None = None,
-    engine: str | os.PathLike | None = None,
-    rebuild_engine: bool = False,
-    cuda_graph: bool = False,
     recursive: bool = False,
     fmt: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    **upscaler: object,
 ) -> UpscaleReport:
     """Upscale every image of `inputs` into `output` (see the module docstring for the rules).
 
-    The model is loaded once, and only when some image needs it. `backend` onnx runs the graph
-    `onnx` (default: the model's, exported once to the cache) with ONNX Runtime; tensorrt runs
-    the engine `engine` (default: the model's, built once for this GPU; `rebuild_engine` rebuilds
-    one made for another GPU or TensorRT version), optionally as CUDA graphs. With `progress`, tqdm bars
+    `upscaler` holds the `Upscaler`'s arguments (model, device, precision, tile, tile_pad,
+    backend and its options; see `inference.backends.UpscalerSettings`), checked before any work.
+    The model is loaded once, and only when some image needs it. With `progress`, tqdm bars
     (images, and tiles of a large image) and notes go to stderr. Bad files end up in
     `report.failed` with a message naming them; the other images are still done.
     """
-    if backend not in BACKENDS:
-        raise RealSRError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-    if onnx is not None and backend != "onnx":
-        raise RealSRError("--onnx names a graph for --backend onnx; add --backend onnx")
-    if (engine is not None or rebuild_engine or cuda_graph) and backend != "tensorrt":
-        raise RealSRError("--engine, --rebuild-engine and --cuda-graph are options of "
-                          "--backend tensorrt; add --backend tensorrt")
+    settings = UpscalerSettings(**upscaler)
     start = time.perf_counter()
     report = UpscaleReport()
     jobs = []
@@ -273,41 +217,18 @@ def upscale_files(
         tqdm.write(f"skipping {len(report.skipped)} image(s) whose output exists "
                    "(--overwrite redoes them)", file=sys.stderr)
     if jobs:
-        load = functools.partial(_load_upscaler, model, device, precision, tile, tile_pad, progress,
-                                 backend, onnx, engine, rebuild_engine, cuda_graph)
-        _run_jobs(load, jobs, report, progress)
+        _run_jobs(lambda: _load_upscaler(settings, progress), jobs, report, progress)
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _load_upscaler(model: str | os.PathLike, device: str, precision: str, tile: int | None,
-                   tile_pad: int, progress: bool, backend: str = "torch",
-                   onnx: str | os.PathLike | None = None, engine: str | os.PathLike | None = None,
-                   rebuild_engine: bool = False, cuda_graph: bool = False) -> Upscaler:
-    # heavy modules: imported only when needed
-    if backend == "onnx":
-        from realsr_fast.inference.backends import load_onnx_backend
-        from realsr_fast.device import resolve_device
+def _load_upscaler(settings: UpscalerSettings, progress: bool) -> Upscaler:
+    from realsr_fast.inference.upscaler import Upscaler  # heavy: imported only when needed
 
-        upscaler = load_onnx_backend(model, resolve_device(device), precision, tile, tile_pad,
-                                     onnx)
-    elif backend == "tensorrt":
-        from realsr_fast.inference.backends import load_tensorrt_backend
-        from realsr_fast.device import resolve_device
-
-        if precision not in ("auto", "fp16"):
-            raise RealSRError("TensorRT engines run in fp16 (with fp32 where needed); drop "
-                              "--precision or use --backend torch / onnx for fp32")
-        upscaler = load_tensorrt_backend(model, resolve_device(device), tile, tile_pad, engine,
-                                         rebuild_engine, cuda_graph)
-    else:
-        from realsr_fast.inference.upscaler import Upscaler
-
-        upscaler = Upscaler(model, device=device, precision=precision, tile=tile,
-                            tile_pad=tile_pad)
+    upscaler = Upscaler(**dataclasses.asdict(settings))
     if progress:
-        tqdm.write(f"upscaling x{upscaler.scale} with {onnx or engine or model} on "
-                   f"{upscaler.device} ({backend}, {upscaler.precision})", file=sys.stderr)
+        tqdm.write(f"upscaling x{upscaler.scale} with {settings.onnx or settings.engine or settings.model} on "
+                   f"{upscaler.device} ({settings.backend}, {upscaler.precision})", file=sys.stderr)
     return upscaler
 
 
@@ -329,7 +250,7 @@ def _run_jobs(load_upscaler: Callable[[], Upscaler], jobs: list[Job], report: Up
         dtype = image.dtype if job.target.suffix.lower() in SIXTEEN_BIT_SUFFIXES else np.uint8
         with _TileBar(enabled=progress) as tiles:
             try:
-                write_image(job.target, upscale_array(upscaler, image, dtype, tiles))
+                write_image(job.target, upscaler.upscale_image(image, dtype, tiles))
             except RealSRError as exc:
                 _record_failure(report, job, exc, progress)
             else:

@@ -258,10 +258,3 @@ def model_from_state(state: StateDict, config: Config) -> RRDBNet:
         model = RRDBNet(**config)
     model.load_state_dict(state, assign=True)
     return model.eval()
-
-
-def load_model(path: str | os.PathLike) -> RRDBNet:
-    """An RRDBNet in eval mode with the weights of `path` (any supported format)."""
-    return model_from_state(*load_checkpoint(path))
-
-

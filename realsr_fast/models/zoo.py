@@ -60,7 +60,6 @@ MODELS: dict[str, NcnnModelSpec] = {
         ),
     ]
 }
-DEFAULT_MODEL = "df2k"
 
 
 def cache_dir() -> Path:

@@ -19,10 +19,6 @@ from realsr_fast.tiling.tile_size import MIN_TILE
 
 logger = logging.getLogger(__name__)
 
-#: LR pixels of context around each tile; 24 leaves seams of at most a few grey levels where the
-#: ncnn port's 10 leaves up to 30 (measured in benchmarks/README.md, "Tile context").
-DEFAULT_TILE_PAD = 24
-
 TileFn = Callable[[torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int], None]
 

@@ -34,6 +34,7 @@ import yaml
 from realsr_fast.data.degrader import RECIPES
 from realsr_fast.errors import RealSRError
 from realsr_fast.models.discriminators import DISCRIMINATORS
+from realsr_fast.models import DEFAULT_MODEL
 
 BUILTIN_SAMPLES = "builtin:samples"
 BUILTIN_SYNTHETIC = "builtin:synthetic"
@@ -49,7 +50,7 @@ class GeneratorConfig:
     nb: int = 23
     gc: int = 32
     scale: int = 4
-    init: Optional[str] = "df2k"
+    init: Optional[str] = DEFAULT_MODEL
 
 
 @dataclass

@@ -35,10 +35,10 @@ from realsr_fast import metrics
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import atomic_write
 from realsr_fast.models.discriminators import build_discriminator
-from realsr_fast.models.formats import check_state_dict, load_checkpoint
+from realsr_fast.models.formats import check_state_dict
+from realsr_fast.models.loading import load_model
 from realsr_fast.models.rrdbnet import RRDBNet
 from realsr_fast.models.vgg import build_vgg
-from realsr_fast.models.zoo import resolve_weights
 from realsr_fast.train import checkpoint as ckpt
 from realsr_fast.train.config import TrainConfig, to_yaml
 from realsr_fast.train.data import (ValidationImage, build_degrader, crop_stream, paired_validation_set,
@@ -140,7 +140,7 @@ class Trainer:
         g = self.config.generator
         generator = RRDBNet(3, 3, g.nf, g.nb, g.gc, g.scale)
         if g.init is not None:
-            state, _ = resolve_weights(g.init)
+            state = load_model(g.init).state_dict()
             generator.load_state_dict(check_state_dict(state, generator.config(), g.init))
         return self._to_device(generator)
 
@@ -150,7 +150,7 @@ class Trainer:
 
     def _resume(self, files: ckpt.CheckpointFiles) -> None:
         state = ckpt.load_state(files)
-        weights, _ = load_checkpoint(files.generator)
+        weights = load_model(files.generator).state_dict()
         self.generator.load_state_dict(check_state_dict(weights, self.generator.config(), files.generator))
         self.optimizer_g.load_state_dict(state["optimizer_g"])
         self.scheduler_g.load_state_dict(state["scheduler_g"])

@@ -1,0 +1,86 @@
+"""The torch backend: RRDBNet in eager PyTorch, one tile at a time.
+
+Precision: fp32 on the CPU by default, bf16 on the CPU on request (about 4x faster on CPUs with
+AMX / AVX512-BF16); fp16 by default on CUDA, where RRDBNet can overflow (docs/METHOD.md,
+"fp16"): each tile's output is checked and a tile that is not finite is run again in fp32.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+
+import torch
+
+from realsr_fast.errors import RealSRError
+from realsr_fast.inference.backends import TileRunner, UpscalerSettings
+from realsr_fast.models.loading import load_model
+from realsr_fast.models.rrdbnet import RRDBNet
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); True when unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return True
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` -> fp16 on CUDA, fp32 on the CPU; fp16 is refused on the CPU."""
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        logger.warning("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 will be slower "
+                       "than fp32")
+    if precision not in DTYPES:
+        raise RealSRError(f"unknown precision {precision!r}: use auto, {', '.join(DTYPES)}")
+    if precision == "fp16" and device.type == "cpu":
+        raise RealSRError("fp16 runs on CUDA only; on the CPU use bf16 (fast) or fp32 (exact)")
+    return precision
+
+
+class TorchRunner(TileRunner):
+    """`network` (fp32, CPU) run on `device` in `precision`, with the fp32 redo of overflowing
+    tiles; (B, 3, h, w) float (any device) -> (B, 3, s*h, s*w) float32 in [0, 1] on `device`."""
+
+    def __init__(self, network: RRDBNet, device: torch.device, precision: str) -> None:
+        self.device, self.precision = device, precision
+        self.scale, self.nf = network.scale, network.nf
+        self.itemsize = DTYPES[precision].itemsize
+        self._network = network
+        self._model = self._build(DTYPES[precision])
+        self._fp32_model: RRDBNet | None = self._model if precision == "fp32" else None
+
+    def _build(self, dtype: torch.dtype) -> RRDBNet:
+        return copy.deepcopy(self._network).to(self.device, dtype, memory_format=torch.channels_last)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            y = self._model(x.to(DTYPES[self.precision]))
+            if self.precision != "fp32" and not bool(torch.isfinite(y).all()):
+                y = self._fp32()(x)
+            return y.float().clamp_(0, 1)
+
+    def _fp32(self) -> RRDBNet:
+        """The fp32 model for tiles that overflow in reduced precision (built once, when needed)."""
+        if self._fp32_model is None:
+            logger.warning("a tile overflowed in %s; such tiles are redone in fp32 (slower)",
+                           self.precision)
+            self._fp32_model = self._build(torch.float32)
+        return self._fp32_model
+
+
+def load_runner(settings: UpscalerSettings, device: torch.device) -> TorchRunner:
+    precision = resolve_precision(settings.precision, device)  # refuse a bad one before loading
+    network = load_model(settings.model)
+    if network.in_nc != 3 or network.out_nc != 3:
+        raise RealSRError(f"model {settings.model} maps {network.in_nc} channels to "
+                          f"{network.out_nc}; an upscaler needs RGB -> RGB")
+    return TorchRunner(network, device, precision)
