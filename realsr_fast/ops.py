@@ -1,7 +1,7 @@
 """The compiled ops of realsr_fast, and the plain-PyTorch compositions they replace.
 
 - :func:`degrade`: blur + stride downsample + real-noise injection in one pass (RealSR's
-  degradation, REFERENCE.md sections 3 and 5).
+  degradation, docs/METHOD.md §3 and §5).
 - :func:`patch_stats`: grey mean and variance of every patch, for noise mining (section 4).
 - :func:`batchnorm_relu`: training-mode BatchNorm + ReLU in one pass forward and one backward,
   for KernelGAN's discriminator (section 6), whose small maps make the stock ops' overhead dominate.

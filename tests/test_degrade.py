@@ -1,4 +1,4 @@
-"""realsr_fast.ops.degrade against a numpy reference written from the contract (DESIGN.md)."""
+"""realsr_fast.ops.degrade against a numpy reference written from the method (docs/METHOD.md §3 and §5)."""
 from __future__ import annotations
 
 import numpy as np

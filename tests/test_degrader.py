@@ -24,7 +24,7 @@ def random_bank(rng, count: int, size: int) -> torch.Tensor:
 
 
 def numpy_degrade(hr: np.ndarray, kernel: np.ndarray, scale: int, noise: np.ndarray | None) -> np.ndarray:
-    """REFERENCE.md sections 3 and 5 in numpy: `hr` (C, H, W) in [0, 1], `noise` (C, h, w) crop in
+    """docs/METHOD.md §3 and §5 in numpy: `hr` (C, H, W) in [0, 1], `noise` (C, h, w) crop in
     [0, 1] or None -> (C, h, w) LR = clamp(correlate 'reflect', every s-th pixel, + crop - its mean)."""
     lr = np.stack([scipy.ndimage.correlate(channel, kernel, mode="reflect")[::scale, ::scale] for channel in hr])
     if noise is not None:

@@ -125,7 +125,7 @@ def test_own_safetensors_keep_the_config(small_model, probe, tmp_path: Path) -> 
 # --- ncnn ------------------------------------------------------------------------------------
 
 def write_ncnn(model: RRDBNet, stem: Path, fp16: bool) -> None:
-    """A .param/.bin pair as ncnn writes one (REFERENCE.md §9); only layer order matters here."""
+    """A .param/.bin pair as ncnn writes one (docs/METHOD.md §9); only layer order matters here."""
     layers = ["Input input 0 1 data"]
     blobs = []
     for i, (name, module) in enumerate(

@@ -1,5 +1,5 @@
 """The default model reproduces the reference implementation: the `ncnn` package running the
-same REALSR_DF2K_UP4X .param/.bin on the CPU (REFERENCE.md §9), on real photo crops."""
+same REALSR_DF2K_UP4X .param/.bin on the CPU (docs/METHOD.md §9), on real photo crops."""
 from __future__ import annotations
 
 import numpy as np

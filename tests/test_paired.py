@@ -99,7 +99,7 @@ def test_kernel_folder_errors(tmp_path, rng, kernelgan_folder):
 
 
 def kernel_reference_lr(hr: np.ndarray, kernel: np.ndarray, scale: int) -> np.ndarray:
-    """REFERENCE.md section 3 from scipy: per-channel correlation with 'reflect' (half-sample
+    """docs/METHOD.md §3 from scipy: per-channel correlation with 'reflect' (half-sample
     symmetric) boundary, every scale-th pixel from 0, clamped, on the 0..255 scale (not rounded)."""
     x = hr.astype(np.float64) / 255
     blurred = np.stack([scipy.ndimage.correlate(x[..., c], kernel, mode="reflect") for c in range(3)], axis=-1)

@@ -53,7 +53,7 @@ def reference_forward(params: dict[str, np.ndarray], x: np.ndarray, nb: int,
 
 def test_default_config_is_realsr() -> None:
     model = RRDBNet().to("meta")
-    assert sum(p.numel() for p in model.parameters()) == 16_697_987  # REFERENCE.md §7
+    assert sum(p.numel() for p in model.parameters()) == 16_697_987  # docs/METHOD.md §7
     assert model.config() == {"in_nc": 3, "out_nc": 3, "nf": 64, "nb": 23, "gc": 32, "scale": 4}
 
 

@@ -1,4 +1,4 @@
-"""Clean-up: make clean HR images from real photos (REFERENCE.md section 2).
+"""Clean-up: make clean HR images from real photos (docs/METHOD.md §2).
 
 HR = MATLAB bicubic `imresize(photo, 1/factor)` (antialiased; noise and compression artefacts
 mostly vanish), clamped to [0, 1], rounded to 8 bits, then cropped at the bottom and right to a

@@ -1,6 +1,6 @@
 """`Degrader`: RealSR's degradation of a batch of HR crops on their device, in one op call.
 
-LR = (HR * k)↓s + n (REFERENCE.md sections 3 and 5): each sample gets a kernel from the kernel
+LR = (HR * k)↓s + n (docs/METHOD.md §3 and §5): each sample gets a kernel from the kernel
 bank and, with noise, a random crop of a random noise patch minus its per-channel mean; the sum
 is clamped to [0, 1]. All of it is one :func:`realsr_fast.ops.degrade` call.
 

@@ -1,4 +1,4 @@
-"""Noise mining: keep flat patches of real photos as samples of the camera's noise (REFERENCE.md §4).
+"""Noise mining: keep flat patches of real photos as samples of the camera's noise (docs/METHOD.md §4).
 
 On the full-resolution photo (RGB, 8 bits), every full `patch x patch` window at steps of
 `stride` (the last row and column included) gets the mean and population variance of its grey

@@ -3,7 +3,7 @@
 `OUT/HR/<stem>.png`, `OUT/LR/<stem>.png` (same stem), `OUT/noise/` (the noise patches, hard
 links or copies) and `OUT/manifest.json` (which kernel, file and bank index, made which LR).
 
-Recipes (REFERENCE.md section 2):
+Recipes (docs/METHOD.md §2):
 - ``kernel`` (Track 2): one random kernel of the bank per HR image, drawn from a generator seeded
   with `seed`; LR = degrade(HR, k, scale, symmetric padding), computed in float and rounded once.
 - ``bicubic`` (Track 1): LR = MATLAB imresize(HR, 1/scale), through the bicubic bank kernel.

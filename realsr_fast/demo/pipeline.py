@@ -1,6 +1,6 @@
 """`realsr demo`: the whole RealSR pipeline on the bundled sample photos, with an HTML report.
 
-Stages, each timed (REFERENCE.md section 1):
+Stages, each timed (docs/METHOD.md §1):
 
 1. noise: flat patches of the samples (:data:`NOISE_SETTINGS`: 32 px patches instead of 256,
    since the samples are 128 px; RealSR's variance threshold 20); first, as it fails fast;

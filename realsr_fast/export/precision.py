@@ -1,7 +1,7 @@
 """Mixed precision for an fp16 RRDBNet: which units stay fp32, and the model that runs so.
 
 fp16 RRDBNet can overflow (inf/NaN, black tiles; first seen at conv_up1 of Real-ESRGAN models,
-REFERENCE.md §10). Whether it does depends on the weights, so the fp32 units are measured per
+docs/METHOD.md §10). Whether it does depends on the weights, so the fp32 units are measured per
 model at export: the fp32 model runs on calibration inputs (crops of the sample photos plus bright,
 saturated and high-contrast synthetic images) and every unit whose activations (any conv output
 inside it, and its own output) reach FP16_MAX / HEADROOM stays fp32.

@@ -4,7 +4,7 @@ Tiles stay on the GPU: input and output are torch CUDA tensors in the engine's I
 bound with `set_tensor_address` and run with `execute_async_v3` on torch's current stream;
 optionally each tile shape is captured once as a CUDA graph and replayed. Tiles smaller than the
 profile's minimum are padded (edge replicate) and the output cropped. A tile that is not finite
-(fp16 overflow, docs/METHOD.md "fp16") is redone by `fallback` (the torch fp32 runner).
+(fp16 overflow, docs/METHOD.md §10) is redone by `fallback` (the torch fp32 runner).
 """
 from __future__ import annotations
 

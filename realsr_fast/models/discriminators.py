@@ -1,4 +1,4 @@
-"""The discriminators RealSR trains against (REFERENCE.md §7).
+"""The discriminators RealSR trains against (docs/METHOD.md §7).
 
 - :class:`NLayerDiscriminator`: pix2pix's PatchGAN (the DPED config and the paper): 4x4 convs with
   strides 2, 2, 2, 1, 1, BatchNorm on all but the first and last, LeakyReLU 0.2, a 70x70 receptive

@@ -2,7 +2,7 @@
 
 The `.bin` file holds, for each Convolution layer in `.param` order, a 4-byte storage tag
 (fp16 or fp32) followed by the (out, in, kh, kw) weights, then the bias as raw float32 when the
-layer has one (REFERENCE.md §9). Layers are matched to RRDBNet parameters by their order in the
+layer has one (docs/METHOD.md §9). Layers are matched to RRDBNet parameters by their order in the
 graph (conv_first, the dense-block convs, trunk_conv, upconvs, HRconv, conv_last) and every
 shape is checked, so a file that is not an RRDBNet fails with a clear error.
 """

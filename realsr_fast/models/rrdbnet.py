@@ -1,4 +1,4 @@
-"""RRDBNet, the ESRGAN generator that RealSR trains (REFERENCE.md §7).
+"""RRDBNet, the ESRGAN generator that RealSR trains (docs/METHOD.md §7).
 
 Parameter names follow the official Real-SR / xinntao ESRGAN checkpoints (`conv_first`,
 `RRDB_trunk.N.RDBm.convk`, `trunk_conv`, `upconv1`, `upconv2`, `HRconv`, `conv_last`), so that

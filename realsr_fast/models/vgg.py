@@ -1,4 +1,4 @@
-"""VGG19 features for the perceptual loss: torchvision's `vgg19().features[:35]` (REFERENCE.md §7).
+"""VGG19 features for the perceptual loss: torchvision's `vgg19().features[:35]` (docs/METHOD.md §7).
 
 The slice ends at conv5_4 before its ReLU, as ESRGAN's `VGGFeatureExtractor(feature_layer=34)`.
 Inputs `(B, 3, H, W)` in [0, 1] are normalised with the ImageNet mean and std first.

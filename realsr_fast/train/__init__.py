@@ -1,1 +1,1 @@
-"""Training: config presets, losses, the trainer, checkpoints and torchrun/DDP helpers (REFERENCE.md §7)."""
+"""Training: config presets, losses, the trainer, checkpoints and torchrun/DDP helpers (docs/METHOD.md §7)."""

@@ -1,7 +1,7 @@
 """Training configuration: YAML presets plus dotted `key=value` overrides, checked before use.
 
 A preset (`configs/realsr_dped.yaml`, ...) holds any subset of the sections below; what it leaves
-out keeps the default (the paper's settings, REFERENCE.md §7). Overrides use dotted names and YAML
+out keeps the default (the paper's settings, docs/METHOD.md §7). Overrides use dotted names and YAML
 values: `optim.iterations=1000`, `data.hr=photos/`, `generator.init=null`, `optim.milestones=[10,20]`.
 Unknown keys and values of the wrong type raise RealSRError naming the key (and the closest known one).
 
@@ -10,7 +10,7 @@ Data comes one of two ways (exactly one must be set):
   the Degrader of `data.recipe`;
 - `data.paired`: an offline dataset written by `realsr dataset` (`HR/`, `LR/` with the same stems,
   LR = HR / scale, `noise/`); aligned crops of both, and when `data.recipe` ends in `+noise` the
-  real noise of its `noise/` folder is added to the LR on the device (REFERENCE.md section 5).
+  real noise of its `noise/` folder is added to the LR on the device (docs/METHOD.md §5).
   `val.hr` then names an offline dataset too (the same or a held-out one), its LR used as it is.
 
 Special values (for tests and trying things out without data):

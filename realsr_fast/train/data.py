@@ -9,7 +9,7 @@ its item `iteration * b`, whatever the number of loader workers.
 
 An offline dataset (`data.paired`, written by `realsr dataset`) streams `(hr, lr)` uint8 crop pairs
 the same way; on the device a Degrader at scale 1 with the 1x1 identity kernel only adds the
-zero-mean real-noise crop to the LR and clamps (REFERENCE.md section 5), reseeded per step as usual.
+zero-mean real-noise crop to the LR and clamps (docs/METHOD.md §5), reseeded per step as usual.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RealSR's losses, as ESRGAN's `SRGAN_model.py` computes them (REFERENCE.md §7).
+"""RealSR's losses, as ESRGAN's `SRGAN_model.py` computes them (docs/METHOD.md §7).
 
 Generator: `pixel_weight * L1(SR, HR) + perceptual_weight * L1(VGG(SR), VGG(HR)) + gan_weight * RaGAN_G`
 (weights 0.01, 1, 0.005), or the pixel term alone in the PSNR mode. Discriminator: RaGAN_D, unweighted.

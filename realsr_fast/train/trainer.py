@@ -1,4 +1,4 @@
-"""`Trainer`: RealSR's ESRGAN training loop (REFERENCE.md §7) on one device or many (torchrun + DDP).
+"""`Trainer`: RealSR's ESRGAN training loop (docs/METHOD.md §7) on one device or many (torchrun + DDP).
 
 Each iteration, as ESRGAN's `SRGAN_model.optimize_parameters`:
 1. the loader's uint8 HR crops `(b, 3, P, P)` go to the device and the :class:`Degrader` makes
