@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from realsr_fast.tiling import DEFAULT_TILE_PAD
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.models import zoo
+from realsr_fast.tiling import DEFAULT_TILE_PAD
 
 ncnn = pytest.importorskip("ncnn")
 skimage_data = pytest.importorskip("skimage.data")

@@ -8,9 +8,13 @@ of an older tree) to print the graph summary: units per layer, back edges and cy
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+import pytest
 
 PACKAGE = "realsr_fast"
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
@@ -146,6 +150,15 @@ def test_the_checker_sees_a_back_edge_and_a_cycle():
     graph = {"realsr_fast.data.x": {"realsr_fast.inference.y"}, "realsr_fast.inference.y": {"realsr_fast.data.x"}}
     assert back_edges(graph) == [("realsr_fast.data.x", "realsr_fast.inference.y")]
     assert cycles(graph) == [["realsr_fast.data.x", "realsr_fast.inference.y"]]
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (pip install ruff)")
+def test_ruff_is_clean():
+    """The lint rules of pyproject.toml ([tool.ruff]) hold, so CI runs them with the tests."""
+    root = PACKAGE_DIR.parent
+    result = subprocess.run(["ruff", "check", "--no-cache", PACKAGE, "tests", "benchmarks"], cwd=root,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import scipy.ndimage
 import torch
 
 from realsr_fast.data.crops import HRCropDataset, crop_loader
-from realsr_fast.data.degrader import Degrader, DegradeChoices
+from realsr_fast.data.degrader import DegradeChoices, Degrader
 from realsr_fast.data.imresize import imresize
 from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.paired import build_paired_dataset

@@ -18,9 +18,9 @@ from skimage.metrics import structural_similarity
 from realsr_fast.cli import main
 from realsr_fast.data.imresize import bicubic_kernel
 from realsr_fast.demo.pipeline import LR_RECIPES, SAMPLES_DIR, amplified_noise, busiest_window, lr_dir, run_demo, sr_dir
+from realsr_fast.demo.report import Figure, Section, gallery, png_data_uri, render_report, table
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_image
-from realsr_fast.demo.report import Figure, Section, gallery, png_data_uri, render_report, table
 
 SECTIONS = ["overview", "kernels", "noise", "pairs", "comparison", "metrics", "timings"]
 STAGES = ["noise", "kernels", "pairs", "load model", "RealSR x4", "bicubic x4", "metrics"]

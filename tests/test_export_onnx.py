@@ -11,10 +11,16 @@ import torch
 from realsr_fast import cli
 from realsr_fast.errors import RealSRError
 from realsr_fast.export.onnx_export import export_onnx, read_onnx_info
-from realsr_fast.models.loading import weights_sha256
-from realsr_fast.export.precision import (FP16_MAX, HEADROOM, activation_peaks, mixed_precision,
-                                          overflowing_units, unit_names)
+from realsr_fast.export.precision import (
+    FP16_MAX,
+    HEADROOM,
+    activation_peaks,
+    mixed_precision,
+    overflowing_units,
+    unit_names,
+)
 from realsr_fast.models.formats import save_safetensors
+from realsr_fast.models.loading import weights_sha256
 from realsr_fast.models.rrdbnet import RRDBNet
 
 onnx = pytest.importorskip("onnx")

@@ -13,9 +13,9 @@ from PIL import Image
 
 from realsr_fast.cli import main
 from realsr_fast.data.noise_bank import load_noise_bank
+from realsr_fast.data.noise_mining import NoiseSettings, find_noise_patches, mine_noise_folder
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_image
-from realsr_fast.data.noise_mining import NoiseSettings, find_noise_patches, mine_noise_folder
 
 
 def literal_noise_loop(rgb: np.ndarray, sp: int, stride: int, max_var: float, min_mean: float, last_included=True):

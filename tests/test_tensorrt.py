@@ -11,9 +11,16 @@ import torch
 
 from realsr_fast import cli
 from realsr_fast.errors import RealSRError
-from realsr_fast.export.tensorrt_build import (Profile, Sidecar, Target, check_sidecar,
-                                               import_tensorrt, read_sidecar, sidecar_path,
-                                               write_sidecar)
+from realsr_fast.export.tensorrt_build import (
+    Profile,
+    Sidecar,
+    Target,
+    check_sidecar,
+    import_tensorrt,
+    read_sidecar,
+    sidecar_path,
+    write_sidecar,
+)
 from realsr_fast.inference.tensorrt_runner import pad_to_side
 from realsr_fast.tiling.tiler import plan_tiles
 

@@ -8,8 +8,13 @@ import torch
 from realsr_fast.errors import RealSRError
 from realsr_fast.models.discriminators import NLayerDiscriminator, VGG128Discriminator, build_discriminator
 from realsr_fast.models.vgg import FEATURE_LAYERS, VGGFeatures, build_vgg
-from realsr_fast.train.losses import (LossWeights, PerceptualLoss, generator_losses, ragan_discriminator_loss,
-                                      ragan_generator_loss)
+from realsr_fast.train.losses import (
+    LossWeights,
+    PerceptualLoss,
+    generator_losses,
+    ragan_discriminator_loss,
+    ragan_generator_loss,
+)
 
 
 def _bce_literal(logits: np.ndarray, target: float) -> float:

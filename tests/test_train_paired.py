@@ -17,8 +17,14 @@ from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_image
 from realsr_fast.models.formats import load_checkpoint
 from realsr_fast.train.config import DataConfig, load_config
-from realsr_fast.train.data import (PairedCropDataset, SeededCrops, crop_stream, noise_adder, paired_files,
-                                    paired_validation_set)
+from realsr_fast.train.data import (
+    PairedCropDataset,
+    SeededCrops,
+    crop_stream,
+    noise_adder,
+    paired_files,
+    paired_validation_set,
+)
 from realsr_fast.train.distributed import DistContext
 from realsr_fast.train.trainer import Trainer
 
@@ -57,8 +63,8 @@ def test_config_takes_paired_alone():
 
 def test_paired_files_pairs_stems(dataset):
     pairs = paired_files(dataset, SCALE)
-    assert [(h.parent.name, l.parent.name) for h, l in pairs] == [("HR", "LR")] * 4
-    assert all(h.stem == l.stem for h, l in pairs)
+    assert [(h.parent.name, lo.parent.name) for h, lo in pairs] == [("HR", "LR")] * 4
+    assert all(h.stem == lo.stem for h, lo in pairs)
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -119,7 +125,7 @@ def test_crops_are_aligned_and_flipped_alike(dataset):
         found = _locate(hr, lr, hr_files[index], lr_files[index])
         assert found, f"seed {seed}: the crops are not an aligned pair of image {index}"
         seen_flips |= {f for _, _, f in found}
-        seen_positions |= {(t, l) for t, l, _ in found}
+        seen_positions |= {(top, left) for top, left, _ in found}
         hr_again, _ = crops[index, seed]
         assert np.array_equal(hr_again.permute(1, 2, 0).numpy(), hr)  # a function of the seed
     assert len(seen_flips) >= 4 and len(seen_positions) >= 6  # the draws vary

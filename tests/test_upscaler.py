@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.tiling import tile_size
-from realsr_fast.tiling.tiler import plan_tiles, upscale_tiled
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.models.formats import save_safetensors
 from realsr_fast.models.rrdbnet import RRDBNet
+from realsr_fast.tiling import tile_size
+from realsr_fast.tiling.tiler import plan_tiles, upscale_tiled
 
 SMALL = {"in_nc": 3, "out_nc": 3, "nf": 8, "nb": 1, "gc": 4, "scale": 4}
 

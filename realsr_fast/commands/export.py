@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from realsr_fast.tiling import DEFAULT_TILE_PAD
 from realsr_fast.commands.arguments import non_negative_int, positive_int
+from realsr_fast.tiling import DEFAULT_TILE_PAD
 
 DESCRIPTION = """\
 Export a RealSR model for deployment.

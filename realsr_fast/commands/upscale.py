@@ -5,9 +5,9 @@ import argparse
 import sys
 
 from realsr_fast.commands.arguments import non_negative_int, positive_int
-from realsr_fast.tiling import DEFAULT_TILE_PAD
 from realsr_fast.inference.backends import BACKENDS
 from realsr_fast.inference.upscale_files import OUTPUT_FORMATS, upscale_files
+from realsr_fast.tiling import DEFAULT_TILE_PAD
 
 DESCRIPTION = """\
 Upscale photos x4 with a RealSR model (default: df2k, the NTIRE 2020 winner, installed with the

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realsr_fast.errors import RealSRError
 from realsr_fast.data.kernel_files import load_kernel
+from realsr_fast.errors import RealSRError
 
 KERNEL_SUFFIXES = (".npy", ".mat")  # preference order when a kernel is stored in both
 _ANY_SCALE = re.compile(r"_kernel_x(\d+)$")

@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 from realsr_fast import ops
 from realsr_fast.batch import BatchReport, refuse_output_in_sources, source_images, to_rgb8
-from realsr_fast.errors import RealSRError
 from realsr_fast.data.noise_bank import MANIFEST_NAME
+from realsr_fast.errors import RealSRError
 from realsr_fast.io import atomic_write, read_image, write_image
 
 

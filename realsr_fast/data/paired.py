@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from realsr_fast.batch import BatchReport, refuse_output_in_sources, source_images, to_rgb8
-from realsr_fast.data.degrader import Degrader, DegradeChoices
+from realsr_fast.data.degrader import DegradeChoices, Degrader
 from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.noise_bank import MANIFEST_NAME, NoiseBank, load_noise_bank
 from realsr_fast.errors import RealSRError

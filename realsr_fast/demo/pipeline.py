@@ -40,19 +40,19 @@ from realsr_fast.batch import refuse_output_in_sources, source_images, to_rgb8
 from realsr_fast.data.degrader import Degrader
 from realsr_fast.data.imresize import imresize
 from realsr_fast.data.kernel_bank import KernelBank, stack_kernels
+from realsr_fast.data.kernel_files import kernel_paths, load_kernel
 from realsr_fast.data.noise_bank import load_noise_bank
+from realsr_fast.data.noise_mining import NoiseSettings, mine_noise_folder
 from realsr_fast.data.paired import degrade_image
+from realsr_fast.demo.report import Figure, Section, bullets, gallery, heading, paragraph, table, write_report
 from realsr_fast.errors import RealSRError
 from realsr_fast.evaluate import Evaluation, evaluate_folders
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.io import atomic_write, image_to_tensor, read_image, tensor_to_image, write_image
 from realsr_fast.kernelgan.crops import prepare_image
 from realsr_fast.kernelgan.estimate import kernels as estimate_kernel_folder
-from realsr_fast.data.kernel_files import kernel_paths, load_kernel
 from realsr_fast.kernelgan.training import ITERATIONS
 from realsr_fast.models import DEFAULT_MODEL
-from realsr_fast.data.noise_mining import NoiseSettings, mine_noise_folder
-from realsr_fast.demo.report import Figure, Section, bullets, gallery, heading, paragraph, table, write_report
 
 SCALE = 4
 DEMO_ITERATIONS = ITERATIONS

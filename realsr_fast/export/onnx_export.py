@@ -19,12 +19,11 @@ from typing import Sequence
 
 import torch
 
-from realsr_fast.tiling import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
-from realsr_fast.export.precision import (activation_peaks, calibration_inputs, mixed_precision,
-                                          overflowing_units)
+from realsr_fast.export.precision import activation_peaks, calibration_inputs, mixed_precision, overflowing_units
 from realsr_fast.models.loading import weights_sha256
 from realsr_fast.models.rrdbnet import RRDBNet
+from realsr_fast.tiling import DEFAULT_TILE_PAD
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"

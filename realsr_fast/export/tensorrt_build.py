@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from realsr_fast.tiling import DEFAULT_TILE_PAD
 from realsr_fast.errors import RealSRError
 from realsr_fast.export.onnx_export import INPUT_NAME, OnnxInfo
+from realsr_fast.tiling import DEFAULT_TILE_PAD
 
 #: Default profile (LR tile sides with padding) and build workspace.
 DEFAULT_PROFILE = (64, 256, 512)

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.inference.backends import TileRunner, UpscalerSettings, cache_file
 from realsr_fast.export.onnx_export import INPUT_NAME, OUTPUT_NAME, OnnxInfo, read_onnx_info
+from realsr_fast.inference.backends import TileRunner, UpscalerSettings, cache_file
 
 logger = logging.getLogger(__name__)
 

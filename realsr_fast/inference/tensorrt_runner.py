@@ -18,8 +18,17 @@ import torch.nn.functional as F
 
 from realsr_fast.errors import RealSRError
 from realsr_fast.export.onnx_export import INPUT_NAME, OUTPUT_NAME
-from realsr_fast.export.tensorrt_build import (DEFAULT_PROFILE, Profile, Sidecar, Target, check_sidecar,
-                                               export_tensorrt, import_tensorrt, read_sidecar, sidecar_path)
+from realsr_fast.export.tensorrt_build import (
+    DEFAULT_PROFILE,
+    Profile,
+    Sidecar,
+    Target,
+    check_sidecar,
+    export_tensorrt,
+    import_tensorrt,
+    read_sidecar,
+    sidecar_path,
+)
 from realsr_fast.inference.backends import TileRunner, UpscalerSettings, cache_file
 from realsr_fast.tiling.tiler import TileFn
 

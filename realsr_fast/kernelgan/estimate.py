@@ -18,16 +18,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from realsr_fast.batch import refuse_output_in_sources, source_images
+from realsr_fast.data.kernel_files import kernel_paths, load_kernel, save_kernel, write_json, write_sheet
 from realsr_fast.device import resolve_device
 from realsr_fast.errors import RealSRError
-from realsr_fast.batch import refuse_output_in_sources, source_images
 from realsr_fast.io import read_image
 from realsr_fast.kernelgan.crops import prepare_image
-from realsr_fast.data.kernel_files import kernel_paths, load_kernel, save_kernel, write_json, write_sheet
-from realsr_fast.kernelgan.training import ITERATIONS, train_kernelgan
 from realsr_fast.kernelgan.networks import GForm
 from realsr_fast.kernelgan.postprocess import analytic_x4, post_process
 from realsr_fast.kernelgan.quality import kernel_report, most_consistent
+from realsr_fast.kernelgan.training import ITERATIONS, train_kernelgan
 
 REPORT_NAME = "report.json"
 SHEET_NAME = "kernels.png"

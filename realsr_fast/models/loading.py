@@ -10,9 +10,9 @@ import os
 
 import torch
 
+from realsr_fast.models import DEFAULT_MODEL
 from realsr_fast.models.formats import StateDict, model_from_state
 from realsr_fast.models.rrdbnet import RRDBNet
-from realsr_fast.models import DEFAULT_MODEL
 from realsr_fast.models.zoo import resolve_weights
 
 

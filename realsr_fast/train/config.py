@@ -33,8 +33,8 @@ import yaml
 
 from realsr_fast.data.degrader import RECIPES
 from realsr_fast.errors import RealSRError
-from realsr_fast.models.discriminators import DISCRIMINATORS
 from realsr_fast.models import DEFAULT_MODEL
+from realsr_fast.models.discriminators import DISCRIMINATORS
 
 BUILTIN_SAMPLES = "builtin:samples"
 BUILTIN_SYNTHETIC = "builtin:synthetic"

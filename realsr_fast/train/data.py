@@ -33,7 +33,7 @@ from realsr_fast.data.kernel_bank import kernel_size_for_scale, load_kernel_bank
 from realsr_fast.data.noise_bank import load_noise_bank
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import list_images, read_image
-from realsr_fast.kernelgan.synthetic import x4_kernel, anisotropic_gaussian
+from realsr_fast.kernelgan.synthetic import anisotropic_gaussian, x4_kernel
 from realsr_fast.train.config import BUILTIN_SAMPLES, BUILTIN_SYNTHETIC, DataConfig
 
 SYNTHETIC_KERNELS = 7

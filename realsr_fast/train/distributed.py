@@ -15,8 +15,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from realsr_fast.errors import RealSRError
 from realsr_fast.device import resolve_device
+from realsr_fast.errors import RealSRError
 
 
 @dataclass(frozen=True)

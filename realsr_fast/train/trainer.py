@@ -41,8 +41,7 @@ from realsr_fast.models.rrdbnet import RRDBNet
 from realsr_fast.models.vgg import build_vgg
 from realsr_fast.train import checkpoint as ckpt
 from realsr_fast.train.config import TrainConfig, to_yaml
-from realsr_fast.train.data import (ValidationImage, build_degrader, crop_stream, paired_validation_set,
-                                    validation_set)
+from realsr_fast.train.data import ValidationImage, build_degrader, crop_stream, paired_validation_set, validation_set
 from realsr_fast.train.distributed import DistContext, any_rank, rank_seed, wrap
 from realsr_fast.train.losses import LossWeights, PerceptualLoss, generator_losses, ragan_discriminator_loss
 
