@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import scipy.ndimage
 import torch
+from torch.utils.data import DataLoader
 
-from realsr_fast.data.crops import HRCropDataset, crop_loader
+from realsr_fast.data.crops import HRCropDataset
 from realsr_fast.data.degrader import DegradeChoices, Degrader
 from realsr_fast.data.imresize import imresize
 from realsr_fast.data.kernel_bank import load_kernel_bank
@@ -161,7 +162,8 @@ def test_files_and_cache_give_the_same_crops_and_loader_batches_are_seeded(tmp_p
 
     def batches(dataset, workers):
         torch.manual_seed(0)  # crops drawn in the main process (workers=0) use the global generator
-        loader = crop_loader(dataset, batch_size=2, workers=workers, generator=torch.Generator().manual_seed(4))
+        loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=workers, drop_last=True,
+                            generator=torch.Generator().manual_seed(4))
         return list(loader)
 
     def same(a, b):

@@ -1,8 +1,11 @@
-"""Argument types shared by the verbs: numbers with a range, with argparse's error messages."""
+"""What the verbs share: number types with a range (argparse's error messages) and the
+`--device` / `--model` options."""
 from __future__ import annotations
 
 import argparse
 import math
+
+from realsr_fast.models import DEFAULT_MODEL
 
 
 def positive_int(text: str) -> int:
@@ -46,3 +49,18 @@ def _number(text: str, kind: type, low: float | None = None, high: float | None 
     if high is not None and value > high:
         raise argparse.ArgumentTypeError(f"must be at most {high:g}, got {value:g}")
     return value
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def add_device_argument(parser: argparse.ArgumentParser,
+                        help: str = "auto picks CUDA when present (default: %(default)s)") -> None:
+    """`--device auto|cpu|cuda`, default auto."""
+    parser.add_argument("--device", default="auto", choices=DEVICES, help=help)
+
+
+def add_model_argument(parser: argparse.ArgumentParser,
+                       help: str = "a named model or a weights file (default: %(default)s)") -> None:
+    """`--model NAME|PATH`, default the package's default model."""
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar=f"{DEFAULT_MODEL}|PATH", help=help)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from realsr_fast.commands.arguments import non_negative_int, positive_int
+from realsr_fast.commands.arguments import add_device_argument, non_negative_int, positive_int
 from realsr_fast.demo.pipeline import DEMO_ITERATIONS, METHOD_TITLES, run_demo
 
 DESCRIPTION = f"""\
@@ -34,8 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--iters", type=positive_int, default=DEMO_ITERATIONS,
                         help="KernelGAN iterations per photo (default: %(default)s; official 3000)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="where KernelGAN and the model run (default: %(default)s)")
+    add_device_argument(parser, help="where KernelGAN and the model run (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress on screen, only the result")
     parser.set_defaults(func=run)
 

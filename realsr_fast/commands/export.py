@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from realsr_fast.commands.arguments import non_negative_int, positive_int
+from realsr_fast.commands.arguments import add_model_argument, non_negative_int, positive_int
 from realsr_fast.tiling import DEFAULT_TILE_PAD
 
 DESCRIPTION = """\
@@ -54,8 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="df2k", metavar="df2k|PATH",
-                        help="a named model or a weights file (default: %(default)s)")
+    add_model_argument(parser)
     parser.add_argument("-o", "--output", required=True, metavar="PATH", help="file to write")
     parser.add_argument("--tile-pad", type=non_negative_int, default=DEFAULT_TILE_PAD, metavar="N",
                         help="tile context recorded for the tiler (default: %(default)s)")

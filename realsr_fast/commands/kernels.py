@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from realsr_fast.commands.arguments import positive_int
+from realsr_fast.commands.arguments import add_device_argument, positive_int
 from realsr_fast.kernelgan.training import ITERATIONS
 
 
@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=int, default=1, help="runs per image; the most consistent kernel is kept")
     parser.add_argument("--batch", type=positive_int, default=16,
                         help="images trained together (default 16: per-image cost falls with the batch on CPU)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_device_argument(parser, help="where KernelGAN runs (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="redo images that already have results")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from realsr_fast.commands.arguments import non_negative_int, positive_int
+from realsr_fast.commands.arguments import add_device_argument, add_model_argument, non_negative_int, positive_int
 from realsr_fast.inference.backends import BACKENDS
 from realsr_fast.inference.upscale_files import OUTPUT_FORMATS, upscale_files
 from realsr_fast.tiling import DEFAULT_TILE_PAD
@@ -43,11 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
     parser.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                         help="output file (one input file) or folder")
-    parser.add_argument("--model", default="df2k", metavar="df2k|PATH",
-                        help="a named model (see `realsr models`) or a weight file: ncnn .param, "
-                        ".pth or .safetensors (default: %(default)s)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="auto picks CUDA when present (default: %(default)s)")
+    add_model_argument(parser, help="a named model (see `realsr models`) or a weight file: ncnn "
+                       ".param, .pth or .safetensors (default: %(default)s)")
+    add_device_argument(parser)
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="auto: fp32 on CPU, fp16 on CUDA; bf16 is a faster CPU mode "
                         "(default: %(default)s)")

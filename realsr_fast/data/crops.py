@@ -1,4 +1,4 @@
-"""Training input: random uint8 HR crops with flips and 90-degree rotations, and their DataLoader.
+"""Training input: random uint8 HR crops with flips and 90-degree rotations.
 
 The dataset does nothing but decode (or look up), crop and flip bytes, so worker processes stay
 cheap and batches travel to the device as uint8 (a quarter of float32's bytes, pinned); the
@@ -11,8 +11,9 @@ with workers gives the same crops on every run (without workers, torch.manual_se
 
 Example:
     >>> dataset = HRCropDataset("dped_pairs/HR", patch=128, cache=True)
-    >>> loader = crop_loader(dataset, batch_size=16, workers=4, generator=torch.Generator().manual_seed(10))
-    >>> hr = next(iter(loader))        # (16, 3, 128, 128) uint8, pinned when CUDA is present
+    >>> loader = DataLoader(dataset, batch_size=16, shuffle=True, num_workers=4,
+    ...                     generator=torch.Generator().manual_seed(10))
+    >>> hr = next(iter(loader))        # (16, 3, 128, 128) uint8
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from realsr_fast.batch import to_rgb8
@@ -105,30 +106,6 @@ def augmented_chw(crops: list[np.ndarray], augment: bool) -> list[torch.Tensor]:
         crops = [crop[::-1] if vflip else crop for crop in crops]
         crops = [crop.transpose(1, 0, 2) if transpose else crop for crop in crops]
     return [torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))) for crop in crops]
-
-
-def crop_loader(
-    dataset: HRCropDataset,
-    batch_size: int = 16,
-    workers: int = 0,
-    generator: torch.Generator | None = None,
-    pin_memory: bool | None = None,
-) -> DataLoader:
-    """A shuffling DataLoader of `(batch_size, 3, P, P)` uint8 batches (last partial batch dropped).
-
-    `pin_memory` defaults to whether CUDA is present; `generator` seeds the shuffle and the
-    workers' crops and flips.
-    """
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        num_workers=workers,
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        drop_last=True,
-        generator=generator,
-        persistent_workers=workers > 0,
-    )
 
 
 def _as_items(source) -> list:

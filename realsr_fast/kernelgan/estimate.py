@@ -188,7 +188,6 @@ def kernels(
             except RealSRError as exc:
                 summary.failed[path.stem] = str(exc)
                 tqdm.write(f"realsr kernels: skipped {path}: {exc}", file=sys.stderr)
-                bar.update(0)
                 continue
             images.append(image)
             names.append(path.stem)
