@@ -200,7 +200,7 @@ def test_bad_inputs(hr_folder, kernelgan_folder, tmp_path):
 
 
 def test_cli(hr_folder, kernelgan_folder, noise_folder, tmp_path, capsys):
-    from realsr_fast.commands.dataset import RECIPES
+    from realsr_fast.commands.dataset import OFFLINE_RECIPES as RECIPES
     from realsr_fast.data.paired import OFFLINE_RECIPES
 
     assert RECIPES == OFFLINE_RECIPES

@@ -5,10 +5,7 @@ import argparse
 import sys
 
 from realsr_fast.commands.arguments import non_negative_int, positive_int
-
-# realsr_fast.data.paired.OFFLINE_RECIPES; that module (scipy.io among its imports) loads in run(),
-# keeping `realsr --help` quick.
-RECIPES = ("kernel", "bicubic")
+from realsr_fast.data.recipes import OFFLINE_RECIPES
 
 DESCRIPTION = """\
 Write a paired (HR, LR) dataset in Real-SR's layout: OUT/HR/NAME.png, OUT/LR/NAME.png, the noise
@@ -40,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--noise", metavar="NOISE_DIR", help="folder of noise patches (`realsr noise`)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created)")
     parser.add_argument("--scale", type=positive_int, default=4, help="SR scale (default: %(default)s)")
-    parser.add_argument("--recipe", choices=RECIPES, default="kernel", help="degradation (default: %(default)s)")
+    parser.add_argument("--recipe", choices=OFFLINE_RECIPES, default="kernel", help="degradation (default: %(default)s)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the kernel choices (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="redo pairs that exist")
     parser.set_defaults(func=run)

@@ -32,9 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realsr_fast.kernelgan.estimate import kernels
+    from realsr_fast.kernelgan.estimate import estimate_kernel_folder
 
-    summary = kernels(
+    summary = estimate_kernel_folder(
         args.input_dir, args.output, scale=args.scale, iterations=args.iters, seed=args.seed, runs=args.seeds,
         batch=args.batch, device=args.device, overwrite=args.overwrite, progress=not args.quiet,
     )

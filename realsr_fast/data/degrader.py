@@ -30,9 +30,8 @@ from realsr_fast import ops
 from realsr_fast.data.imresize import bicubic_kernel
 from realsr_fast.data.kernel_bank import KernelBank
 from realsr_fast.data.noise_bank import NoiseBank
+from realsr_fast.data.recipes import get_recipe
 from realsr_fast.errors import RealSRError
-
-RECIPES: tuple[str, ...] = ("kernel", "bicubic", "kernel+noise", "bicubic+noise")
 
 
 @dataclass
@@ -88,12 +87,11 @@ class Degrader(nn.Module):
         padding: str = "symmetric",
     ) -> None:
         super().__init__()
-        if recipe not in RECIPES:
-            raise RealSRError(f"unknown degradation recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        spec = get_recipe(recipe)
         if padding not in ops.PADDINGS:
             raise RealSRError(f"unknown padding {padding!r}; choose one of {', '.join(ops.PADDINGS)}")
         self.scale, self.recipe, self.generator, self.padding = int(scale), recipe, generator, padding
-        if recipe.startswith("bicubic"):
+        if not spec.kernels:
             kernels = bicubic_kernel(self.scale)[None]
         else:
             kernels = kernel_bank.kernels if isinstance(kernel_bank, KernelBank) else kernel_bank
@@ -101,7 +99,7 @@ class Degrader(nn.Module):
                 raise RealSRError(f"the {recipe!r} recipe needs a non-empty (N, k, k) kernel bank")
         self.register_buffer("kernels", kernels.float().contiguous(), persistent=False)
         noise = None
-        if recipe.endswith("+noise"):
+        if spec.noise:
             noise = noise_bank.patches if isinstance(noise_bank, NoiseBank) else noise_bank
             if noise is None or noise.dim() != 4 or len(noise) == 0:
                 raise RealSRError(f"the {recipe!r} recipe needs a non-empty (M, 3, P, P) noise bank")

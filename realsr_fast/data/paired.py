@@ -31,10 +31,10 @@ from realsr_fast.batch import BatchReport, refuse_output_in_sources, source_imag
 from realsr_fast.data.degrader import DegradeChoices, Degrader
 from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.noise_bank import MANIFEST_NAME, NoiseBank, load_noise_bank
+from realsr_fast.data.recipes import OFFLINE_RECIPES, RECIPES
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import atomic_write, read_image, write_image
 
-OFFLINE_RECIPES: tuple[str, ...] = ("kernel", "bicubic")
 #: The dataset's own manifest (scale, recipe, seed, kernels, noise folder, pairs).
 PAIRS_MANIFEST = "manifest.json"
 
@@ -93,16 +93,17 @@ def build_paired_dataset(
     if recipe not in OFFLINE_RECIPES:
         raise RealSRError(f"unknown offline recipe {recipe!r}; choose one of {', '.join(OFFLINE_RECIPES)} "
                           "(noise is added at training time)")
-    if recipe == "kernel" and kernels_dir is None:
-        raise RealSRError("the 'kernel' recipe needs a kernel folder (--kernels), made by `realsr kernels`")
+    uses_kernels = RECIPES[recipe].kernels
+    if uses_kernels and kernels_dir is None:
+        raise RealSRError(f"the {recipe!r} recipe needs a kernel folder (--kernels), made by `realsr kernels`")
     images = source_images(hr_dir, "HR image")
     sources = [d for d in (hr_dir, kernels_dir, noise_dir) if d is not None]
     for target in (output, *(Path(output) / sub for sub in ("HR", "LR", "noise"))):
         refuse_output_in_sources(target, sources)
-    bank = load_kernel_bank(kernels_dir, scale) if recipe == "kernel" else None
+    bank = load_kernel_bank(kernels_dir, scale) if uses_kernels else None
     report = PairedReport("paired")
-    if recipe == "bicubic" and kernels_dir is not None:
-        report.notes.append("the bicubic recipe uses no kernels; the kernel folder was not read")
+    if not uses_kernels and kernels_dir is not None:
+        report.notes.append(f"the {recipe} recipe uses no kernels; the kernel folder was not read")
     noise = load_noise_bank(noise_dir) if noise_dir is not None else None
     degrader = Degrader(bank, None, scale=scale, recipe=recipe, generator=torch.Generator().manual_seed(seed))
     choices = degrader.sample(len(images), (0, 0))

@@ -44,13 +44,14 @@ from realsr_fast.data.kernel_files import kernel_paths, load_kernel
 from realsr_fast.data.noise_bank import load_noise_bank
 from realsr_fast.data.noise_mining import NoiseSettings, mine_noise_folder
 from realsr_fast.data.paired import degrade_image
+from realsr_fast.data.recipes import RECIPES
 from realsr_fast.demo.report import Figure, Section, bullets, gallery, heading, paragraph, table, write_report
 from realsr_fast.errors import RealSRError
 from realsr_fast.evaluate import Evaluation, evaluate_folders
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.io import atomic_write, image_to_tensor, read_image, tensor_to_image, write_image
 from realsr_fast.kernelgan.crops import prepare_image
-from realsr_fast.kernelgan.estimate import kernels as estimate_kernel_folder
+from realsr_fast.kernelgan.estimate import estimate_kernel_folder
 from realsr_fast.kernelgan.training import ITERATIONS
 from realsr_fast.models import DEFAULT_MODEL
 
@@ -58,10 +59,7 @@ SCALE = 4
 DEMO_ITERATIONS = ITERATIONS
 NOISE_SETTINGS = NoiseSettings(patch=32, stride=32, max_var=20.0, min_mean=0.0)
 SAMPLES_DIR = Path(__file__).with_name("samples")
-LR_RECIPES = {
-    "kernel+noise": "the paper's: a random estimated kernel, every 4th pixel, plus real noise",
-    "bicubic+noise": "the released DF2K model's training data: MATLAB bicubic 1/4 plus real noise",
-}
+LR_RECIPES = {name: RECIPES[name].description for name in ("kernel+noise", "bicubic+noise")}
 """The degradations shown, each with what it is (Degrader recipe names)."""
 METHODS = ("bicubic", "realsr")
 METHOD_TITLES = {"bicubic": "bicubic x4", "realsr": "RealSR x4"}
@@ -239,7 +237,7 @@ def build_pairs(photos: list[Path], out: Path, recipe: str, seed: int) -> list[P
         write_image(out / "pairs" / "HR" / f"{photo.stem}.png", hr)
         write_image(lr_dir(out, recipe) / f"{photo.stem}.png", lr)
         oy, ox = (int(v) for v in choices.noise_offset[0])
-        kernel = "bicubic" if recipe.startswith("bicubic") else str(kernel_bank.files[int(choices.kernel_index[0])])
+        kernel = "bicubic" if not RECIPES[recipe].kernels else str(kernel_bank.files[int(choices.kernel_index[0])])
         pairs.append(Pair(photo.stem, hr, lr, kernel, noise_bank.files[int(choices.noise_index[0])], (oy, ox)))
     return pairs
 

@@ -144,7 +144,7 @@ def _write_overview(out_dir: Path) -> None:
     write_sheet(out_dir / SHEET_NAME, entries)
 
 
-def kernels(
+def estimate_kernel_folder(
     input_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     scale: int = 2,

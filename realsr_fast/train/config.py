@@ -31,7 +31,7 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from realsr_fast.data.degrader import RECIPES
+from realsr_fast.data.recipes import RECIPES
 from realsr_fast.errors import RealSRError
 from realsr_fast.models import DEFAULT_MODEL
 from realsr_fast.models.discriminators import DISCRIMINATORS

@@ -31,6 +31,7 @@ from realsr_fast.data.degrader import Degrader
 from realsr_fast.data.imresize import bicubic_kernel
 from realsr_fast.data.kernel_bank import kernel_size_for_scale, load_kernel_bank, stack_kernels
 from realsr_fast.data.noise_bank import load_noise_bank
+from realsr_fast.data.recipes import get_recipe
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import list_images, read_image
 from realsr_fast.kernelgan.synthetic import anisotropic_gaussian, x4_kernel
@@ -215,12 +216,13 @@ def build_degrader(config: DataConfig, scale: int, generator: torch.Generator | 
     if config.paired is not None:
         return noise_adder(config, generator)
     kernels = noise = None
-    if config.recipe.startswith("kernel"):
+    recipe = get_recipe(config.recipe)
+    if recipe.kernels:
         if config.kernels is None:
             raise RealSRError(f"the {config.recipe!r} recipe needs data.kernels (a folder from `realsr kernels`, "
                               f"or {BUILTIN_SYNTHETIC})")
         kernels = synthetic_kernel_bank(scale) if config.kernels == BUILTIN_SYNTHETIC else load_kernel_bank(config.kernels, scale)
-    if config.recipe.endswith("+noise"):
+    if recipe.noise:
         if config.noise is None:
             raise RealSRError(f"the {config.recipe!r} recipe needs data.noise (a folder from `realsr noise`, "
                               f"or {BUILTIN_SYNTHETIC})")
@@ -232,7 +234,7 @@ def noise_adder(config: DataConfig, generator: torch.Generator | None) -> Degrad
     """The device step of an offline dataset: a Degrader at scale 1 with the 1x1 identity kernel, so
     `(B, 3, h, w)` uint8 LR -> float LR plus, when `config.recipe` ends in `+noise`, a zero-mean crop
     of a random patch of `PAIRED/noise`, clamped to [0, 1] (one op call)."""
-    if not config.recipe.endswith("+noise"):
+    if not get_recipe(config.recipe).noise:
         return Degrader(IDENTITY_KERNEL, None, scale=1, recipe="kernel", generator=generator)
     folder = Path(config.paired) / "noise"
     if not folder.is_dir():
