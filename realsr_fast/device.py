@@ -8,12 +8,19 @@ import torch
 from realsr_fast.errors import RealSRError
 
 
+def torchrun_ranks() -> tuple[int, int, int]:
+    """(rank, world size, local rank) as torchrun sets them (RANK, WORLD_SIZE, LOCAL_RANK);
+    (0, 1, 0) outside torchrun."""
+    return (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+            int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def resolve_device(device: str) -> torch.device:
     """`auto` -> the GPU (this rank's under torchrun) when CUDA is available, else the CPU; `cuda`,
     `cuda:N` and `cpu` must name an available device (RealSRError otherwise)."""
     if device in ("auto", "cuda") and torch.cuda.is_available():
         # Under torchrun each process takes its own GPU.
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        return torch.device("cuda", torchrun_ranks()[2] % torch.cuda.device_count())
     if device == "auto":
         return torch.device("cpu")
     try:

@@ -8,7 +8,6 @@ differ are reported as problems and skipped; the caller decides the exit code.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from tqdm import tqdm
 
 from realsr_fast import metrics
 from realsr_fast.errors import RealSRError
-from realsr_fast.io import atomic_write, list_images, read_image
+from realsr_fast.io import atomic_write, list_images, read_image, write_json
 
 SUFFIX_SEPARATORS = ("_", "-", ".")
 
@@ -191,7 +190,7 @@ def _json_number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def write_json(evaluation: Evaluation, path: str | os.PathLike) -> None:
+def write_evaluation_json(evaluation: Evaluation, path: str | os.PathLike) -> None:
     """Settings, per-image scores, means, problems and notes as JSON, written atomically."""
     document = {
         "settings": evaluation.settings,
@@ -204,10 +203,7 @@ def write_json(evaluation: Evaluation, path: str | os.PathLike) -> None:
         "problems": evaluation.problems,
         "notes": evaluation.notes,
     }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "w") as file:
-        json.dump(document, file, indent=2)
-        file.write("\n")
+    write_json(path, document)
 
 
 def write_csv(evaluation: Evaluation, path: str | os.PathLike) -> None:

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 from pathlib import Path
@@ -275,6 +276,31 @@ def _encode_with_opencv(image: np.ndarray, suffix: str) -> bytes:
     return buffer.tobytes()
 
 
+def write_json(path: str | os.PathLike, content: object) -> None:
+    """Write `content` as indented JSON (and a final newline), atomically; folders are created."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w") as file:
+        json.dump(content, file, indent=2)
+        file.write("\n")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden temporary path beside `path` that replaces `path` when the block succeeds.
+
+    For writers that want a file name (safetensors, onnx.save); on any error, Ctrl-C included,
+    the temporary file is removed and `path` is left as it was. OSError passes through.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Yield a file object whose content replaces `path` only when the block succeeds.
@@ -289,21 +315,15 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """
     if "w" not in mode:
         raise ValueError(f"atomic_write writes a new file; mode must contain 'w', got {mode!r}")
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     # os.open with 0o666 lets the umask decide the permissions, as for a plain open().
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
-        descriptor = os.open(temporary, flags, 0o666)
-        try:
+        with atomic_path(path) as temporary:
+            descriptor = os.open(temporary, flags, 0o666)
             with os.fdopen(descriptor, mode, encoding=None if "b" in mode else "utf-8") as file:
                 yield file
                 file.flush()
                 os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
     except OSError as exc:  # unwritable folder, a folder in the way, disk full...
         raise RealSRError(f"cannot write {path}: {exc.strerror or exc}") from None
 

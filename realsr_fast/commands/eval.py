@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from realsr_fast.commands.arguments import non_negative_int
-from realsr_fast.evaluate import evaluate_folders, format_table, write_csv, write_json
+from realsr_fast.evaluate import evaluate_folders, format_table, write_csv, write_evaluation_json
 
 DESCRIPTION = """\
 Score super-resolved images against ground truth the way SR papers report it: PSNR and SSIM on
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     for note in evaluation.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:
-        write_json(evaluation, args.json)
+        write_evaluation_json(evaluation, args.json)
     if args.csv:
         write_csv(evaluation, args.csv)
     for problem in evaluation.problems:

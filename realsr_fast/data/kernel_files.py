@@ -5,7 +5,6 @@ same names with `.npy`. Every file is written atomically (temporary file + renam
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -59,14 +58,6 @@ def load_kernel(path: str | os.PathLike) -> np.ndarray:
     if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or not np.isfinite(kernel).all():
         raise RealSRError(f"{path}: a kernel must be a finite square 2-D array, got shape {kernel.shape}")
     return kernel
-
-
-def write_json(path: Path, content: object) -> None:
-    """Write `content` as indented JSON, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "w") as f:
-        json.dump(content, f, indent=2)
-        f.write("\n")
 
 
 def _kernel_tile(kernel: np.ndarray) -> Image.Image:

@@ -21,6 +21,7 @@ import torch
 
 from realsr_fast.errors import RealSRError
 from realsr_fast.export.precision import activation_peaks, calibration_inputs, mixed_precision, overflowing_units
+from realsr_fast.io import atomic_path
 from realsr_fast.models.loading import weights_sha256
 from realsr_fast.models.rrdbnet import RRDBNet
 from realsr_fast.tiling import DEFAULT_TILE_PAD
@@ -106,9 +107,8 @@ def _write(graph: torch.nn.Module, path: Path, info: OnnxInfo) -> None:
     import onnx
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     example = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    try:
+    with atomic_path(path) as temporary:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
             torch.onnx.export(
@@ -120,10 +120,6 @@ def _write(graph: torch.nn.Module, path: Path, info: OnnxInfo) -> None:
         onnx.helper.set_model_props(proto, info.metadata())
         onnx.checker.check_model(proto)
         onnx.save(proto, str(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def read_onnx_info(path: str | os.PathLike) -> OnnxInfo:

@@ -19,10 +19,10 @@ import torch
 from tqdm import tqdm
 
 from realsr_fast.batch import refuse_output_in_sources, source_images
-from realsr_fast.data.kernel_files import kernel_paths, load_kernel, save_kernel, write_json, write_sheet
-from realsr_fast.device import resolve_device
+from realsr_fast.data.kernel_files import kernel_paths, load_kernel, save_kernel, write_sheet
+from realsr_fast.device import resolve_device, torchrun_ranks
 from realsr_fast.errors import RealSRError
-from realsr_fast.io import read_image
+from realsr_fast.io import read_image, write_json
 from realsr_fast.kernelgan.crops import prepare_image
 from realsr_fast.kernelgan.networks import GForm
 from realsr_fast.kernelgan.postprocess import analytic_x4, post_process
@@ -106,7 +106,7 @@ class KernelsSummary:
 
 
 def _rank_share(files: list[Path]) -> list[Path]:
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    rank, world, _ = torchrun_ranks()
     return files[rank::world]
 
 

@@ -46,7 +46,7 @@ NOISE_CHUNK = 64
 
 
 @dataclass
-class TrainResult:
+class KernelGANResult:
     """What training leaves: the raw kernels and whether each image reached the constrained phase."""
 
     kernels: torch.Tensor
@@ -101,7 +101,7 @@ def train_kernelgan(
     device: torch.device | str = "cpu",
     on_iteration: Callable[[int], None] | None = None,
     dtype: torch.dtype = torch.float32,
-) -> TrainResult:
+) -> KernelGANResult:
     """Train one KernelGAN per image, all together.
 
     Args:
@@ -116,7 +116,7 @@ def train_kernelgan(
             a few dozen iterations.
 
     Returns:
-        `TrainResult` with the `(N, 13, 13)` raw kernels.
+        `KernelGANResult` with the `(N, 13, 13)` raw kernels.
     """
     if len(images) != len(seeds) or not images:
         raise ValueError("train_kernelgan needs one seed per image and at least one image")
@@ -172,4 +172,4 @@ def train_kernelgan(
             on_iteration(iteration)
 
     constrained = (schedule.lambda_sparse > 0).tolist()
-    return TrainResult(kernels=kernel.detach().to("cpu", torch.float64), constrained=constrained)
+    return KernelGANResult(kernels=kernel.detach().to("cpu", torch.float64), constrained=constrained)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 import re
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
 
 from realsr_fast.errors import RealSRError
+from realsr_fast.io import atomic_path
 from realsr_fast.models.ncnn_format import load_ncnn
 from realsr_fast.models.rrdbnet import RRDBNet, parameter_shapes
 
@@ -201,7 +201,7 @@ def load_safetensors(path: str | os.PathLike) -> tuple[StateDict, Config]:
 
 def save_safetensors(path: str | os.PathLike, state: StateDict, config: Config,
                      extra_metadata: dict[str, str] | None = None) -> None:
-    """Write a realsr_fast checkpoint atomically (temp file in the same folder + os.replace)."""
+    """Write a realsr_fast checkpoint atomically (`io.atomic_path`)."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -209,14 +209,8 @@ def save_safetensors(path: str | os.PathLike, state: StateDict, config: Config,
     metadata = {"format": FORMAT_TAG, "arch": ARCH, **{k: str(config[k]) for k in CONFIG_KEYS},
                 **(extra_metadata or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        save_file(state, str(temporary), metadata=metadata)
 
 
 def _ncnn_pair(path: Path) -> tuple[Path, Path]:

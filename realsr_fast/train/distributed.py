@@ -7,7 +7,6 @@ Only rank 0 writes (checkpoints, TensorBoard, validation images); every rank com
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +14,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from realsr_fast.device import resolve_device
+from realsr_fast.device import resolve_device, torchrun_ranks
 from realsr_fast.errors import RealSRError
 
 
@@ -43,8 +42,7 @@ def init_distributed(device: str = "auto") -> DistContext:
 
     `device` is `auto`, `cpu` or `cuda`; under torchrun with CUDA each rank takes `cuda:LOCAL_RANK`.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world_size, local_rank = torchrun_ranks()
     resolved = resolve_device(device)
     if resolved.type == "cuda":
         if local_rank >= torch.cuda.device_count():
