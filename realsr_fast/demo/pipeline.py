@@ -58,7 +58,7 @@ from realsr_fast.models import DEFAULT_MODEL
 SCALE = 4
 DEMO_ITERATIONS = ITERATIONS
 NOISE_SETTINGS = NoiseSettings(patch=32, stride=32, max_var=20.0, min_mean=0.0)
-SAMPLES_DIR = Path(__file__).with_name("samples")
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 LR_RECIPES = {name: RECIPES[name].description for name in ("kernel+noise", "bicubic+noise")}
 """The degradations shown, each with what it is (Degrader recipe names)."""
 METHODS = ("bicubic", "realsr")
