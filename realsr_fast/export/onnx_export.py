@@ -26,6 +26,7 @@ from realsr_fast.export.precision import (activation_peaks, calibration_inputs, 
                                           overflowing_units)
 from realsr_fast.models.formats import StateDict
 from realsr_fast.models.rrdbnet import RRDBNet
+from realsr_fast.optional import import_optional
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -116,7 +117,7 @@ def export_onnx(model: RRDBNet, path: str | os.PathLike, *, precision: str = "fp
 
 
 def _write(graph: torch.nn.Module, path: Path, info: OnnxInfo) -> None:
-    import onnx
+    onnx = import_optional("onnx", "onnx", "ONNX export")
 
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -141,7 +142,7 @@ def _write(graph: torch.nn.Module, path: Path, info: OnnxInfo) -> None:
 
 def read_onnx_info(path: str | os.PathLike) -> OnnxInfo:
     """The realsr_fast metadata of an exported graph (without loading its weights)."""
-    import onnx
+    onnx = import_optional("onnx", "onnx", "Reading an ONNX model")
 
     if not Path(path).is_file():
         raise RealSRError(f"ONNX model {path} does not exist; create it with "

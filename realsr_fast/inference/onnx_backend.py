@@ -12,14 +12,14 @@ import torch
 
 from realsr_fast.errors import RealSRError
 from realsr_fast.export.onnx_export import INPUT_NAME, OUTPUT_NAME, OnnxInfo, read_onnx_info
+from realsr_fast.optional import import_optional
 
-INSTALL_HINT = "ONNX Runtime is not installed: pip install 'realsr_fast[onnx]'"
 _NUMPY_IO = {"fp32": np.float32, "fp16": np.float16}
 
 
 def providers_for(device: torch.device) -> list[str]:
     """ONNX Runtime execution providers for `device`, best first."""
-    import onnxruntime
+    onnxruntime = _import_onnxruntime()
 
     if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -35,10 +35,7 @@ class OnnxRunner:
 
     def __init__(self, path: str | os.PathLike, device: torch.device = torch.device("cpu"),
                  threads: int | None = None) -> None:
-        try:
-            import onnxruntime
-        except ImportError as exc:
-            raise RealSRError(INSTALL_HINT) from exc
+        onnxruntime = _import_onnxruntime()
         self.info = read_onnx_info(path)
         self.scale = self.info.scale
         self.path = path
@@ -55,3 +52,7 @@ class OnnxRunner:
                               "overflow); export an fp32 graph (realsr export onnx --precision "
                               "fp32) for this model")
         return y.clamp_(0, 1)
+
+
+def _import_onnxruntime():
+    return import_optional("onnxruntime", "onnx", "The ONNX Runtime backend")
