@@ -16,22 +16,24 @@ PSNR and SSIM follow the MATLAB-derived convention of BasicSR's `calculate_psnr`
 An alpha channel is ignored. Images are `(H, W, C)` uint8/uint16 numpy arrays as `realsr_fast.io`
 reads them, or float tensors `(C, H, W)` / `(1, C, H, W)` in [0, 1].
 
-LPIPS (AlexNet, the `lpips` package) runs only when the package is installed and torchvision's
-AlexNet weights are already in the torch hub cache: nothing is downloaded. Otherwise
-`lpips_distance` returns None and `lpips_unavailable_reason()` says why in one line.
+LPIPS (AlexNet v0.1, the `lpips` package) needs torchvision's ImageNet AlexNet weights in the torch
+hub cache. `fetch_lpips_weights()` downloads them on first use (hash-checked, see
+`realsr_fast.download`; `realsr eval --lpips` calls it); `lpips_distance` itself never downloads:
+without the weights it returns None and `lpips_unavailable_reason()` says why in one line.
 """
 from __future__ import annotations
 
 import functools
 import importlib.util
 import math
-from pathlib import Path
+import warnings
 from typing import Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from realsr_fast.download import ALEXNET, fetch_pretrained, hub_checkpoint_path
 from realsr_fast.errors import RealSRError
 
 Image = Union[np.ndarray, torch.Tensor]
@@ -127,30 +129,38 @@ def ssim(a: Image, b: Image, crop_border: int = 0, y_channel: bool = True) -> fl
     return float(ssim_map.mean(dim=(1, 2, 3)).mean())
 
 
-def _alexnet_weights_path() -> Path:
-    from torchvision.models import AlexNet_Weights
-
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.IMAGENET1K_V1.url).name
+_NO_PACKAGE = "the `lpips` package is not installed (pip install lpips torchvision)"
 
 
 def lpips_unavailable_reason() -> str | None:
-    """None when LPIPS can run offline, else one line saying why and what to do."""
+    """None when LPIPS can run without downloading anything, else one line saying why and what to do."""
     if importlib.util.find_spec("lpips") is None or importlib.util.find_spec("torchvision") is None:
-        return "LPIPS skipped: the `lpips` package is not installed (pip install lpips)"
-    weights = _alexnet_weights_path()
+        return f"LPIPS skipped: {_NO_PACKAGE}"
+    weights = hub_checkpoint_path(ALEXNET)
     if not weights.is_file():
-        return (
-            f"LPIPS skipped: torchvision's AlexNet weights are not at {weights} and are never downloaded "
-            f"here; copy {weights.name} into that folder"
-        )
+        return (f"LPIPS skipped: {ALEXNET.what} are not at {weights}; `realsr eval --lpips` downloads "
+                f"them, or copy {ALEXNET.name} there")
     return None
+
+
+def fetch_lpips_weights() -> None:
+    """Make LPIPS ready: download the AlexNet weights into the hub cache if they are missing.
+
+    Raises:
+        RealSRError: the `lpips` package is missing, or the download is forbidden or failed.
+    """
+    if importlib.util.find_spec("lpips") is None or importlib.util.find_spec("torchvision") is None:
+        raise RealSRError(f"LPIPS needs {_NO_PACKAGE}")
+    fetch_pretrained(ALEXNET)
 
 
 @functools.lru_cache(maxsize=None)
 def _lpips_network(device: str) -> torch.nn.Module:
     import lpips
 
-    return lpips.LPIPS(net="alex", verbose=False).eval().to(device)
+    with warnings.catch_warnings():  # lpips still calls torchvision's deprecated `pretrained=True`
+        warnings.simplefilter("ignore", UserWarning)
+        return lpips.LPIPS(net="alex", verbose=False).eval().to(device)
 
 
 def lpips_distance(a: Image, b: Image, crop_border: int = 0, device: str | None = None) -> float | None:

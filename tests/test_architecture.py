@@ -20,13 +20,14 @@ PACKAGE = "realsr_fast"
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 
 LAYERS: dict[str, int] = {
-    # 0-2: foundation: the exception and version; device, image I/O, the compiled ops, metrics;
-    # folder-job plumbing
+    # 0-2: foundation: the exception and version; device, image I/O, the compiled ops, optional
+    # packages; folder-job plumbing, pretrained-weight downloads
     "_version": 0, "errors": 0, "_C": 0,
-    "device": 1, "io": 1, "ops": 1, "metrics": 1,
-    "batch": 2,
+    "device": 1, "io": 1, "ops": 1, "optional": 1,
+    "batch": 2, "download": 2,
+    "metrics": 3,
     # 3: the network definitions and weight formats; training data and its file formats; the
-    # backend-agnostic tiler
+    # backend-agnostic tiler; image-quality metrics (LPIPS fetches its weights)
     "models": 3, "data": 3, "tiling": 3,
     # 4: what is built on those: KernelGAN, ONNX/TensorRT export, folder evaluation
     "kernelgan": 4, "export": 4, "evaluate": 4,

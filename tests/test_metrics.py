@@ -12,6 +12,7 @@ from skimage import color, data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from realsr_fast import metrics
+from realsr_fast.download import ALEXNET
 from realsr_fast.errors import RealSRError
 from realsr_fast.metrics import lpips_distance, lpips_unavailable_reason, psnr, ssim
 
@@ -153,7 +154,7 @@ def test_lpips_feeds_the_network_minus_one_to_one(monkeypatch, tmp_path):
     fake.LPIPS = FakeLPIPS
     fake.__spec__ = types.SimpleNamespace(name="lpips")
     monkeypatch.setitem(sys.modules, "lpips", fake)
-    weights = metrics._alexnet_weights_path().name
+    weights = ALEXNET.name
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / weights).write_bytes(b"stand-in")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))

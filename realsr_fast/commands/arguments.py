@@ -1,11 +1,26 @@
 """What the verbs share: number types with a range (argparse's error messages) and the
-`--device` / `--model` options."""
+`--device` / `--model` / `--offline` options."""
 from __future__ import annotations
 
 import argparse
 import math
+import os
 
+from realsr_fast.download import OFFLINE_ENV
 from realsr_fast.models import DEFAULT_MODEL
+
+
+def add_offline_argument(parser: argparse.ArgumentParser) -> None:
+    """`--offline`: never download pretrained weights (same as REALSR_OFFLINE=1)."""
+    parser.add_argument("--offline", action="store_true",
+                        help=f"never download pretrained weights; a missing file is an error naming it and "
+                        f"where to put it (same as {OFFLINE_ENV}=1)")
+
+
+def apply_offline(args: argparse.Namespace) -> None:
+    """Turn `--offline` into REALSR_OFFLINE=1 for this process and the workers it starts."""
+    if getattr(args, "offline", False):
+        os.environ[OFFLINE_ENV] = "1"
 
 
 def positive_int(text: str) -> int:

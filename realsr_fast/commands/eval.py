@@ -4,15 +4,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from realsr_fast.commands.arguments import non_negative_int
+from realsr_fast.commands.arguments import add_offline_argument, apply_offline, non_negative_int
 from realsr_fast.evaluate import evaluate_folders, format_table, write_csv, write_evaluation_json
+from realsr_fast.metrics import fetch_lpips_weights
 
 DESCRIPTION = """\
 Score super-resolved images against ground truth the way SR papers report it: PSNR and SSIM on
 the Y channel of ITU-R BT.601 (MATLAB's rgb2ycbcr), CROP pixels removed from each side, SSIM
 with an 11x11 Gaussian window (sigma 1.5); --rgb adds the RGB variants, --lpips adds LPIPS
-(AlexNet) when the `lpips` package and torchvision's AlexNet weights are already installed
-(nothing is downloaded; otherwise a note says what is missing).
+(AlexNet v0.1, the `lpips` package); torchvision's ImageNet AlexNet weights (alexnet-owt-7be5be79.pth,
+9 MB) are downloaded into the torch hub cache on first use, hash-checked (--offline or
+REALSR_OFFLINE=1 forbids that; then the error names the file and where to put it).
 
 SR and GT images are paired by file name without the suffix; an SR name may add a tag such as
 _x4 (0001_x4.png pairs with 0001.png). Unpaired, unreadable and size-mismatched files are
@@ -38,13 +40,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="pixels removed from each side before scoring; the SR scale "
                         "(default: %(default)s)")
     parser.add_argument("--rgb", action="store_true", help="also report PSNR and SSIM on RGB")
-    parser.add_argument("--lpips", action="store_true", help="also report LPIPS (AlexNet) when available offline")
+    parser.add_argument("--lpips", action="store_true",
+                        help="also report LPIPS (AlexNet; its weights are fetched on first use)")
+    add_offline_argument(parser)
     parser.add_argument("--json", metavar="FILE", help="write the scores as JSON")
     parser.add_argument("--csv", metavar="FILE", help="write the scores as CSV")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_offline(args)
+    if args.lpips:
+        fetch_lpips_weights()
     evaluation = evaluate_folders(args.sr, args.gt, crop_border=args.crop_border, rgb=args.rgb, lpips=args.lpips)
     print(format_table(evaluation))
     for note in evaluation.notes:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from realsr_fast.commands.arguments import add_offline_argument, apply_offline
+
 DESCRIPTION = """\
 Train (or fine-tune) the RealSR ESRGAN generator against a PatchGAN or VGG-128 discriminator,
 degrading HR crops on the fly (random kernel + real noise per sample, on the training device).
@@ -12,6 +14,10 @@ KEY=VALUE arguments override it with dotted names and YAML values. Checkpoints g
 RUN.OUT/checkpoints every run.checkpoint_every iterations, at the end, and on Ctrl-C / SIGTERM
 (the step in flight finishes first); --resume continues a run exactly. Each G_N.safetensors loads
 in `realsr upscale --model PATH` as it is.
+
+The GAN presets' perceptual loss uses torchvision's ImageNet VGG19 (vgg19-dcbb9e9d.pth, 548 MB):
+it is downloaded into the torch hub cache on first use, hash-checked, unless --vgg-weights gives the
+file or --offline / REALSR_OFFLINE=1 forbids downloading.
 
 Several GPUs or nodes: start it with torchrun (NCCL on GPUs, gloo on CPUs); data.batch is the
 global batch, split over the processes; only rank 0 writes."""
@@ -34,7 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="continue from the latest checkpoint of run.out, or from PATH (a run folder "
                         "or a state_N.pt)")
     parser.add_argument("--vgg-weights", metavar="PATH", default=None,
-                        help="torchvision's vgg19-dcbb9e9d.pth (default: the torch hub cache); same as loss.vgg_weights=PATH")
+                        help="torchvision's vgg19-dcbb9e9d.pth (default: the torch hub cache, fetched on first "
+                        "use); same as loss.vgg_weights=PATH")
+    add_offline_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -43,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from realsr_fast.train.distributed import init_distributed, shutdown
     from realsr_fast.train.trainer import Trainer
 
+    apply_offline(args)
     overrides = list(args.overrides)
     if args.vgg_weights is not None:
         overrides.append(f"loss.vgg_weights={args.vgg_weights}")

@@ -24,6 +24,7 @@ from realsr_fast.export.precision import activation_peaks, calibration_inputs, m
 from realsr_fast.io import atomic_path
 from realsr_fast.models.loading import weights_sha256
 from realsr_fast.models.rrdbnet import RRDBNet
+from realsr_fast.optional import import_optional
 from realsr_fast.tiling import DEFAULT_TILE_PAD
 
 INPUT_NAME = "input"
@@ -104,7 +105,7 @@ def export_onnx(model: RRDBNet, path: str | os.PathLike, *, precision: str = "fp
 
 
 def _write(graph: torch.nn.Module, path: Path, info: OnnxInfo) -> None:
-    import onnx
+    onnx = import_optional("onnx", "onnx", "ONNX export")
 
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -124,7 +125,7 @@ def _write(graph: torch.nn.Module, path: Path, info: OnnxInfo) -> None:
 
 def read_onnx_info(path: str | os.PathLike) -> OnnxInfo:
     """The realsr_fast metadata of an exported graph (without loading its weights)."""
-    import onnx
+    onnx = import_optional("onnx", "onnx", "Reading an ONNX model")
 
     if not Path(path).is_file():
         raise RealSRError(f"ONNX model {path} does not exist; create it with "

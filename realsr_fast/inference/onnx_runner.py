@@ -14,16 +14,16 @@ import torch
 from realsr_fast.errors import RealSRError
 from realsr_fast.export.onnx_export import INPUT_NAME, OUTPUT_NAME, OnnxInfo, read_onnx_info
 from realsr_fast.inference.backends import TileRunner, UpscalerSettings, cache_file
+from realsr_fast.optional import import_optional
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = "ONNX Runtime is not installed: pip install 'realsr_fast[onnx]'"
 _NUMPY_IO = {"fp32": np.float32, "fp16": np.float16}
 
 
 def providers_for(device: torch.device) -> list[str]:
     """ONNX Runtime execution providers for `device`, best first."""
-    import onnxruntime
+    onnxruntime = _import_onnxruntime()
 
     if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -40,10 +40,7 @@ class OnnxRunner(TileRunner):
 
     def __init__(self, path: str | os.PathLike, device: torch.device = torch.device("cpu"),
                  threads: int | None = None) -> None:
-        try:
-            import onnxruntime
-        except ImportError as exc:
-            raise RealSRError(INSTALL_HINT) from exc
+        onnxruntime = _import_onnxruntime()
         self.info = read_onnx_info(path)
         self.scale, self.nf, self.precision = self.info.scale, self.info.nf, self.info.precision
         self.device = torch.device("cpu")
@@ -88,3 +85,7 @@ def load_runner(settings: UpscalerSettings, device: torch.device) -> OnnxRunner:
         raise RealSRError(f"{onnx_path} is an {runner.info.precision} graph, but --precision "
                           f"{precision} was asked for; export another graph or drop --precision")
     return runner
+
+
+def _import_onnxruntime():
+    return import_optional("onnxruntime", "onnx", "The ONNX Runtime backend")

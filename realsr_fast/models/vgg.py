@@ -3,10 +3,11 @@
 The slice ends at conv5_4 before its ReLU, as ESRGAN's `VGGFeatureExtractor(feature_layer=34)`.
 Inputs `(B, 3, H, W)` in [0, 1] are normalised with the ImageNet mean and std first.
 
-The ImageNet weights are never downloaded: they are read from `--vgg-weights PATH` or from the
-torch hub cache (`<torch hub dir>/checkpoints/vgg19-dcbb9e9d.pth`, torchvision's file name).
-When neither exists :func:`resolve_vgg_weights` raises RealSRError naming the file and where to put
-it, which the trainer calls before anything is trained. `random_init_for_tests=True` builds the
+The ImageNet weights are read from `--vgg-weights PATH`, or else from the torch hub cache
+(`<torch hub dir>/checkpoints/vgg19-dcbb9e9d.pth`, torchvision's file name), where they are
+downloaded on first use, hash-checked (see `realsr_fast.download`); with REALSR_OFFLINE=1 a missing
+file is a RealSRError naming it and where to put it. The trainer resolves them before anything is
+trained. `random_init_for_tests=True` builds the
 network with seeded random weights instead: a perceptual loss on those is meaningless, so only
 tests and the smoke preset use it.
 """
@@ -18,41 +19,33 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from realsr_fast.download import VGG19, fetch_pretrained
 from realsr_fast.errors import RealSRError
 
-VGG19_FILE = "vgg19-dcbb9e9d.pth"
-VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 FEATURE_LAYERS = 35  # features[:35]: up to conv5_4, before its ReLU
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _TEST_SEED = 0
 
 
-def hub_weights_path() -> Path:
-    """Where torchvision keeps the VGG19 ImageNet weights: `<torch hub dir>/checkpoints/vgg19-dcbb9e9d.pth`."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
-
-
 def resolve_vgg_weights(path: str | os.PathLike | None = None) -> Path:
-    """The VGG19 weights file to use: `path` when given, else the torch hub cache's.
+    """The VGG19 weights file to use: `path` when given, else the torch hub cache's (fetched on first use).
 
     Raises:
-        RealSRError: the file is missing (the message says which file and where to put it).
+        RealSRError: `path` is missing, or the download is forbidden (REALSR_OFFLINE=1) or failed;
+            the message says which file and where to put it.
     """
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise RealSRError(f"VGG19 weights {path} do not exist; point --vgg-weights (loss.vgg_weights) "
-                              f"at torchvision's {VGG19_FILE}")
+                              f"at torchvision's {VGG19.name}")
         return path
-    cached = hub_weights_path()
-    if not cached.is_file():
-        raise RealSRError(
-            f"the perceptual loss needs torchvision's ImageNet VGG19 weights, {VGG19_FILE}, which are not in "
-            f"the torch hub cache ({cached}); nothing is downloaded at run time: fetch {VGG19_URL} on a "
-            f"connected machine and copy it to {cached}, or pass loss.vgg_weights=PATH "
-            "(or train in the PSNR-only mode: loss.mode=psnr)")
-    return cached
+    try:
+        return fetch_pretrained(VGG19)
+    except RealSRError as exc:
+        raise RealSRError(f"the perceptual loss needs {exc}; or pass loss.vgg_weights=PATH "
+                          "(or train in the PSNR-only mode: loss.mode=psnr)") from None
 
 
 class VGGFeatures(nn.Module):
@@ -84,7 +77,7 @@ class VGGFeatures(nn.Module):
             features.load_state_dict({k[len(prefix):]: v for k, v in wanted.items()
                                       if int(k[len(prefix):].split(".")[0]) < FEATURE_LAYERS})
         except (RuntimeError, ValueError) as exc:
-            raise RealSRError(f"{path} is not torchvision's VGG19 ({VGG19_FILE}): {str(exc).splitlines()[0]}") from exc
+            raise RealSRError(f"{path} is not torchvision's VGG19 ({VGG19.name}): {str(exc).splitlines()[0]}") from exc
         return cls(features)
 
     @classmethod

@@ -299,7 +299,7 @@ class Trainer:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 warnings.warn("tensorboard is not installed, so no TensorBoard logs are written "
-                              "(pip install tensorboard, or set run.tensorboard=false)", stacklevel=3)
+                              "(pip install 'realsr_fast[train]', or set run.tensorboard=false)", stacklevel=3)
                 self.config.run.tensorboard = False
                 return None
             self._writer = SummaryWriter(log_dir=str(self.out / "tensorboard"))
