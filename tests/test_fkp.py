@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from realsr_fast.kernels import flow, yardstick
-from realsr_fast.kernels.confidence import seed_agreement_db
+from realsr_fast.kernels.confidence import IDENTICAL_DB, seed_agreement_db
 from realsr_fast.kernels.fkp import LATENT_RADIUS, FlowGenerator, latent_init
 from realsr_fast.kernels.kernelgan import train_kernelgan
 from realsr_fast.kernels.synthetic import anisotropic_gaussian
@@ -115,8 +115,25 @@ def test_best_constant_finds_the_width_the_set_was_made_with(rng):
 def test_seed_agreement_falls_as_kernels_part(rng):
     image = rng.random((40, 40, 3))
     a = yardstick.isotropic_gaussian(1.2)
-    assert seed_agreement_db(image, [a, a.copy()]) == np.inf
+    assert seed_agreement_db(image, [a, a.copy()]) == IDENTICAL_DB
     near = seed_agreement_db(image, [a, yardstick.isotropic_gaussian(1.3)])
     far = seed_agreement_db(image, [a, yardstick.isotropic_gaussian(2.0)])
     worst = seed_agreement_db(image, [a, yardstick.isotropic_gaussian(1.3), yardstick.isotropic_gaussian(2.0)])
-    assert far < near < np.inf and worst == pytest.approx(far)
+    assert far < near < IDENTICAL_DB and worst == pytest.approx(far)
+
+
+def test_kernels_command_with_the_prior_reports_seed_agreement(tmp_path, rng):
+    import json
+
+    from PIL import Image
+
+    from realsr_fast.cli import main
+
+    src, out = tmp_path / "photos", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray((rng.random((96, 100, 3)) * 255).astype(np.uint8)).save(src / "a.png")
+    assert main(["kernels", str(src), "-o", str(out), "--iters", "3", "--seeds", "2", "--prior", "fkp", "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())["a"]
+    assert report["prior"] == "fkp" and report["runs"] == 2
+    assert report["seed_agreement_db"] > 0 and report["trusted"] == (report["seed_agreement_db"] >= 45.0)
+    assert np.load(out / "a" / "a_kernel_x2.npy").shape == (17, 17)

@@ -15,6 +15,8 @@ import torch
 
 from realsr_fast.ops import degrade
 
+IDENTICAL_DB = 100.0
+"""Reported for kernels whose re-syntheses are equal (kept finite for JSON reports)."""
 TRUSTED_DB = 45.0
 """Seed agreement (dB) from which an estimate is trusted (see docs/kernel_prior.md for how it was set)."""
 
@@ -27,15 +29,15 @@ def seed_agreement_db(image: np.ndarray, kernels: list[np.ndarray]) -> float:
         kernels: two or more x2 kernels of one size, e.g. `(17, 17)`.
 
     Returns:
-        The worst pair's PSNR in dB (inf when the kernels are equal).
+        The worst pair's PSNR in dB, at most `IDENTICAL_DB`.
     """
     if len(kernels) < 2:
         raise ValueError("seed agreement needs at least two kernels")
     hr = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()[None]
     weights = torch.from_numpy(np.stack(kernels)).float()
     made = degrade(hr.expand(len(kernels), -1, -1, -1), weights, 2, padding="symmetric")
-    worst = np.inf
+    worst = IDENTICAL_DB
     for a, b in itertools.combinations(range(len(kernels)), 2):
         mse = float((made[a] - made[b]).square().mean())
-        worst = min(worst, 10 * np.log10(1 / mse) if mse > 0 else np.inf)
+        worst = min(worst, 10 * np.log10(1 / mse) if mse > 0 else IDENTICAL_DB)
     return float(worst)
