@@ -37,8 +37,8 @@ def test_the_bar_rejects_every_image_agnostic_kernel_and_passes_the_truth():
 
 
 @pytest.mark.heavy  # ~10 CPU-minutes
-@pytest.mark.xfail(strict=True, reason="the issue's goal, not yet met: measured 16 dB below the best constant "
-                   "(docs/kernel_prior.md)")
+@pytest.mark.xfail(strict=True, reason="the issue's goal, not yet met: measured 6 to 16 dB below the best "
+                   "constant (docs/kernel_prior.md)")
 def test_fkp_estimates_beat_the_best_constant_kernel():
     rows = _rows("fkp", "collapsed", 4)
     assert yardstick.beats_constant(rows)

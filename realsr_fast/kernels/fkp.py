@@ -19,12 +19,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from realsr_fast.kernels.constraints import LR_START, learning_rate
 from realsr_fast.kernels.flow import DIM, KERNEL_SIZE, load_flow
 from realsr_fast.kernels.networks import G_KERNEL_SIZE, GForm, _StridedCorrelation
 
 LATENT_RADIUS = KERNEL_SIZE - 1.0
 LATENT_LR = 5e-3
-"""Adam's learning rate for the latents (flat: the official schedule's drops would freeze them early)."""
+"""Adam's starting learning rate for the latents."""
+LATENT_LR_DECAYS = True
+"""Whether the latents' rate follows the official drops (/10 after 750, 1500, 2250 iterations)."""
+
+
+def latent_learning_rate(iteration: int) -> float:
+    """The latents' Adam rate during `iteration`: `LATENT_LR`, dropped with the official schedule."""
+    return LATENT_LR * learning_rate(iteration) / LR_START if LATENT_LR_DECAYS else LATENT_LR
 
 
 def latent_init(gen: torch.Generator) -> torch.Tensor:

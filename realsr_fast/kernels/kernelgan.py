@@ -31,7 +31,7 @@ from realsr_fast.kernels.constraints import (
     penalty_mask,
 )
 from realsr_fast.kernels.crops import D_CROP, G_CROP, crop_corners
-from realsr_fast.kernels.fkp import LATENT_LR, FlowGenerator, latent_init
+from realsr_fast.kernels.fkp import LATENT_LR, FlowGenerator, latent_init, latent_learning_rate
 from realsr_fast.kernels.networks import (
     BatchedDiscriminator,
     BatchedGenerator,
@@ -153,8 +153,10 @@ def train_kernelgan(
     next_kernel = g_net.kernel() if form == "collapsed" else None
     for iteration in range(iterations):
         lr = learning_rate(iteration)
-        for group in opt_d.param_groups + (opt_g.param_groups if prior == "none" else []):
+        for group in opt_d.param_groups + opt_g.param_groups:
             group["lr"] = lr
+        if prior == "fkp":
+            opt_g.param_groups[0]["lr"] = latent_learning_rate(iteration)
         g_in = source.crops(g_corners[iteration], G_CROP)
         d_noise = noise.next()
         d_real = source.crops(d_corners[iteration], D_CROP) + d_noise[:, 0] * (2.0 / 255.0)
