@@ -1,61 +1,58 @@
-"""Accuracy on synthetic truth: photos blurred with DIV2KRK-style kernels and down-scaled x2.
+"""Accuracy on synthetic truth, against the best image-agnostic kernel (`kernels.yardstick`).
 
-The estimated kernel must reproduce the LR clearly better than the bicubic assumption; the dB
-gain per image is printed (run with -s) for the collapsed and the literal generator.
+Photos blurred with DIV2KRK-style kernels and down-scaled x2. Beating the bicubic kernel proves
+little (any fixed Gaussian of about the right width does it by 5 to 20 dB); an estimate is worth
+having when it re-synthesises the LR better than the best single constant kernel for the whole
+set, whose width is chosen with the truth. The per-image table is printed (run with -s).
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from skimage import data
 
 from realsr_fast.data.imresize import bicubic_kernel
+from realsr_fast.kernelgan import yardstick
 from realsr_fast.kernelgan.estimate import estimate_kernels
-from realsr_fast.kernelgan.synthetic import anisotropic_gaussian
-from realsr_fast.ops import degrade
-
-PHOTOS = {"astronaut": data.astronaut, "coffee": data.coffee, "chelsea": data.chelsea, "rocket": data.rocket}
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / (a - b).square().mean()))
+def _rows(prior: str, form: str, count: int, iterations: int = 3000) -> list[yardstick.Row]:
+    cases = yardstick.make_cases(count)
+    estimates = estimate_kernels([c.lr for c in cases], [c.name for c in cases], iterations=iterations,
+                                 form=form, prior=prior)
+    sigma = yardstick.best_constant_sigma(cases)
+    rows = yardstick.score(cases, [e.kernel_x2 for e in estimates], sigma)
+    print(f"\nprior {prior}, {form} G\n" + yardstick.table(rows, sigma))
+    return rows
 
 
-def _cases(count: int) -> list[tuple[str, torch.Tensor, np.ndarray, np.ndarray]]:
-    """(name, HR (1, 3, H, W) float in [0, 1], true 11x11 kernel, LR uint8 (h, w, 3))."""
-    rng = np.random.default_rng(2020)
-    cases = []
-    for name in list(PHOTOS)[:count]:
-        hr = torch.from_numpy(PHOTOS[name]()[:384, :384].copy()).permute(2, 0, 1)[None].float() / 255
-        truth = anisotropic_gaussian(rng)
-        lr = degrade(hr, torch.from_numpy(truth).float(), 2, padding="symmetric", quantize=True)
-        cases.append((name, hr, truth, (lr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)))
-    return cases
+def test_the_bar_rejects_every_image_agnostic_kernel_and_passes_the_truth():
+    cases = yardstick.make_cases(4, side=256)
+    sigma = yardstick.best_constant_sigma(cases)
+    constants = [yardstick.isotropic_gaussian(s) for s in (sigma, 1.0, 2.0)] + [bicubic_kernel(2, 17).double().numpy()]
+    for kernel in constants:
+        assert not yardstick.beats_constant(yardstick.score(cases, [kernel] * len(cases), sigma))
+    truth_rows = yardstick.score(cases, [c.truth for c in cases], sigma)
+    assert yardstick.beats_constant(truth_rows)
+    assert all(r.error["truth"] < 1e-12 < r.error["constant"] for r in truth_rows)
 
 
-def _gains(form: str, count: int, iterations: int) -> list[float]:
-    cases = _cases(count)
-    estimates = estimate_kernels([c[3] for c in cases], [c[0] for c in cases], iterations=iterations, form=form)
-    bicubic = bicubic_kernel(2, 17)
-    gains = []
-    for (name, hr, truth, lr_u8), estimate in zip(cases, estimates):
-        lr = torch.from_numpy(lr_u8).permute(2, 0, 1)[None].float() / 255
-        with_estimate = _psnr(degrade(hr, torch.from_numpy(estimate.kernel_x2).float(), 2), lr)
-        with_bicubic = _psnr(degrade(hr, bicubic, 2), lr)
-        gains.append(with_estimate - with_bicubic)
-        print(f"{form} {name}: estimate {with_estimate:.2f} dB, bicubic {with_bicubic:.2f} dB, "
-              f"gain {gains[-1]:+.2f} dB, flags {estimate.report['flags']}")
-    return gains
+@pytest.mark.heavy  # ~10 CPU-minutes
+@pytest.mark.xfail(strict=True, reason="the issue's goal, not yet met: measured 6 to 16 dB below the best "
+                   "constant (docs/kernel_prior.md)")
+def test_fkp_estimates_beat_the_best_constant_kernel():
+    rows = _rows("fkp", "collapsed", 4)
+    assert yardstick.beats_constant(rows)
 
 
-@pytest.mark.slow
-def test_collapsed_estimates_beat_bicubic_on_synthetic_truth():
-    gains = _gains("collapsed", 2, 3000)
+@pytest.mark.heavy  # several minutes: run with `python -m pytest -m heavy`
+def test_official_estimates_beat_bicubic():
+    """The official mode clears the old, weak bar; against the best constant it does not (see docs/kernel_prior.md)."""
+    rows = _rows("none", "collapsed", 2)
+    gains = [r.psnr["estimate"] - r.psnr["bicubic"] for r in rows]
     assert np.mean(gains) > 1.0 and min(gains) > 0
 
 
-@pytest.mark.heavy  # ~4 min alone: run with `python -m pytest -m heavy`
-def test_literal_estimates_beat_bicubic_on_synthetic_truth():
-    gains = _gains("literal", 1, 3000)
-    assert min(gains) > 0
+@pytest.mark.heavy  # ~4 min alone
+def test_literal_estimates_beat_bicubic():
+    rows = _rows("none", "literal", 1)
+    assert rows[0].psnr["estimate"] > rows[0].psnr["bicubic"]

@@ -22,9 +22,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scale", type=int, choices=(2, 4), default=2, help="2, or 4 to add the analytic x4 kernel")
     parser.add_argument("--iters", type=int, default=ITERATIONS, help="iterations per image (official: 3000)")
     parser.add_argument("--seed", type=int, default=0, help="base seed: the same seed gives the same kernels")
-    parser.add_argument("--seeds", type=int, default=1, help="runs per image; the most consistent kernel is kept")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="runs per image; the most consistent kernel is kept, and from 2 on the report says "
+                        "how far the runs agree (seed_agreement_db) and whether to trust the estimate")
     parser.add_argument("--batch", type=positive_int, default=16,
                         help="images trained together (default 16: per-image cost falls with the batch on CPU)")
+    parser.add_argument("--prior", choices=("none", "fkp"), default="none",
+                        help="none: official KernelGAN; fkp (experimental, scores below the official mode "
+                        "so far, see docs/kernel_prior.md): the kernel is decoded from a latent by a flow "
+                        "trained on DIV2KRK-style kernels (KernelGAN-FKP, Liang et al. CVPR 2021)")
     add_device_argument(parser, help="where KernelGAN runs (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="redo images that already have results")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -36,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = estimate_kernel_folder(
         args.input_dir, args.output, scale=args.scale, iterations=args.iters, seed=args.seed, runs=args.seeds,
-        batch=args.batch, device=args.device, overwrite=args.overwrite, progress=not args.quiet,
+        batch=args.batch, device=args.device, overwrite=args.overwrite, progress=not args.quiet, prior=args.prior,
     )
     print(
         f"realsr kernels: {len(summary.done)} estimated, {len(summary.skipped)} already done, "

@@ -23,11 +23,12 @@ from realsr_fast.data.kernel_files import kernel_paths, load_kernel, save_kernel
 from realsr_fast.device import resolve_device, torchrun_ranks
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_json
+from realsr_fast.kernelgan.confidence import TRUSTED_DB, seed_agreement_db
 from realsr_fast.kernelgan.crops import prepare_image
 from realsr_fast.kernelgan.networks import GForm
 from realsr_fast.kernelgan.postprocess import analytic_x4, post_process
 from realsr_fast.kernelgan.quality import kernel_report, most_consistent
-from realsr_fast.kernelgan.training import ITERATIONS, train_kernelgan
+from realsr_fast.kernelgan.training import ITERATIONS, Prior, train_kernelgan
 
 REPORT_NAME = "report.json"
 SHEET_NAME = "kernels.png"
@@ -59,6 +60,7 @@ def estimate_kernels(
     form: GForm = "collapsed",
     device: torch.device | str = "cpu",
     on_iteration: Callable[[int], None] | None = None,
+    prior: Prior = "none",
 ) -> list[Estimate]:
     """Estimate each image's kernel with KernelGAN, all images (and runs) trained together.
 
@@ -73,6 +75,11 @@ def estimate_kernels(
         form: "collapsed" (fast) or "literal" (the official deep generator).
         device: training device.
         on_iteration: progress callback, called after every iteration.
+        prior: "none" (official KernelGAN) or "fkp" (the generator's kernel is decoded by the
+            flow prior; no negligible-value zeroing in post-processing: the kernel is smooth).
+
+    With `runs >= 2` the report has `seed_agreement_db` (worst pairwise PSNR between the
+    runs' re-syntheses of the image) and `trusted` (agreement >= `TRUSTED_DB`); see `confidence`.
     """
     if scale not in (2, 4):
         raise RealSRError(f"KernelGAN estimates x2 kernels (and x4 from them): --scale must be 2 or 4, not {scale}")
@@ -81,16 +88,19 @@ def estimate_kernels(
     prepared = [prepare_image(im) for im in images]
     seeds = [image_seed(seed, name, run) for name in names for run in range(runs)]
     result = train_kernelgan(
-        [im for im in prepared for _ in range(runs)], seeds, iterations, form, device, on_iteration
+        [im for im in prepared for _ in range(runs)], seeds, iterations, form, device, on_iteration, prior=prior
     )
     estimates = []
     for index in range(len(images)):
         picks = range(index * runs, (index + 1) * runs)
-        processed = [post_process(result.kernels[i].numpy()) for i in picks]
+        processed = [post_process(result.kernels[i].numpy(), zeroize=prior == "none") for i in picks]
         best, spread = most_consistent([p.kernel for p in processed])
         chosen = processed[best]
         report = kernel_report(chosen.kernel, chosen.shift, result.constrained[picks[best]], scale)
-        report.update(runs=runs, run_spread_l1=spread, cut_mass=chosen.cut_mass, iterations=iterations)
+        report.update(runs=runs, run_spread_l1=spread, cut_mass=chosen.cut_mass, iterations=iterations, prior=prior)
+        if runs > 1:
+            agreement = seed_agreement_db(prepared[index], [p.kernel for p in processed])
+            report.update(seed_agreement_db=agreement, trusted=agreement >= TRUSTED_DB)
         kernel_x4 = analytic_x4(chosen.kernel) if scale == 4 else None
         estimates.append(Estimate(kernel_x2=chosen.kernel, kernel_x4=kernel_x4, report=report))
     return estimates
@@ -156,6 +166,7 @@ def estimate_kernel_folder(
     overwrite: bool = False,
     progress: bool = True,
     form: GForm = "collapsed",
+    prior: Prior = "none",
 ) -> KernelsSummary:
     """Estimate the kernel of every image in `input_dir` into `out_dir` (see module docstring).
 
@@ -196,7 +207,8 @@ def estimate_kernel_folder(
             bar.update(iterations)
             continue
         estimates = estimate_kernels(
-            images, names, scale, iterations, seed, runs, form, torch_device, on_iteration=lambda _: bar.update(1)
+            images, names, scale, iterations, seed, runs, form, torch_device, on_iteration=lambda _: bar.update(1),
+            prior=prior,
         )
         for name, source, estimate in zip(names, sources, estimates):
             _write_estimate(out, name, source, estimate, scale)
