@@ -61,26 +61,18 @@ def pytest_collection_modifyitems(config, items):
     items[:] = keep
 
 
-class _QuickBenchmark:
-    """pytest-benchmark's fixture with `pedantic` capped at QUICK_ROUNDS rounds and one warm-up round."""
-
-    def __init__(self, fixture):
-        self._fixture = fixture
-
-    def __getattr__(self, name):
-        return getattr(self._fixture, name)
-
-    def __call__(self, *args, **kwargs):
-        return self._fixture(*args, **kwargs)
-
-    def pedantic(self, target, *args, rounds=1, warmup_rounds=0, **kwargs):
-        return self._fixture.pedantic(target, *args, rounds=min(rounds, QUICK_ROUNDS),
-                                      warmup_rounds=min(warmup_rounds, 1), **kwargs)
-
-
 @pytest.fixture
 def benchmark(benchmark, request):
-    return _QuickBenchmark(benchmark) if request.config.getoption("quick") else benchmark
+    """pytest-benchmark's fixture; in quick mode its `pedantic` is capped at QUICK_ROUNDS rounds and
+    one warm-up round (pytest-benchmark insists on its own fixture object, so the method is wrapped)."""
+    if request.config.getoption("quick"):
+        pedantic = benchmark.pedantic
+
+        def quick_pedantic(target, *args, rounds=1, warmup_rounds=0, **kwargs):
+            return pedantic(target, *args, rounds=min(rounds, QUICK_ROUNDS), warmup_rounds=min(warmup_rounds, 1), **kwargs)
+
+        benchmark.pedantic = quick_pedantic
+    return benchmark
 
 
 @pytest.fixture(autouse=True, scope="session")
