@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pytest_benchmark.utils import get_commit_info
 
 sys.path.insert(0, str(Path(__file__).parent))  # floors.py lives next to this file, outside the package
 import floors
@@ -41,6 +42,7 @@ def pytest_configure(config):
         for option, value in QUICK_TIMING.items():
             setattr(config.option, option, value)
     config._realsr_load = os.getloadavg()
+    config._realsr_commit = get_commit_info(config.getoption("benchmark_project_name", None))
 
 
 def _gated_nodeids() -> set[str]:
@@ -79,6 +81,13 @@ def benchmark(benchmark, request):
 def _two_threads():
     # The reference machine has 2 cores; pin torch to them so runs are comparable.
     torch.set_num_threads(2)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_benchmark_generate_commit_info(config):
+    """The commit the run started from: pytest-benchmark asks at the end, and a commit made while a
+    long run goes on must not be credited with its numbers."""
+    return config._realsr_commit
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
