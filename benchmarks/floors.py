@@ -4,8 +4,8 @@
 Absolute times move with the machine and its load; the ratio of two things timed side by side in
 one run moves much less, so it is what CI gates on (the floor is ~70 % of a measured ratio).
 
-    python benchmarks/floors.py RESULTS.json              # check a pytest-benchmark JSON file
-    python benchmarks/floors.py RESULTS.json --update     # set floors from it (70 % of the ratio)
+    python benchmarks/floors.py RESULTS.json [...]            # check pytest-benchmark JSON files
+    python benchmarks/floors.py RESULTS.json [...] --update   # floors = 70 % of the lowest ratio in them
 
 `python -m pytest benchmarks --quick` runs exactly the benchmarks named here and checks them at the
 end of the session (benchmarks/conftest.py).
@@ -104,34 +104,42 @@ def _two_digits_down(x: float) -> float:
     return round(math.floor(x / scale) * scale, 10)
 
 
-def updated_floors(path: Path, benchmarks: list[dict]) -> dict:
-    """The floors file with every case measured in `benchmarks` re-floored at MARGIN x its ratio."""
+def updated_floors(path: Path, runs: list[list[dict]]) -> dict:
+    """The floors file with every case measured in `runs` (each a list of benchmark records)
+    re-floored at MARGIN x the lowest ratio it had: the noisiest run sets the floor."""
     with open(path) as f:
         data = json.load(f)
-    for verdict in check(benchmarks, load_cases(path)):
-        if verdict.ratio is not None:
-            fields = data["cases"][verdict.case.name]
-            fields["measured"] = round(verdict.ratio, 3)
-            fields["floor"] = _two_digits_down(MARGIN * verdict.ratio)
+    lowest: dict[str, float] = {}
+    for benchmarks in runs:
+        for verdict in check(benchmarks, load_cases(path)):
+            if verdict.ratio is not None:
+                lowest[verdict.case.name] = min(verdict.ratio, lowest.get(verdict.case.name, math.inf))
+    for name, value in lowest.items():
+        data["cases"][name]["measured"] = round(value, 3)
+        data["cases"][name]["floor"] = _two_digits_down(MARGIN * value)
     return data
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", type=Path, help="a pytest-benchmark JSON file (--benchmark-json or a saved run)")
+    parser.add_argument("results", type=Path, nargs="+",
+                        help="pytest-benchmark JSON files (--benchmark-json, or saved runs)")
     parser.add_argument("--floors", type=Path, default=FLOORS_PATH)
-    parser.add_argument("--update", action="store_true", help=f"rewrite the floors measured here as {MARGIN} x ratio")
+    parser.add_argument("--update", action="store_true",
+                        help=f"set the floors measured here to {MARGIN} x their lowest ratio")
     args = parser.parse_args(argv)
-    with open(args.results) as f:
-        benchmarks = json.load(f)["benchmarks"]
+    runs = [json.loads(path.read_text())["benchmarks"] for path in args.results]
     if args.update:
-        text = json.dumps(updated_floors(args.floors, benchmarks), indent=2) + "\n"
+        text = json.dumps(updated_floors(args.floors, runs), indent=2) + "\n"
         tmp = args.floors.with_suffix(".json.tmp")
         tmp.write_text(text)
         tmp.replace(args.floors)  # atomic: a half-written floors file would gate CI on garbage
-    verdicts = check(benchmarks, load_cases(args.floors))
-    print(report(verdicts))
-    return 1 if any(verdict.failed for verdict in verdicts) else 0
+    failed = False
+    for path, benchmarks in zip(args.results, runs):
+        verdicts = check(benchmarks, load_cases(args.floors))
+        print(f"{path}:\n{report(verdicts)}")
+        failed |= any(verdict.failed for verdict in verdicts)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

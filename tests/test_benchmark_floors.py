@@ -79,11 +79,12 @@ def test_metric_path_unmeasured_and_ungated_cases(bench):
     assert "no floor yet" in verdicts["ungated"].message()
 
 
-def test_update_sets_floor_at_margin_rounded_down(bench, tmp_path):
+def test_update_sets_floor_at_margin_of_lowest_ratio_rounded_down(bench, tmp_path):
     floors, _ = bench
     floors_file = write_floors(tmp_path / "floors.json", {"x: fast vs slow": dict(CASE, floor=None)})
-    results = write_results(tmp_path / "run.json", [record(CASE["ours"], 0.010), record(CASE["baseline"], 0.0567)])
-    assert floors.main([str(results), "--floors", str(floors_file), "--update"]) == 0
+    quiet = write_results(tmp_path / "quiet.json", [record(CASE["ours"], 0.010), record(CASE["baseline"], 0.0900)])
+    busy = write_results(tmp_path / "busy.json", [record(CASE["ours"], 0.010), record(CASE["baseline"], 0.0567)])
+    assert floors.main([str(quiet), str(busy), "--floors", str(floors_file), "--update"]) == 0
     fields = json.loads(floors_file.read_text())["cases"]["x: fast vs slow"]
     assert fields["measured"] == pytest.approx(5.67)
     assert fields["floor"] == 3.9  # 0.7 x 5.67 = 3.969, two digits, rounded down
