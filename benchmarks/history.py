@@ -66,9 +66,10 @@ def plot_suite(suite: str, cases: list[floors.Case], runs: list[Run], out: Path)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     runs = [run for run in runs if any(case.name in run.ratios for case in cases)]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(runs) + 3), 4.2))
+    fig, ax = plt.subplots(figsize=(max(9.0, 1.1 * len(runs) + 6), 4.2))
     for index, case in enumerate(cases):
         points = [(x, run.ratios[case.name]) for x, run in enumerate(runs) if case.name in run.ratios]
         if not points:
@@ -82,11 +83,15 @@ def plot_suite(suite: str, cases: list[floors.Case], runs: list[Run], out: Path)
             if low:
                 ax.scatter(*zip(*low), s=160, facecolors="none", edgecolors="red", linewidths=2, zorder=3)
     ax.set_yscale("log")
+    ratio_format = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}x")
+    ax.yaxis.set_major_formatter(ratio_format)
+    ax.yaxis.set_minor_formatter(ratio_format)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xticks(range(len(runs)), [run.label for run in runs], fontsize=7)
     ax.set_ylabel("ratio: baseline / ours (higher is better)")
     ax.set_title(f"{suite}: ratio per saved run (dashed: floor)")
     ax.grid(True, which="both", axis="y", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.png")
@@ -95,30 +100,32 @@ def plot_suite(suite: str, cases: list[floors.Case], runs: list[Run], out: Path)
     tmp.replace(out)
 
 
-def markdown(cases: list[floors.Case], runs: list[Run], plots: dict[str, Path], readme_dir: Path) -> str:
-    shown = runs[-TABLE_RUNS:]
-    lines = ["Runs (the latest first):", "", "| run | commit | date (UTC) | mode | machine | load avg |", "|---|---|---|---|---|---|"]
-    for number, run in reversed(list(enumerate(shown, start=len(runs) - len(shown) + 1))):
-        lines.append(f"| {number} | `{run.commit}` | {run.when:%Y-%m-%d %H:%M} | {run.mode} | {run.machine} | {run.load} |")
-    lines += ["", "Ratios (baseline / ours, same run); **bold ✗** is below the floor:", "",
-              "| case | floor | " + " | ".join(f"run {len(runs) - len(shown) + i + 1}" for i in range(len(shown))) + " |",
-              "|---|---|" + "---|" * len(shown)]
-    for case in cases:
-        if not any(case.name in run.ratios for run in shown):
+def _cell(case: floors.Case, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if case.floor is not None and value < case.floor:
+        return f"**{value:.2f}x ✗**"
+    return f"{value:.2f}x"
+
+
+def markdown(by_suite: dict[str, list[floors.Case]], runs: list[Run], plots: dict[str, Path], readme_dir: Path) -> str:
+    """Per suite: its latest runs (newest first), one column per case, then its plot."""
+    lines = ["Ratios are baseline / ours of the same run; **bold ✗**: below the floor. `*` after a commit:",
+             "the tree had uncommitted changes. Load: the 1-minute load average before -> after the run.", ""]
+    for suite, cases in by_suite.items():
+        suite_runs = [run for run in runs if any(case.name in run.ratios for case in cases)][-TABLE_RUNS:]
+        cases = [case for case in cases if any(case.name in run.ratios for run in suite_runs)]
+        if not cases:
             continue
-        cells = []
-        for run in shown:
-            value = run.ratios.get(case.name)
-            if value is None:
-                cells.append("-")
-            elif case.floor is not None and value < case.floor:
-                cells.append(f"**{value:.2f}x ✗**")
-            else:
-                cells.append(f"{value:.2f}x")
-        floor = "-" if case.floor is None else f"{case.floor:g}x"
-        lines.append(f"| {case.name} | {floor} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines += [f"![{suite}]({path.relative_to(readme_dir)})" for suite, path in sorted(plots.items())]
+        headers = [case.name.split(": ", 1)[-1] + ("" if case.floor is None else f" (floor {case.floor:g}x)")
+                   for case in cases]
+        lines += [f"#### {suite}", "", "| commit | date (UTC) | mode | machine | load | " + " | ".join(headers) + " |",
+                  "|---|---|---|---|---|" + "---|" * len(cases)]
+        for run in reversed(suite_runs):
+            cells = [_cell(case, run.ratios.get(case.name)) for case in cases]
+            lines.append(f"| `{run.commit}` | {run.when:%Y-%m-%d %H:%M} | {run.mode} | {run.machine} | {run.load} | "
+                         + " | ".join(cells) + " |")
+        lines += ["", f"![{suite}]({plots[suite].relative_to(readme_dir)})", ""]
     return "\n".join(lines)
 
 
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         if any(case.name in run.ratios for run in runs for case in suite_cases):
             plots[suite] = args.plots / f"{suite}.png"
             plot_suite(suite, suite_cases, runs, plots[suite])
-    text = markdown(cases, runs, plots, args.readme.parent)
+    text = markdown(by_suite, runs, plots, args.readme.parent)
     write_readme_section(args.readme, text)
     print(text)
 
