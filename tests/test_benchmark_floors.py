@@ -109,10 +109,10 @@ def test_history_plots_and_table_from_saved_runs(bench, tmp_path):
         write_results(storage / f"000{number + 1}_run.json", [record(case.ours, 0.01), record(case.baseline, 0.01 * ratio)],
                       when=when, commit=f"{number + 1}" * 40)
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{history.README_BEGIN}\nold\n{history.README_END}\noutro\n")
+    readme.write_text(f"intro\n{history.README_BEGIN}\nstale table\n{history.README_END}\noutro\n")
     history.main(["--storage", str(tmp_path / "history"), "--plots", str(tmp_path / "plots"), "--readme", str(readme)])
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "stale table" not in text
     rows = [line for line in text.splitlines() if line.startswith("| `")]
     assert rows[0].startswith("| `2222222` | 2026-11-28 05:00 |") and rows[0].endswith(f"| **{regressed:.2f}x ✗** |")
     assert rows[1].startswith("| `1111111` | 2026-11-28 04:00 |") and rows[1].endswith(f"| {healthy:.2f}x |")
