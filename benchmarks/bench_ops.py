@@ -8,9 +8,10 @@ from a 64 x 3 x 256^2 uint8 bank, quantised); one offline image (3 x 680 x 1020 
 kernel, x4) also against OpenCV's filter2D and scipy's per-channel correlate; patch_stats on a
 1356 x 2040 photo (patch 256, stride 16) against a numpy loop and the two fastest stock PyTorch
 compositions found (integral images; separable box filters, several times faster than one 2-D
-avg_pool2d and bit-identical to it); KernelGAN's two ops at the shapes of a batch-16 iteration (issue 4): BatchNorm + ReLU forward and backward over the
-D step's 2048 channels of 20x20, and the collapsed G's kernel gradient, against stock PyTorch. On a
-GPU the same cases run on CUDA against the PyTorch composition on CUDA.
+avg_pool2d and bit-identical to it); KernelGAN's two ops at the shapes of a batch-16 iteration
+(issue 4): BatchNorm + ReLU forward and backward over the D step's 2048 channels of 20x20, and the
+collapsed G's kernel gradient, against stock PyTorch. On a GPU the same cases run on CUDA against
+the PyTorch composition on CUDA.
 """
 from __future__ import annotations
 
@@ -158,7 +159,8 @@ def patch_stats_integral_image(image: torch.Tensor, patch: int, stride: int) -> 
     return mean.float(), (mean_sq - mean * mean).clamp_min(0).float()
 
 
-def patch_stats_separable_box_filters(image: torch.Tensor, patch: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+def patch_stats_separable_box_filters(image: torch.Tensor, patch: int,
+                                      stride: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The same from two 1-D `avg_pool2d` passes (rows, then columns) of grey and grey^2 in float64:
     bit-identical to the 2-D `avg_pool2d` of `ops.patch_stats_reference` at O(patch) per output."""
     grey = ops.grey_reference(image).unsqueeze(1)

@@ -73,7 +73,8 @@ def benchmark(benchmark, request):
         pedantic = benchmark.pedantic
 
         def quick_pedantic(target, *args, rounds=1, warmup_rounds=0, **kwargs):
-            return pedantic(target, *args, rounds=min(rounds, QUICK_ROUNDS), warmup_rounds=min(warmup_rounds, 1), **kwargs)
+            return pedantic(target, *args, rounds=min(rounds, QUICK_ROUNDS),
+                            warmup_rounds=min(warmup_rounds, 1), **kwargs)
 
         benchmark.pedantic = quick_pedantic
     return benchmark

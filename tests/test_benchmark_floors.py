@@ -37,7 +37,8 @@ def write_floors(path: Path, cases: dict) -> Path:
     return path
 
 
-def write_results(path: Path, benchmarks: list[dict], when: str = "2026-11-28T04:00:00+00:00", commit: str = "a" * 40) -> Path:
+def write_results(path: Path, benchmarks: list[dict], when: str = "2026-11-28T04:00:00+00:00",
+                  commit: str = "a" * 40) -> Path:
     path.write_text(json.dumps({"benchmarks": benchmarks, "datetime": when,
                                 "commit_info": {"id": commit, "dirty": False},
                                 "machine_info": {"node": "box", "cpu": {"brand_raw": "CPU"}}}))
@@ -105,9 +106,10 @@ def test_history_plots_and_table_from_saved_runs(bench, tmp_path):
     storage = tmp_path / "history" / "machine"
     storage.mkdir(parents=True)
     healthy, regressed = 2 * case.floor, 0.5 * case.floor
-    for number, (ratio, when) in enumerate([(healthy, "2026-11-28T04:00:00+00:00"), (regressed, "2026-11-28T05:00:00+00:00")]):
-        write_results(storage / f"000{number + 1}_run.json", [record(case.ours, 0.01), record(case.baseline, 0.01 * ratio)],
-                      when=when, commit=f"{number + 1}" * 40)
+    runs = [(healthy, "2026-11-28T04:00:00+00:00"), (regressed, "2026-11-28T05:00:00+00:00")]
+    for number, (ratio, when) in enumerate(runs):
+        records = [record(case.ours, 0.01), record(case.baseline, 0.01 * ratio)]
+        write_results(storage / f"000{number + 1}_run.json", records, when=when, commit=f"{number + 1}" * 40)
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{history.README_BEGIN}\nstale table\n{history.README_END}\noutro\n")
     history.main(["--storage", str(tmp_path / "history"), "--plots", str(tmp_path / "plots"), "--readme", str(readme)])
