@@ -52,7 +52,7 @@ from realsr_fast.kernels.files import kernel_paths, load_kernel
 from realsr_fast.kernels.kernelgan import ITERATIONS
 from realsr_fast.noise import NoiseSettings, mine_noise_folder
 from realsr_fast.report import (Bar, Box, Figure, Html, Layer, Section, bar_chart, bullets, compare, gallery, heading,
-                                link, paragraph, table, write_report)
+                                link, paragraph, side_by_side, table, write_report)
 
 SCALE = 4
 DEMO_ITERATIONS = ITERATIONS
@@ -403,13 +403,14 @@ def _noise_section(out: Path, photos: int) -> Section:
         caption = f"{Path(entry['source']).stem} at ({entry['y']}, {entry['x']})\nvariance {entry['var']:.1f} grey levels²"
         figures += [Figure(patch, caption, NOISE_SCALE, NOISE_SCALE - 1),
                     Figure(amplified_noise(patch), f"its noise x{NOISE_GAIN}", NOISE_SCALE, NOISE_SCALE - 1)]
-    rows = [(Path(photo).stem, info["candidates"], info["kept"], info.get("hint") or "")
-            for photo, info in manifest["photos"].items()]
+    rows = [(Path(photo).stem, info["candidates"], info["kept"]) for photo, info in manifest["photos"].items()]
+    reasons = [f"{Path(photo).stem} kept none: {info['hint']}" for photo, info in manifest["photos"].items()
+               if info.get("hint")]
     sources = sorted({Path(entry["source"]).stem for entry in manifest["patches"]})
     pooled = (f"Only {len(sources)} of the {photos} photos ({', '.join(sources)}) had a patch that flat, so every "
               "LR image below carries noise from " + ("that photo" if len(sources) == 1 else "those photos")
               + ", not from its own: RealSR pools the patches of a data set, assumed to come from one kind of "
-              "camera. A photo keeps no patch when all of its patches hold texture or shading; the table says "
+              "camera. A photo keeps no patch when all of its patches hold texture or shading; below the table, "
               "how far its flattest patch was from the threshold.") if len(sources) < photos else (
               "Every photo gave patches; RealSR pools them, so an LR image may carry another photo's noise.")
     return Section("noise", "Noise patches", [
@@ -417,7 +418,8 @@ def _noise_section(out: Path, photos: int) -> Section:
                   f"it its noise (minus the mean, x{NOISE_GAIN}, around mid-grey), which is what training adds to an "
                   "LR image. Variance of the grey level on the 0-255 scale, in grey levels²."),
         paragraph(pooled, note=len(sources) < photos),
-        table(("photo", f"{manifest['settings']['patch']} px patches tested", "kept", "why none was kept"), rows),
+        table(("photo", f"{manifest['settings']['patch']} px patches tested", "kept"), rows),
+        bullets(reasons) if reasons else "",
         gallery(figures),
     ])
 
@@ -468,8 +470,8 @@ def _comparison_section(pairs: Pairs, outputs: Outputs, evaluations: dict[str, d
             layers = [Layer(title, image[mark.y:mark.y + mark.h, mark.x:mark.x + mark.w], ZOOM_SCALE * up)
                       for title, image, up, mark, _ in views]
             body.append(heading(f"{pair.name}: LR made with {recipe}"))
-            body.append(f'<div class="pairview">{gallery(frames)}'
-                        f'{compare(layers, 1, len(methods), f"crop at ({y}, {x}), {ZOOM_SCALE}x")}</div>')
+            slider = compare(layers, 1, len(methods), f"crop at ({y}, {x}), {ZOOM_SCALE}x")
+            body.append(side_by_side(gallery(frames), slider))
     return Section("comparison", "LR, " + ", ".join(METHOD_TITLES[m] for m in methods) + " and HR", body)
 
 

@@ -2,7 +2,7 @@
 
 A report is a title and a list of :class:`Section`; a section's body is a list of HTML blocks
 made by the helpers here (:func:`paragraph`, :func:`bullets`, :func:`table`, :func:`gallery`,
-:func:`compare`, :func:`bar_chart`). Texts are escaped; in them `` `x` `` becomes code and
+:func:`compare`, :func:`bar_chart`, :func:`side_by_side`). Texts are escaped; in them `` `x` `` becomes code and
 ``**x**`` bold (how the winning score is highlighted). :class:`Html` marks markup made here
 (:func:`link`) that must not be escaped again.
 
@@ -81,8 +81,8 @@ code {{ background: #f1f1f1; padding: 1px 4px; border-radius: 3px; }}
 .zero {{ position: absolute; top: -3px; bottom: -3px; left: 50%; width: 1px; background: #555; }}
 .value {{ font-variant-numeric: tabular-nums; text-align: right; }}
 .bars .detail {{ grid-column: 1 / -1; color: #666; font-size: 0.85em; margin: -4px 0 4px; }}
-.pairview {{ display: flex; flex-wrap: wrap; gap: 4px 24px; align-items: flex-start; }}
-.pairview .gallery {{ display: grid; grid-template-columns: repeat(2, max-content); }}
+.side {{ display: flex; flex-wrap: wrap; gap: 4px 24px; align-items: flex-start; }}
+.side .gallery {{ display: grid; grid-template-columns: repeat(2, max-content); }}
 @media (max-width: {NARROW_PX}px) {{
   body {{ padding: 0 8px 32px; }} section {{ padding: 2px 10px 12px; }}
   .frame img {{ width: var(--n, var(--w)); }} figcaption {{ max-width: max(var(--n, var(--w)), 7em); }}
@@ -280,6 +280,11 @@ def gallery(figures: Sequence[Figure]) -> str:
             f"</div><figcaption>{inline(figure.caption)}</figcaption></figure>"
         )
     return f'<div class="gallery">{"".join(items)}</div>'
+
+
+def side_by_side(*blocks: str) -> str:
+    """Blocks next to each other, wrapping under each other when narrow; a gallery in it is two figures wide."""
+    return f'<div class="side">{"".join(blocks)}</div>'
 
 
 def compare(layers: Sequence[Layer], left: int, right: int, caption: str = "") -> str:

@@ -72,8 +72,8 @@ def opened(request, browser, report, tmp_path):
     page.goto(report.as_uri(), wait_until="load")
     yield page, width, errors, outside
     page.screenshot(path=tmp_path / f"report_{width}px.png")
-    if page.locator(".pairview").count():
-        page.locator(".pairview").first.screenshot(path=tmp_path / f"comparison_{width}px.png")
+    if page.locator(".side").count():
+        page.locator(".side").first.screenshot(path=tmp_path / f"comparison_{width}px.png")
     page.close()
 
 
