@@ -459,11 +459,9 @@ def _comparison_section(pairs: Pairs, outputs: Outputs, evaluations: dict[str, d
         for recipe, recipe_pairs in pairs.items():
             pair = recipe_pairs[index]
             scores = {m: _score(evaluations[recipe][m], pair.name) for m in methods}
-            best = {metric: winners(scores, metric) for metric in ("psnr_y", "ssim_y")}
             views = [(f"LR {recipe}", pair.lr, SCALE, lr_box, "")]
-            views += [(METHOD_TITLES[m], outputs[recipe][m][pair.name], 1, box,
-                       (f"\nPSNR-Y {_scored('psnr_y', scores[m]['psnr_y'], m in best['psnr_y'])} dB"
-                        f"\nSSIM-Y {_scored('ssim_y', scores[m]['ssim_y'], m in best['ssim_y'])}")) for m in methods]
+            views += [(METHOD_TITLES[m], outputs[recipe][m][pair.name], 1, box, _caption_scores(scores, m))
+                      for m in methods]
             views.append(("HR (ground truth)", hr, 1, box, ""))
             frames = [Figure(image, title + text, FRAME_SCALE * up, NARROW_FRAME_SCALE * up, [mark])
                       for title, image, up, mark, text in views]
@@ -473,6 +471,15 @@ def _comparison_section(pairs: Pairs, outputs: Outputs, evaluations: dict[str, d
             slider = compare(layers, 1, len(methods), f"crop at ({y}, {x}), {ZOOM_SCALE}x")
             body.append(side_by_side(gallery(frames), slider))
     return Section("comparison", "LR, " + ", ".join(METHOD_TITLES[m] for m in methods) + " and HR", body)
+
+
+def _caption_scores(scores: dict[str, dict[str, float]], method: str) -> str:
+    """One line per metric of `method`'s scores ("\nPSNR-Y 23.34 dB"), the best of `scores` in bold."""
+    lines = ""
+    for metric, label, unit in (("psnr_y", "PSNR-Y", " dB"), ("ssim_y", "SSIM-Y", ""), ("lpips", "LPIPS", "")):
+        if metric in scores[method]:
+            lines += f"\n{label} {_scored(metric, scores[method][metric], method in winners(scores, metric))}{unit}"
+    return lines
 
 
 def _metrics_section(evaluations: dict[str, dict[str, Evaluation]], methods: Sequence[str]) -> Section:

@@ -227,7 +227,7 @@ def test_timings_cover_every_stage(demo):
     values = [re.fullmatch(r"([0-9.]+) (s|ms) \([0-9]+ %\)", t) for t in text]
     shown = [float(m[1]) / (1000 if m[2] == "ms" else 1) for m in values if m]
     assert len(shown) == len(STAGES) and all(stage in text for stage in STAGES)
-    for seconds, value in zip(summary["timings_s"].values(), shown):  # summary: rounded to ms; page: 0.1 s or 1 ms
+    for seconds, value in zip(summary["timings_s"].values(), shown, strict=True):  # summary: rounded to ms; page: 0.1 s or 1 ms
         assert abs(value - seconds) <= (0.05 if seconds >= 1 else 0.0005) + 0.0006, (seconds, value)
     # one bar per stage, its length the stage's share of the longest
     widths = [float(re.search(r"width: ([0-9.]+)%", style)[1]) for style in parser.styles["bar"]]
@@ -243,7 +243,7 @@ def test_metrics_tables_deltas_and_winners(demo):
     tables = parser.sections["metrics"]["tables"]
     assert len(tables) == len(LR_RECIPES)
     deltas = []
-    for recipe, rows in zip(LR_RECIPES, tables):
+    for recipe, rows in zip(LR_RECIPES, tables, strict=True):
         header = [text for text, _ in rows[0]]
         assert header == ["image", "PSNR-Y (dB) bicubic x4", "PSNR-Y (dB) RealSR x4", "Δ PSNR-Y (dB) RealSR x4",
                           "SSIM-Y (0-1) bicubic x4", "SSIM-Y (0-1) RealSR x4", "Δ SSIM-Y (0-1) RealSR x4"]
@@ -252,7 +252,7 @@ def test_metrics_tables_deltas_and_winners(demo):
             name = row[0][0]
             source = summary["mean"][recipe] if name == "mean" else {
                 m: summary["scores"][recipe][m][name] for m in ("bicubic", "realsr")}
-            for offset, (metric, digits) in zip((1, 4), (("psnr_y", 2), ("ssim_y", 4))):
+            for offset, (metric, digits) in zip((1, 4), (("psnr_y", 2), ("ssim_y", 4)), strict=True):
                 bicubic, realsr = source["bicubic"][metric], source["realsr"][metric]
                 assert row[offset][0] == f"{bicubic:.{digits}f}" and row[offset + 1][0] == f"{realsr:.{digits}f}"
                 assert float(row[offset + 2][0]) == pytest.approx(realsr - bicubic, abs=0.6 * 10**-digits)
@@ -274,7 +274,7 @@ def test_noise_and_kernels_are_explained(demo):
     manifest = json.loads((out / "noise" / "manifest.json").read_text())
     rows = parser.sections["noise"]["tables"][0]
     noise_text = " ".join(parser.sections["noise"]["text"])
-    for row, (photo, info) in zip(rows[1:], manifest["photos"].items()):
+    for row, (photo, info) in zip(rows[1:], manifest["photos"].items(), strict=True):
         assert row[0][0] == Path(photo).stem and int(row[2][0]) == info["kept"]
         assert (f"{row[0][0]} kept none: " in noise_text) == (info["kept"] == 0)  # a reason where nothing was kept
     sources = {Path(entry["source"]).stem for entry in manifest["patches"]}
@@ -377,7 +377,7 @@ def test_bar_chart_lengths(rng):
     html = bar_chart([Bar(f"b{i}", v, f"{v:+.2f}") for i, v in enumerate(values)], signed=True)
     bars = re.findall(r'class="bar (pos|neg)" style="left: ([0-9.]+)%; width: ([0-9.]+)%"', html)
     largest = np.abs(values).max()
-    for (sign, left, width), value in zip(bars, values):
+    for (sign, left, width), value in zip(bars, values, strict=True):
         assert sign == ("pos" if value >= 0 else "neg")
         assert float(width) == pytest.approx(50 * abs(value) / largest, abs=0.006)
         assert float(left) == pytest.approx(50 if value >= 0 else 50 - 50 * abs(value) / largest, abs=0.006)
