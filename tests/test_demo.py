@@ -6,6 +6,7 @@ import base64
 import contextlib
 import io
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -17,8 +18,31 @@ from skimage.metrics import structural_similarity
 
 from realsr_fast.cli import main
 from realsr_fast.data.imresize import bicubic_kernel
-from realsr_fast.demo.pipeline import LR_RECIPES, SAMPLES_DIR, amplified_noise, busiest_window, lr_dir, run_demo, sr_dir
-from realsr_fast.demo.report import Figure, Section, gallery, png_data_uri, render_report, table
+from realsr_fast.demo.pipeline import (
+    KERNEL_FLAGS,
+    LR_RECIPES,
+    SAMPLES_DIR,
+    amplified_noise,
+    busiest_window,
+    lr_dir,
+    run_demo,
+    sr_dir,
+    winners,
+)
+from realsr_fast.demo.report import (
+    Bar,
+    Box,
+    Figure,
+    Layer,
+    Section,
+    bar_chart,
+    compare,
+    gallery,
+    paragraph,
+    png_data_uri,
+    render_report,
+    table,
+)
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_image
 
@@ -28,7 +52,10 @@ SAMPLE_NAMES = sorted(p.stem for p in SAMPLES_DIR.glob("*.png"))
 
 
 class ReportParser(HTMLParser):
-    """Collects section ids, the images and text of each section, and every outward reference."""
+    """Collects section ids, the images, text and tables of each section, every outward reference and scripts.
+
+    A table is a list of rows, a row a list of `(text, bold)` cells.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -36,24 +63,48 @@ class ReportParser(HTMLParser):
         self.current: str | None = None
         self.references: list[str] = []
         self.tags: set[str] = set()
+        self.scripts: list[dict] = []
+        self.styles: dict[str, list[str]] = {}
+        self.cell: list | None = None
+        self.bold = False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         self.tags.add(tag)
         if tag == "section":
             self.current = attrs["id"]
-            self.sections[self.current] = {"images": [], "text": []}
+            self.sections[self.current] = {"images": [], "text": [], "tables": []}
         if tag == "img":
             self.sections[self.current]["images"].append(attrs["src"])
+        if tag == "script":
+            self.scripts.append(attrs)
+        if tag == "table":
+            self.sections[self.current]["tables"].append([])
+        if tag == "tr":
+            self.sections[self.current]["tables"][-1].append([])
+        if tag in ("td", "th"):
+            self.cell = ["", False]
+        if tag == "strong":
+            self.bold = True
+        if "class" in attrs and "style" in attrs:
+            self.styles.setdefault(attrs["class"], []).append(attrs["style"])
         self.references += [attrs[key] for key in ("src", "href") if key in attrs]
 
     def handle_endtag(self, tag):
         if tag == "section":
             self.current = None
+        if tag == "strong":
+            self.bold = False
+        if tag in ("td", "th"):
+            self.sections[self.current]["tables"][-1][-1].append(tuple(self.cell))
+            self.cell = None
 
     def handle_data(self, data):
         if self.current is not None:
             self.sections[self.current]["text"].append(data)
+        if self.cell is not None:
+            self.cell[0] += data
+            self.cell[1] |= self.bold
 
 
 def decode_png(uri: str) -> Image.Image:
@@ -110,10 +161,16 @@ def test_report_has_every_section_with_images(demo):
 
 @pytest.mark.slow
 def test_report_is_self_contained(demo):
-    _, _, parser, _ = demo
-    assert not parser.tags & {"script", "link", "iframe", "object", "embed"}
+    out, _, parser, _ = demo
+    assert not parser.tags & {"link", "iframe", "object", "embed"}
+    assert parser.scripts == [{}]  # one inline script (the sliders), nothing loaded
+    files = []
     for reference in parser.references:
-        assert reference.startswith("data:image/png;base64,") or reference.startswith("#"), reference[:60]
+        if not reference.startswith(("data:image/png;base64,", "#")):
+            files.append(reference)
+            assert ":" not in reference and not reference.startswith("/"), reference  # relative, no scheme
+            assert (out / reference).exists(), reference
+    assert files == ["noise/", "kernels/", "pairs/", "sr/", "summary.json"]
     anchors = [r[1:] for r in parser.references if r.startswith("#")]
     assert anchors == SECTIONS
 
@@ -164,8 +221,8 @@ def y_channel(image: np.ndarray) -> np.ndarray:
 @pytest.mark.slow
 def test_scores_match_scikit_image(demo):
     out, _, parser, summary = demo
-    metrics_text = parser.sections["metrics"]["text"]
-    comparison_text = " ".join(parser.sections["comparison"]["text"])
+    metrics_text = [text.strip() for text in parser.sections["metrics"]["text"]]
+    comparison_text = "".join(parser.sections["comparison"]["text"])
     for recipe in LR_RECIPES:
         for method in ("realsr", "bicubic"):
             for name in SAMPLE_NAMES:
@@ -178,7 +235,7 @@ def test_scores_match_scikit_image(demo):
                 assert scores["psnr_y"] == pytest.approx(psnr, abs=1e-9)
                 assert scores["ssim_y"] == pytest.approx(ssim, abs=1e-6)
                 assert f"{scores['psnr_y']:.2f}" in metrics_text and f"{scores['ssim_y']:.4f}" in metrics_text
-                assert f"{scores['psnr_y']:.2f} dB / SSIM {scores['ssim_y']:.4f}" in comparison_text
+                assert f"PSNR-Y {scores['psnr_y']:.2f} dB\nSSIM-Y {scores['ssim_y']:.4f}" in comparison_text
             assert f"{summary['mean'][recipe][method]['psnr_y']:.2f}" in metrics_text
 
 
@@ -188,9 +245,69 @@ def test_timings_cover_every_stage(demo):
     assert list(summary["timings_s"]) == STAGES
     assert all(seconds >= 0 for seconds in summary["timings_s"].values())  # rounded to ms: fast stages can read 0
     text = parser.sections["timings"]["text"]
-    for stage, seconds in summary["timings_s"].items():
-        assert stage in text and f"{seconds:.1f}" in text
-    assert "total" in text
+    values = [re.fullmatch(r"([0-9.]+) (s|ms) \([0-9]+ %\)", t) for t in text]
+    shown = [float(m[1]) / (1000 if m[2] == "ms" else 1) for m in values if m]
+    assert len(shown) == len(STAGES) and all(stage in text for stage in STAGES)
+    for seconds, value in zip(summary["timings_s"].values(), shown, strict=True):  # summary: rounded to ms; page: 0.1 s or 1 ms
+        assert abs(value - seconds) <= (0.05 if seconds >= 1 else 0.0005) + 0.0006, (seconds, value)
+    # one bar per stage, its length the stage's share of the longest
+    widths = [float(re.search(r"width: ([0-9.]+)%", style)[1]) for style in parser.styles["bar"]]
+    longest = max(summary["timings_s"].values())
+    assert widths == pytest.approx([100 * s / longest for s in summary["timings_s"].values()], abs=0.02)
+    assert any("total" in t for t in text)
+
+
+@pytest.mark.slow
+def test_metrics_tables_deltas_and_winners(demo):
+    """Every score cell, Δ cell and bold winner agrees with summary.json; the Δ bars are the per-image deltas."""
+    _, _, parser, summary = demo
+    tables = parser.sections["metrics"]["tables"]
+    assert len(tables) == len(LR_RECIPES)
+    deltas = []
+    for recipe, rows in zip(LR_RECIPES, tables, strict=True):
+        header = [text for text, _ in rows[0]]
+        assert header == ["image", "PSNR-Y (dB) bicubic x4", "PSNR-Y (dB) RealSR x4", "Δ PSNR-Y (dB) RealSR x4",
+                          "SSIM-Y (0-1) bicubic x4", "SSIM-Y (0-1) RealSR x4", "Δ SSIM-Y (0-1) RealSR x4"]
+        assert [row[0][0] for row in rows[1:]] == SAMPLE_NAMES + ["mean"]
+        for row in rows[1:]:
+            name = row[0][0]
+            source = summary["mean"][recipe] if name == "mean" else {
+                m: summary["scores"][recipe][m][name] for m in ("bicubic", "realsr")}
+            for offset, (metric, digits) in zip((1, 4), (("psnr_y", 2), ("ssim_y", 4)), strict=True):
+                bicubic, realsr = source["bicubic"][metric], source["realsr"][metric]
+                assert row[offset][0] == f"{bicubic:.{digits}f}" and row[offset + 1][0] == f"{realsr:.{digits}f}"
+                assert float(row[offset + 2][0]) == pytest.approx(realsr - bicubic, abs=0.6 * 10**-digits)
+                assert row[offset][1] == (bicubic > realsr) and row[offset + 1][1] == (realsr > bicubic)
+                if name != "mean":
+                    deltas.append((metric, realsr - bicubic))
+    widths = [float(re.search(r"width: ([0-9.]+)%", style)[1]) for style in parser.styles["bar pos"] +
+              parser.styles["bar neg"]]
+    assert len(widths) == len(deltas) == 2 * len(LR_RECIPES) * len(SAMPLE_NAMES)
+    for metric in ("psnr_y", "ssim_y"):  # a chart per metric: the largest |Δ| spans half the track
+        largest = max(abs(d) for m, d in deltas if m == metric)
+        expected = sorted(round(50 * abs(d) / largest, 2) for m, d in deltas if m == metric)
+        assert all(any(abs(w - e) <= 0.01 for w in widths) for e in expected)
+
+
+@pytest.mark.slow
+def test_noise_and_kernels_are_explained(demo):
+    out, _, parser, _ = demo
+    manifest = json.loads((out / "noise" / "manifest.json").read_text())
+    rows = parser.sections["noise"]["tables"][0]
+    noise_text = " ".join(parser.sections["noise"]["text"])
+    for row, (photo, info) in zip(rows[1:], manifest["photos"].items(), strict=True):
+        assert row[0][0] == Path(photo).stem and int(row[2][0]) == info["kept"]
+        assert (f"{row[0][0]} kept none: " in noise_text) == (info["kept"] == 0)  # a reason where nothing was kept
+    sources = {Path(entry["source"]).stem for entry in manifest["patches"]}
+    if len(sources) < len(SAMPLE_NAMES):
+        assert f"Only {len(sources)} of the {len(SAMPLE_NAMES)} photos" in noise_text
+    assert "grey levels²" in noise_text
+    kernel_text = " ".join(parser.sections["kernels"]["text"])
+    flags = {flag for name in SAMPLE_NAMES
+             for flag in json.loads((out / "kernels" / name / f"{name}_report.json").read_text())["flags"]}
+    assert flags  # 3 iterations: at least "not converged"
+    for flag in flags:
+        assert f"{flag}: {KERNEL_FLAGS[flag]}" in kernel_text
 
 
 def test_no_noise_patch_fails_before_kernelgan(tmp_path, rng):
@@ -237,8 +354,58 @@ def test_report_helpers_embed_and_escape(rng):
     grey = rng.integers(0, 256, (4, 4), dtype=np.uint8)
     assert np.array_equal(np.asarray(decode_png(png_data_uri(grey))), grey)
     document = render_report("<b>t</b>", [Section("s1", "A & B", [table(["x<y"], [["<script>"]], ["m"]),
-                                                                 gallery([Figure(image, "cap\"tion", 70)])])])
-    assert "<script>" not in document and "&lt;script&gt;" in document and "A &amp; B" in document
+                                                                 gallery([Figure(image, "cap\"tion", 10, 3)])])])
+    assert "<script>" not in document.split("<body>")[1].split("<script>")[0]  # only the report's own script
+    assert "&lt;script&gt;" in document and "A &amp; B" in document
     assert 'width="70" height="50"' in document and 'alt="cap&quot;tion"' in document
+    assert "--w: 70px; --n: 21px" in document
+    with pytest.raises(ValueError):
+        gallery([Figure(image, "half", 0)])
     with pytest.raises(ValueError):
         png_data_uri(np.zeros((4, 4), np.float32))
+
+
+def test_inline_markup_escapes_first():
+    assert paragraph("run `realsr <x>` for **1.5** & more") == (
+        '<p>run <code>realsr &lt;x&gt;</code> for <strong class="best">1.5</strong> &amp; more</p>')
+
+
+def test_winners_need_a_strict_best():
+    scores = {"bicubic": {"psnr_y": 20.0, "lpips": 0.3}, "realsr": {"psnr_y": 21.0, "lpips": 0.2},
+              "adapted": {"psnr_y": 21.0, "lpips": 0.4}}
+    assert winners(scores, "psnr_y") == set()  # a tie: nobody is highlighted
+    assert winners(scores, "lpips") == {"realsr"}  # lower is better
+    assert winners({m: scores[m] for m in ("bicubic", "adapted")}, "psnr_y") == {"adapted"}
+
+
+def test_compare_shows_two_same_sized_layers(rng):
+    small, large = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    layers = [Layer("LR", small, 32), Layer("a", large, 8), Layer("b", large, 8), Layer("HR", large, 8)]
+    html = compare(layers, 1, 2)
+    images = re.findall(r"<img [^>]*>", html)
+    assert len(images) == 4 and all('width="320" height="320"' in image for image in images)
+    assert ["hidden" in image for image in images] == [True, False, False, True]
+    assert ['class="right"' in image for image in images] == [False, False, True, False]
+    assert re.findall(r"<option value=\"(\d)\" selected>", html) == ["1", "2"]
+    with pytest.raises(ValueError):
+        compare([Layer("LR", small, 8), Layer("a", large, 8)], 0, 1)  # 80 px beside 320 px
+    with pytest.raises(ValueError):
+        compare(layers, 1, 1)
+
+
+def test_bar_chart_lengths(rng):
+    values = rng.uniform(-3, 3, 6)
+    html = bar_chart([Bar(f"b{i}", v, f"{v:+.2f}") for i, v in enumerate(values)], signed=True)
+    bars = re.findall(r'class="bar (pos|neg)" style="left: ([0-9.]+)%; width: ([0-9.]+)%"', html)
+    largest = np.abs(values).max()
+    for (sign, left, width), value in zip(bars, values, strict=True):
+        assert sign == ("pos" if value >= 0 else "neg")
+        assert float(width) == pytest.approx(50 * abs(value) / largest, abs=0.006)
+        assert float(left) == pytest.approx(50 if value >= 0 else 50 - 50 * abs(value) / largest, abs=0.006)
+    plain = bar_chart([Bar("a", 2.0, "2 s"), Bar("b", 8.0, "8 s")])
+    assert re.findall(r"width: ([0-9.]+)%", plain) == ["25.00", "100.00"]
+
+
+def test_marks_are_placed_in_percent(rng):
+    html = gallery([Figure(rng.integers(0, 256, (128, 64, 3), dtype=np.uint8), "f", 2, 1, [Box(32, 16, 40, 8)])])
+    assert 'style="top: 25.000%; left: 25.000%; height: 31.250%; width: 12.500%"' in html
