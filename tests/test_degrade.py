@@ -296,10 +296,9 @@ def test_library_alone_names_the_module_with_its_fakes():
 
     code = (
         "import sys, torch, realsr_fast._C\n"
-        "from torch._subclasses.fake_tensor import FakeTensorMode\n"
         "def trace():\n"
-        "    with FakeTensorMode():\n"
-        "        return torch.ops.realsr_fast.degrade(torch.empty(2, 3, 9, 9), torch.empty(3, 3), 2).shape\n"
+        "    meta = dict(device='meta')\n"
+        "    return torch.ops.realsr_fast.degrade(torch.empty(2, 3, 9, 9, **meta), torch.empty(3, 3, **meta), 2).shape\n"
         "try:\n"
         "    trace()\n"
         "    sys.exit('traced without the fakes')\n"
