@@ -81,7 +81,8 @@ def test_opcheck(rng):
         (lambda x, g: (x, g, 2, 33), "size must be in 1..32"),
         (lambda x, g: (x, g, 2, 15), "reads past the 64 samples of x along dim 2"),
         (lambda x, g: (x, g, 2**62, 13), "reads past the 64 samples of x along dim 2"),  # 2**62 * 25 wraps int64
-        (lambda x, g: (x, g, 2**63 - 2, 13), "reads past the 64 samples of x along dim 2"),
+        # 25 * stride = 2**64 + 9: an unchecked product wraps to a 22-sample reach, which "fits"
+        (lambda x, g: (x, g, (2**64 - 16) // 25 + 1, 13), "reads past the 64 samples of x along dim 2"),
     ],
 )
 def test_bad_arguments_raise_realsr_error(rng, change, message):
