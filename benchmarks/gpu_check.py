@@ -244,7 +244,7 @@ def _kernelgan_image(api, seed: int, side: int):
 
 def stage_kernelgan(ctx) -> dict:
     api = _api()
-    batch, iterations, side = (2, 2, 64) if ctx.dry_run else (64, 64, 200)
+    batch, iterations, side = (2, 2, 96) if ctx.dry_run else (64, 64, 200)  # KernelGAN needs >= 84 px
     images = [_kernelgan_image(api, i, side) for i in range(batch)]
     seconds = _median_seconds(lambda: api.train_kernelgan(images, list(range(batch)), iterations, "collapsed", ctx.device),
                               ctx.device, 1 if ctx.dry_run else 2)
