@@ -3,7 +3,8 @@
 C++ CPU kernels are always built; CUDA kernels too when torch has CUDA and nvcc is found.
 Environment:
   REALSR_FAST_CUDA=0|1     force the CUDA objects off / on (default: auto)
-  TORCH_CUDA_ARCH_LIST     GPU architectures (default when no GPU is visible: 8.0 8.6 8.9 9.0)
+  TORCH_CUDA_ARCH_LIST     GPU architectures (default when no GPU is visible: 8.0 8.6 8.9 9.0+PTX;
+                           the PTX lets newer GPUs (sm_100, sm_120) JIT-compile the kernels)
   CUDA_HOME                CUDA toolkit (default: /usr/local/cuda when it exists)
 Build with `pip install --no-build-isolation .` so the installed torch is the one compiled against.
 """
@@ -30,7 +31,7 @@ if "CUDA_HOME" not in os.environ and os.path.isdir("/usr/local/cuda"):
 
 from torch.utils import cpp_extension  # noqa: E402  (reads CUDA_HOME at import)
 
-DEFAULT_ARCHS = "8.0;8.6;8.9;9.0"
+DEFAULT_ARCHS = "8.0;8.6;8.9;9.0+PTX"
 CPU_SOURCES = ["csrc/ops.cpp", "csrc/op_args.cpp", "csrc/python_module.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))]
 CUDA_SOURCES = sorted(glob.glob("csrc/cuda/*.cu")) + sorted(glob.glob("csrc/cuda/*.cpp"))
 

@@ -12,6 +12,10 @@
 
 #if defined(__CUDACC__)
 #define HOST_DEVICE __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+// Forced like __forceinline__ on the device, so that the CPU's per-ISA clones compile these
+// helpers for their own instruction set (cpu/cpu_dispatch.h).
+#define HOST_DEVICE __attribute__((always_inline)) inline
 #else
 #define HOST_DEVICE inline
 #endif

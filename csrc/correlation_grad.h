@@ -12,6 +12,13 @@ namespace realsr_fast {
 // Largest kernel side: a row of the gradient is accumulated in a local array of this size.
 constexpr int64_t kMaxCorrelationKernel = 32;
 
+// Whether `count` windows of `size` samples at `stride` (reach stride * (count - 1) + size) fit
+// in `extent` samples, without computing the reach (it overflows int64 for absurd arguments).
+// count, stride and size are >= 1.
+HOST_DEVICE bool strided_reach_fits(int64_t count, int64_t stride, int64_t size, int64_t extent) {
+  return size <= extent && (count - 1) <= (extent - size) / stride;
+}
+
 template <typename T>
 struct CorrelationKernelGradParams {
   const T* x;     // (batch, images, height, width), contiguous

@@ -60,6 +60,7 @@ struct DegradeParams {
   const void* bank;  // (N, C, Ph, Pw) or nullptr for no noise
   Scalar bank_type;
   Strides4 bank_strides;
+  int64_t bank_count, bank_height, bank_width;  // N, Ph, Pw
   const int64_t* noise_index;   // (B,)
   const int64_t* noise_offset;  // (B, 2) = (oy, ox), contiguous
   double* noise_mean;           // (B * C) per-channel crop means, filled before the main pass
@@ -70,6 +71,18 @@ struct DegradeParams {
   bool clamp;
   bool quantize;
 };
+
+// Whether a length-n window starting at o lies in [0, size), for any int64 o (no overflow: o + n
+// could wrap for absurd offsets and pass a plain `o + n <= size`). n and size are >= 0.
+HOST_DEVICE bool crop_fits(int64_t o, int64_t n, int64_t size) { return o >= 0 && n <= size && o <= size - n; }
+
+// Whether sample b's noise choice (bank index, crop offset) stays inside the bank. The CPU path
+// checks it on the host before any read; the CUDA kernels check it on the device (no host sync).
+HOST_DEVICE bool noise_choice_in_range(const DegradeParams& p, int64_t b) {
+  const int64_t n = p.noise_index[b];
+  return n >= 0 && n < p.bank_count && crop_fits(p.noise_offset[2 * b], p.out_height, p.bank_height) &&
+         crop_fits(p.noise_offset[2 * b + 1], p.out_width, p.bank_width);
+}
 
 // Noise bank value at output position (i, j) of sample b, channel c, in [0, 1] units.
 HOST_DEVICE float noise_crop_value(const DegradeParams& p, int64_t b, int64_t c, int64_t i,

@@ -66,17 +66,18 @@ void check_noise_choice(const at::Tensor& bank, const at::Tensor& index, const a
   check_same_device(bank, hr, "noise_bank");
   check_same_device(index, hr, "noise_index");
   check_same_device(offset, hr, "noise_offset");
-  if (batch == 0) return;
-  // One small device-to-host copy: the bounds must be known before any kernel reads the bank.
-  const at::Tensor idx = index.to(at::kCPU, at::kLong).contiguous();
-  const at::Tensor off = offset.to(at::kCPU, at::kLong).contiguous();
-  const int64_t* ip = idx.data_ptr<int64_t>();
-  const int64_t* op = off.data_ptr<int64_t>();
+  // On CUDA the kernels check each sample's choice themselves (noise_choice_in_range, a device-side
+  // assert): copying the indices here would block the stream on every call.
+  if (batch == 0 || !index.device().is_cpu()) return;
+  const at::Tensor idx = index.to(at::kLong).contiguous();
+  const at::Tensor off = offset.to(at::kLong).contiguous();
+  const int64_t* ip = idx.const_data_ptr<int64_t>();
+  const int64_t* op = off.const_data_ptr<int64_t>();
   for (int64_t b = 0; b < batch; ++b) {
     TORCH_CHECK_VALUE(ip[b] >= 0 && ip[b] < bank.size(0), "degrade: noise_index[", b, "] = ", ip[b],
                       " is outside the bank of ", bank.size(0), " patches");
     const int64_t oy = op[2 * b], ox = op[2 * b + 1];
-    TORCH_CHECK_VALUE(oy >= 0 && ox >= 0 && oy + out_h <= bank.size(2) && ox + out_w <= bank.size(3),
+    TORCH_CHECK_VALUE(crop_fits(oy, out_h, bank.size(2)) && crop_fits(ox, out_w, bank.size(3)),
                       "degrade: noise_offset[", b, "] = (", oy, ", ", ox, ") puts the ", out_h, "x", out_w,
                       " noise crop outside the ", bank.size(2), "x", bank.size(3), " bank patch");
   }
@@ -143,6 +144,7 @@ DegradeCall prepare_degrade(const at::Tensor& hr, const at::Tensor& kernels, int
   p.bank = nullptr;
   p.bank_type = Scalar::Float32;
   p.bank_strides = {0, 0, 0, 0};
+  p.bank_count = p.bank_height = p.bank_width = 0;
   p.noise_index = nullptr;
   p.noise_offset = nullptr;
   p.noise_mean = nullptr;
@@ -156,6 +158,9 @@ DegradeCall prepare_degrade(const at::Tensor& hr, const at::Tensor& kernels, int
     p.bank = bank.data_ptr();
     p.bank_type = scalar_of(bank, "degrade: noise_bank");
     p.bank_strides = strides_of(bank);
+    p.bank_count = bank.size(0);
+    p.bank_height = bank.size(2);
+    p.bank_width = bank.size(3);
     p.noise_index = idx.data_ptr<int64_t>();
     p.noise_offset = off.data_ptr<int64_t>();
     p.noise_mean = call.noise_mean.data_ptr<double>();
@@ -279,10 +284,9 @@ CorrelationKernelGradCall prepare_correlation_kernel_grad(const at::Tensor& x, c
   TORCH_CHECK_VALUE(size >= 1 && size <= kMaxCorrelationKernel, op, ": size must be in 1..",
                     kMaxCorrelationKernel, ", got ", size);
   for (int axis = 2; axis < 4; ++axis)
-    TORCH_CHECK_VALUE(grad.size(axis) >= 1 && stride * (grad.size(axis) - 1) + size <= x.size(axis), op,
+    TORCH_CHECK_VALUE(grad.size(axis) >= 1 && strided_reach_fits(grad.size(axis), stride, size, x.size(axis)), op,
                       ": a ", grad.size(axis), "-sample output with stride ", stride, " and kernel ", size,
-                      " reads ", stride * (grad.size(axis) - 1) + size, " samples along dim ", axis,
-                      " but x has ", x.size(axis));
+                      " reads past the ", x.size(axis), " samples of x along dim ", axis);
   CorrelationKernelGradCall call;
   call.x = x.contiguous();
   call.grad = like_rows(grad, x, grad.sizes(), op, "grad");

@@ -5,6 +5,8 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY(realsr_fast, m) {
+  // The fakes and autograd formulas are in realsr_fast/ops.py; without it, torch's error names it.
+  m.set_python_module("realsr_fast.ops");
   m.def(
       "degrade(Tensor hr, Tensor kernels, int scale, Tensor? noise_bank=None, "
       "Tensor? noise_index=None, Tensor? noise_offset=None, str padding=\"symmetric\", "

@@ -59,20 +59,6 @@ HOST_DEVICE int64_t window_ending_at(int64_t t, int64_t patch, int64_t stride, i
   return start / stride;
 }
 
-// Pass 1, one step: slides the vertical window of column x down to end at row y (adds row y,
-// drops row y - patch). s and q are the running sums of grey and grey^2.
-template <typename Acc>
-HOST_DEVICE void slide_column(const PatchStatsParams& p, int64_t b, int64_t y, int64_t x, Acc& s, Acc& q) {
-  const Acc g = grey_value<Acc>(p, b, y, x);
-  s += g;
-  q += g * g;
-  if (y >= p.patch) {
-    const Acc old = grey_value<Acc>(p, b, y - p.patch, x);
-    s -= old;
-    q -= old * old;
-  }
-}
-
 // Pass 1 output: the column sums of output row oi, column x.
 template <typename Acc>
 HOST_DEVICE void store_column_sums(const PatchStatsParams& p, int64_t b, int64_t oi, int64_t x, Acc s, Acc q) {
@@ -83,18 +69,6 @@ HOST_DEVICE void store_column_sums(const PatchStatsParams& p, int64_t b, int64_t
 
 // Rows pass 1 has to visit: up to the end of the last output row's window.
 HOST_DEVICE int64_t rows_needed(const PatchStatsParams& p) { return (p.out_height - 1) * p.stride + p.patch; }
-
-// Pass 1 for one column x of image b (what one CUDA thread does): sums of grey and grey^2 over
-// rows [oi * stride, oi * stride + patch) for every output row oi.
-template <typename Acc>
-HOST_DEVICE void column_window_sums(const PatchStatsParams& p, int64_t b, int64_t x) {
-  Acc s = 0, q = 0;
-  for (int64_t y = 0; y < rows_needed(p); ++y) {
-    slide_column<Acc>(p, b, y, x, s, q);
-    const int64_t oi = window_ending_at(y, p.patch, p.stride, p.out_height);
-    if (oi >= 0) store_column_sums<Acc>(p, b, oi, x, s, q);
-  }
-}
 
 // Mean and population variance of a patch from its sums, written to output (b, oi, oj).
 template <typename Acc>

@@ -9,13 +9,22 @@
   collapsed generator), which the stock convolution backward computes slowly for large kernels.
 
 All run on CPU and CUDA tensors through the dispatcher (``torch.ops.realsr_fast.*``) and have fake
-implementations, so ``torch.compile`` can trace code that calls them. The ``*_reference`` functions
+implementations, so ``torch.compile`` can trace code that calls them. The fakes and the autograd
+formulas are registered here, in Python (the gradient of ``degrade`` is that of its stock
+composition, which lives here), so the ops are complete once this module is imported, as every part
+of realsr_fast that runs them does. The library names this module as their home
+(``set_python_module``): tracing an op with only ``realsr_fast._C`` loaded fails with an error
+that says to import ``realsr_fast.ops``.
+``degrade`` is differentiable in ``hr`` and ``kernels`` (not through ``quantize`` or a uint8 output,
+which raise); ``batchnorm_relu`` once (a double backward raises). The ``*_reference`` functions
 (``degrade_reference``, ``patch_stats_reference``, ``batchnorm_relu_reference``,
 ``correlation_kernel_grad_reference``) are what a user would write with stock PyTorch; tests check
 the ops against them and benchmarks time the ops against them.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Optional
 
 import torch
@@ -171,6 +180,35 @@ def correlation_kernel_grad(x: torch.Tensor, grad: torch.Tensor, stride: int, si
         raise RealSRError(str(exc)) from None
 
 
+def cpu_isa() -> str:
+    """The instruction set the CPU ops' hot loops run: ``baseline``, ``avx2`` or ``avx512``.
+
+    The best the CPU supports unless the environment variable ``REALSR_FAST_ISA`` (read when the
+    library loads) names another; every choice computes the same results.
+    """
+    try:
+        return torch.ops.realsr_fast.cpu_isa()
+    except ValueError as exc:
+        raise RealSRError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def forced_cpu_isa(isa: str) -> Iterator[None]:
+    """Runs the CPU ops' ``isa`` clone inside the block (tests and benchmarks compare clones).
+
+    Raises:
+        RealSRError: for an unknown name or one this CPU lacks.
+    """
+    try:
+        previous = torch.ops.realsr_fast.set_cpu_isa(isa)
+    except ValueError as exc:
+        raise RealSRError(str(exc)) from None
+    try:
+        yield
+    finally:
+        torch.ops.realsr_fast.set_cpu_isa(previous)
+
+
 def _batchnorm_relu_setup(ctx, inputs, output):
     x, weight, _, _ = inputs
     y, mean, invstd = output
@@ -187,6 +225,55 @@ def _batchnorm_relu_backward(ctx, grad_y, _grad_mean, _grad_invstd):
 torch.library.register_autograd(
     "realsr_fast::batchnorm_relu", _batchnorm_relu_backward, setup_context=_batchnorm_relu_setup
 )
+
+
+def _no_double_backward(ctx, *grads):
+    raise RealSRError(
+        "batchnorm_relu has no double backward (its backward op is not differentiable); use "
+        "batchnorm_relu_reference (stock F.batch_norm + relu) where second derivatives are needed"
+    )
+
+
+def _batchnorm_relu_backward_setup(ctx, inputs, output):
+    pass
+
+
+# Without this, a second derivative through batchnorm_relu would silently come out as zeros.
+torch.library.register_autograd(
+    "realsr_fast::batchnorm_relu_backward", _no_double_backward, setup_context=_batchnorm_relu_backward_setup
+)
+
+
+def _degrade_setup(ctx, inputs, output):
+    hr, kernels, scale, bank, index, offset, padding, clamp, quantize, out_dtype = inputs
+    if bank is not None and bank.requires_grad:
+        raise RealSRError("degrade: the noise bank is not differentiable; pass noise_bank.detach()")
+    if (hr.requires_grad or kernels.requires_grad) and (quantize or out_dtype == torch.uint8):
+        raise RealSRError(
+            "degrade: quantize=True and out_dtype=torch.uint8 round the output, whose gradient is zero; "
+            "use quantize=False and a float out_dtype to differentiate through degrade"
+        )
+    ctx.save_for_backward(hr, kernels, bank, index, offset)
+    ctx.options = dict(padding=padding, clamp=clamp, out_dtype=out_dtype)
+    ctx.scale = scale
+
+
+def _degrade_backward(ctx, grad):
+    """degrade is linear in hr and in kernels (up to the clamp, whose mask the recomputation keeps):
+    the gradients are those of the stock composition, obtained by differentiating it."""
+    hr, kernels, bank, index, offset = ctx.saved_tensors
+    wants = ctx.needs_input_grad[:2]
+    with torch.enable_grad():
+        hr_ = hr.detach().requires_grad_(wants[0])
+        kernels_ = kernels.detach().requires_grad_(wants[1])
+        out = degrade_reference(hr_, kernels_, ctx.scale, noise_bank=bank, noise_index=index, noise_offset=offset,
+                                **ctx.options)
+        inputs = [t for t, want in zip((hr_, kernels_), wants) if want]
+        grads = iter(torch.autograd.grad(out, inputs, grad))
+    return (next(grads) if wants[0] else None, next(grads) if wants[1] else None, *([None] * 8))
+
+
+torch.library.register_autograd("realsr_fast::degrade", _degrade_backward, setup_context=_degrade_setup)
 
 
 def _output_size(size: int, scale: int) -> int:

@@ -98,3 +98,11 @@ def test_cuda_matches_cpu(rng, dtype):
         results.append([y, *torch.autograd.grad(y, inputs, grad_y.to(device))])
     for got, want in zip(results[1], results[0]):
         torch.testing.assert_close(got.cpu(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_double_backward_raises(rng):
+    """A second derivative must raise rather than come out as zeros."""
+    x, weight, bias = (t.requires_grad_() for t in random_inputs(rng, 4, 21, torch.float64))
+    (grad_x,) = torch.autograd.grad(ops.batchnorm_relu(x, weight, bias).pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RealSRError, match="no double backward"):
+        grad_x.sum().backward()

@@ -79,7 +79,10 @@ def test_opcheck(rng):
         (lambda x, g: (x, g.float(), 2, 13), "grad must be Double"),
         (lambda x, g: (x, g, 0, 13), "stride must be >= 1"),
         (lambda x, g: (x, g, 2, 33), "size must be in 1..32"),
-        (lambda x, g: (x, g, 2, 15), "reads 65 samples along dim 2 but x has 64"),
+        (lambda x, g: (x, g, 2, 15), "reads past the 64 samples of x along dim 2"),
+        (lambda x, g: (x, g, 2**62, 13), "reads past the 64 samples of x along dim 2"),  # 2**62 * 25 wraps int64
+        # 25 * stride = 2**64 + 9: an unchecked product wraps to a 22-sample reach, which "fits"
+        (lambda x, g: (x, g, (2**64 - 16) // 25 + 1, 13), "reads past the 64 samples of x along dim 2"),
     ],
 )
 def test_bad_arguments_raise_realsr_error(rng, change, message):

@@ -188,6 +188,9 @@ def bad_calls():
     yield "outside the bank of 3", (hr, k, 4), dict(noise_bank=bank, noise_index=torch.tensor([-1, 0]), noise_offset=off)
     yield "noise_offset\\[1\\] = \\(5, 4\\)", (hr, k, 4), dict(noise_bank=bank, noise_index=idx, noise_offset=torch.tensor([[0, 0], [5, 4]]))
     yield "noise_offset\\[0\\] = \\(-1, 0\\)", (hr, k, 4), dict(noise_bank=bank, noise_index=idx, noise_offset=torch.tensor([[-1, 0], [0, 0]]))
+    # oy + out_h wraps int64 for these: the check must not overflow (else: reads far outside the bank)
+    yield "noise_offset\\[1\\] = \\(9223372036854775806, 0\\)", (hr, k, 4), dict(noise_bank=bank, noise_index=idx, noise_offset=torch.tensor([[0, 0], [2**63 - 2, 0]]))
+    yield "noise_offset\\[0\\] = \\(0, 4611686018427387904\\)", (hr, k, 4), dict(noise_bank=bank, noise_index=idx, noise_offset=torch.tensor([[0, 2**62], [0, 0]]))
     yield "has 1 channels but hr has 3", (hr, k, 4), dict(noise_bank=bank[:, :1], noise_index=idx, noise_offset=off)
     yield "noise_offset must be \\(B, 2\\)", (hr, k, 4), dict(noise_bank=bank, noise_index=idx, noise_offset=off[:, :1])
     yield "hr must be uint8, float16", (hr.double(), k, 4), {}
@@ -243,3 +246,89 @@ def test_cuda_matches_cpu(rng, padding, dtype):
 def test_cuda_rejects_mixed_devices():
     with pytest.raises(RealSRError, match="same device"):
         ops.degrade(torch.rand(1, 3, 8, 8, device="cuda"), torch.ones(3, 3) / 9, 2)
+
+
+def _directional_change(f, x, direction):
+    """f(x + d) - f(x) and f's gradient at x dotted with d, in float64."""
+    x = x.detach().requires_grad_()
+    value = f(x)
+    (grad,) = torch.autograd.grad(value, x)
+    return (f(x.detach() + direction) - value).double().item(), (grad.double() * direction.double()).sum().item()
+
+
+@pytest.mark.parametrize("padding", ["symmetric", "zeros"])
+def test_gradients_follow_linearity(rng, padding):
+    """Without clamping, degrade is linear in hr and in kernels (the noise only adds a constant), so
+    the gradient dotted with any direction d must equal the exact change f(x + d) - f(x)."""
+    hr, kernels = random_case(rng, torch.float32, 5, 2)
+    out_h, out_w = -(-hr.shape[2] // 2), -(-hr.shape[3] // 2)
+    bank, index, offset, _ = random_noise(rng, 2, 3, out_h, out_w, torch.uint8)
+    weights = torch.from_numpy(rng.standard_normal((2, 3, out_h, out_w))).float()
+    noise = dict(noise_bank=bank, noise_index=index, noise_offset=offset, padding=padding, clamp=False)
+    by_hr = lambda x: (ops.degrade(x, kernels, 2, **noise) * weights).sum()
+    by_kernels = lambda k: (ops.degrade(hr, k, 2, **noise) * weights).sum()
+    for f, x in ((by_hr, hr), (by_kernels, kernels)):
+        change, predicted = _directional_change(f, x, torch.from_numpy(rng.standard_normal(x.shape)).float() * 0.1)
+        assert predicted == pytest.approx(change, rel=1e-4, abs=1e-4)
+
+
+def test_gradient_is_zero_where_clamped(rng):
+    hr, _ = random_case(rng, torch.float32, 3, 1)
+    hr = (hr * 3 - 1).requires_grad_()  # many samples blur outside [0, 1]
+    out = ops.degrade(hr, torch.tensor([[0.0, 0, 0], [0, 1, 0], [0, 0, 0]]), 1)  # identity kernel
+    out.sum().backward()
+    inside = ((hr.detach() >= 0) & (hr.detach() <= 1)).float()
+    torch.testing.assert_close(hr.grad, inside)
+
+
+@pytest.mark.parametrize("options", [dict(quantize=True), dict(out_dtype=torch.uint8)], ids=["quantize", "uint8"])
+def test_gradient_through_rounding_raises(rng, options):
+    hr, kernels = random_case(rng, torch.float32, 3, 2)
+    with pytest.raises(RealSRError, match="gradient is zero"):
+        ops.degrade(hr.requires_grad_(), kernels, 2, **options)
+
+
+def test_library_alone_names_the_module_with_its_fakes():
+    """Loaded without realsr_fast.ops, the library's ops say where their fakes live (the library's
+    set_python_module) instead of failing obscurely; importing that module completes them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, realsr_fast._C\n"
+        "def trace():\n"
+        "    meta = dict(device='meta')\n"
+        "    return torch.ops.realsr_fast.degrade(torch.empty(2, 3, 9, 9, **meta), torch.empty(3, 3, **meta), 2).shape\n"
+        "try:\n"
+        "    trace()\n"
+        "    sys.exit('traced without the fakes')\n"
+        "except Exception as exc:\n"
+        "    assert 'realsr_fast.ops' in str(exc), str(exc)\n"
+        "import realsr_fast.ops\n"
+        "assert trace() == (2, 3, 5, 5)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.cuda
+def test_cuda_rejects_cpu_hr_with_cuda_kernels():
+    """hr on the CPU but kernels on CUDA dispatch to the CUDA kernel: the device check must come first."""
+    with pytest.raises(RealSRError, match="same device"):
+        ops.degrade(torch.rand(1, 3, 8, 8), torch.ones(3, 3, device="cuda") / 9, 2)
+
+
+@pytest.mark.cuda
+def test_cuda_noise_call_does_not_sync():
+    """degrade with noise on CUDA must not copy the indices to the host (it would block the stream)."""
+    hr = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, device="cuda")
+    kernels = torch.full((4, 9, 9), 1 / 81, device="cuda")
+    bank = torch.randint(0, 256, (3, 3, 40, 40), dtype=torch.uint8, device="cuda")
+    index = torch.randint(0, 3, (4,), device="cuda")
+    offset = torch.randint(0, 40 - 16 + 1, (4, 2), device="cuda")
+    ops.degrade(hr, kernels, 4, noise_bank=bank, noise_index=index, noise_offset=offset)  # warm-up
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        ops.degrade(hr, kernels, 4, noise_bank=bank, noise_index=index, noise_offset=offset)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

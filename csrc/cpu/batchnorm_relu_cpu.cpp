@@ -17,14 +17,16 @@ namespace {
 constexpr int64_t kRowGrain = 16;
 
 template <typename T>
-REALSR_CPU_CLONES void forward_rows(const BatchNormReluParams<T>& p, int64_t begin, int64_t end) {
+REALSR_ALWAYS_INLINE void forward_rows_impl(const BatchNormReluParams<T>& p, int64_t begin, int64_t end) {
   for (int64_t r = begin; r < end; ++r) batchnorm_relu_row(p, r);
 }
+REALSR_ISA_CLONES(forward_rows, forward_rows_impl)
 
 template <typename T>
-REALSR_CPU_CLONES void backward_rows(const BatchNormReluBackwardParams<T>& p, int64_t begin, int64_t end) {
+REALSR_ALWAYS_INLINE void backward_rows_impl(const BatchNormReluBackwardParams<T>& p, int64_t begin, int64_t end) {
   for (int64_t r = begin; r < end; ++r) batchnorm_relu_backward_row(p, r);
 }
+REALSR_ISA_CLONES(backward_rows, backward_rows_impl)
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batchnorm_relu_cpu(const at::Tensor& x, const at::Tensor& weight,
                                                                   const at::Tensor& bias, double eps) {

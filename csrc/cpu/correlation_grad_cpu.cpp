@@ -12,9 +12,10 @@ namespace realsr_fast {
 namespace {
 
 template <typename T>
-REALSR_CPU_CLONES void kernel_grad_rows(const CorrelationKernelGradParams<T>& p, int64_t begin, int64_t end) {
+REALSR_ALWAYS_INLINE void kernel_grad_rows_impl(const CorrelationKernelGradParams<T>& p, int64_t begin, int64_t end) {
   for (int64_t item = begin; item < end; ++item) correlation_kernel_grad_row(p, item / p.size, item % p.size);
 }
+REALSR_ISA_CLONES(kernel_grad_rows, kernel_grad_rows_impl)
 
 at::Tensor correlation_kernel_grad_cpu(const at::Tensor& x, const at::Tensor& grad, int64_t stride, int64_t size) {
   const CorrelationKernelGradCall call = prepare_correlation_kernel_grad(x, grad, stride, size);

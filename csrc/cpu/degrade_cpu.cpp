@@ -106,9 +106,9 @@ REALSR_ALWAYS_INLINE void blur_chunk(const float* __restrict kernel, int64_t k,
 
 // Output rows [i0, i1) of plane (b, c) from its filled phase buffer (whose first row is s * i0);
 // tap_shift[v] is the buffer offset of kernel column v: phase (v % s), v / s columns in.
-REALSR_CPU_CLONES
-void blur_rows(const DegradeParams& p, const PhaseLayout& layout, const int64_t* tap_shift,
-               int64_t b, int64_t c, int64_t i0, int64_t i1, const float* buf) {
+REALSR_ALWAYS_INLINE
+void blur_rows_impl(const DegradeParams& p, const PhaseLayout& layout, const int64_t* tap_shift,
+                    int64_t b, int64_t c, int64_t i0, int64_t i1, const float* buf) {
   const float* kernel = p.kernels + b * p.kernel_batch_stride;
   const float divisor = unit_divisor(p.hr_type);
   const int64_t pitch = layout.pitch;
@@ -125,6 +125,7 @@ void blur_rows(const DegradeParams& p, const PhaseLayout& layout, const int64_t*
     }
   }
 }
+REALSR_ISA_CLONES(blur_rows, blur_rows_impl)
 
 void fill_noise_means(const DegradeParams& p) {
   double* means = p.noise_mean;

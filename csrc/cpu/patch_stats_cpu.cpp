@@ -1,6 +1,6 @@
 // CPU implementation of realsr_fast::patch_stats: the two sliding-window passes of patch_stats.h.
-// Pass 1 walks each block of columns row by row (the CUDA kernel walks one column per thread:
-// same steps, but here the rows are read in memory order), pass 2 runs per output row.
+// Pass 1 walks each block of columns row by row (rows read in memory order), pass 2 runs per
+// output row. Both passes run in the instruction set cpu_dispatch.h selects.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -18,7 +18,7 @@ namespace {
 constexpr int64_t kColumnBlock = 256;
 
 // Pass 1 for columns [x0, x0 + width) of image b, row by row. The greys of the last `patch` rows
-// stay in a ring buffer, so each pixel's grey is computed once (the CUDA kernel recomputes it).
+// stay in a ring buffer, so each pixel's grey is computed once.
 template <typename Acc>
 REALSR_ALWAYS_INLINE void column_block_sums(const PatchStatsParams& p, int64_t b, int64_t x0, int64_t width,
                                             std::vector<Acc>& ring, std::vector<Acc>& s, std::vector<Acc>& q) {
@@ -41,33 +41,48 @@ REALSR_ALWAYS_INLINE void column_block_sums(const PatchStatsParams& p, int64_t b
   }
 }
 
+// Selects the accumulator type of the cloned passes (a deducible argument: see cpu_dispatch.h).
 template <typename Acc>
-REALSR_ALWAYS_INLINE void patch_stats_passes(const PatchStatsParams& p) {
-  const int64_t blocks = (p.width + kColumnBlock - 1) / kColumnBlock;
-  at::parallel_for(0, p.batch * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<Acc> ring, s, q;
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t b = item / blocks, x0 = (item % blocks) * kColumnBlock;
-      column_block_sums<Acc>(p, b, x0, std::min(kColumnBlock, p.width - x0), ring, s, q);
-    }
-  });
-  at::parallel_for(0, p.batch * p.out_height, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item)
-      row_window_stats<Acc>(p, item / p.out_height, item % p.out_height);
-  });
-}
+struct AccTag {};
 
-REALSR_CPU_CLONES void exact_patch_stats(const PatchStatsParams& p) { patch_stats_passes<int64_t>(p); }
-REALSR_CPU_CLONES void float_patch_stats(const PatchStatsParams& p) { patch_stats_passes<double>(p); }
+// Pass 1 for work items [begin, end) = (image, block of columns).
+template <typename Acc>
+REALSR_ALWAYS_INLINE void column_blocks_impl(const PatchStatsParams& p, AccTag<Acc>, int64_t begin, int64_t end) {
+  const int64_t blocks = (p.width + kColumnBlock - 1) / kColumnBlock;
+  std::vector<Acc> ring, s, q;
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t b = item / blocks, x0 = (item % blocks) * kColumnBlock;
+    column_block_sums<Acc>(p, b, x0, std::min(kColumnBlock, p.width - x0), ring, s, q);
+  }
+}
+REALSR_ISA_CLONES(column_blocks, column_blocks_impl)
+
+// Pass 2 for work items [begin, end) = (image, output row).
+template <typename Acc>
+REALSR_ALWAYS_INLINE void output_rows_impl(const PatchStatsParams& p, AccTag<Acc>, int64_t begin, int64_t end) {
+  for (int64_t item = begin; item < end; ++item) row_window_stats<Acc>(p, item / p.out_height, item % p.out_height);
+}
+REALSR_ISA_CLONES(output_rows, output_rows_impl)
+
+// The parallel loops call the clones from inside their lambdas, so the hot loops run in the
+// selected instruction set (a lambda body itself is compiled for the baseline).
+template <typename Acc>
+void patch_stats_passes(const PatchStatsParams& p) {
+  const int64_t blocks = (p.width + kColumnBlock - 1) / kColumnBlock;
+  at::parallel_for(0, p.batch * blocks, 1,
+                   [&](int64_t begin, int64_t end) { column_blocks(p, AccTag<Acc>{}, begin, end); });
+  at::parallel_for(0, p.batch * p.out_height, 1,
+                   [&](int64_t begin, int64_t end) { output_rows(p, AccTag<Acc>{}, begin, end); });
+}
 
 std::tuple<at::Tensor, at::Tensor> patch_stats_cpu(const at::Tensor& img, int64_t patch,
                                                    int64_t stride) {
   PatchStatsCall call = prepare_patch_stats(img, patch, stride);
   if (call.mean.numel() > 0) {
     if (call.integer)
-      exact_patch_stats(call.params);
+      patch_stats_passes<int64_t>(call.params);
     else
-      float_patch_stats(call.params);
+      patch_stats_passes<double>(call.params);
   }
   return {call.mean, call.var};
 }

@@ -1,63 +1,101 @@
-// CUDA kernels of realsr_fast::degrade: one thread per output sample, running the same
-// degrade_sample() the C++ tests check on the host. The crop means of the noise come first,
-// one block per (sample, channel).
+// CUDA kernels of realsr_fast::degrade. The noise crop means come first, one block per
+// (sample, channel); then one block per (T x T output tile, plane) blurs from a shared-memory copy
+// of its HR window (launch_plan.h: DegradeTile). Kernels too large for a tile in 48 KiB of
+// shared memory take the direct kernel, one thread per output running degrade_sample().
+// Noise choices are checked here, on the device (a device-side assert; the output is NaN if
+// asserts are compiled out), so a call never waits for the GPU.
+#include "block_team.cuh"
 #include "grid.h"
 #include "launchers.h"
 
 namespace realsr_fast {
 namespace {
 
-__global__ void noise_mean_kernel(const __grid_constant__ DegradeParams p) {
-  __shared__ double partial[kThreads];
-  const int64_t plane = blockIdx.x;
-  const int64_t b = plane / p.channels, c = plane % p.channels;
-  const int64_t count = p.out_height * p.out_width;
-  double sum = 0.0;
-  for (int64_t idx = threadIdx.x; idx < count; idx += blockDim.x)
-    sum += noise_crop_value(p, b, c, idx / p.out_width, idx % p.out_width);
-  partial[threadIdx.x] = sum;
-  __syncthreads();
-  for (int half = blockDim.x / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
+constexpr int64_t kTileSmemLimit = 48 * 1024;  // the default per-block limit, no opt-in needed
+
+__device__ __forceinline__ void assert_noise_choice(const DegradeParams& p, int64_t b) {
+  if (p.bank != nullptr) {
+    CUDA_KERNEL_ASSERT_MSG(noise_choice_in_range(p, b), "degrade: noise_index / noise_offset outside the bank");
   }
-  if (threadIdx.x == 0) p.noise_mean[plane] = partial[0] / static_cast<double>(count);
+}
+
+__global__ void noise_mean_kernel(const __grid_constant__ DegradeParams p) {
+  REALSR_BLOCK_TEAM(team);
+  for (int64_t plane = blockIdx.x; plane < p.batch * p.channels; plane += gridDim.x) {
+    const int64_t b = plane / p.channels;
+    assert_noise_choice(p, b);
+    const double mean = team_noise_mean(team, p, b, plane % p.channels);
+    if (threadIdx.x == 0) p.noise_mean[plane] = mean;
+  }
 }
 
 template <typename T>
-__global__ void degrade_kernel(const __grid_constant__ DegradeParams p) {
+__global__ void degrade_direct_kernel(const __grid_constant__ DegradeParams p) {
   const int64_t total = p.batch * p.channels * p.out_height * p.out_width;
   REALSR_GRID_STRIDE_LOOP(idx, total) {
-    const int64_t j = idx % p.out_width;
-    int64_t rest = idx / p.out_width;
-    const int64_t i = rest % p.out_height;
-    rest /= p.out_height;
-    const int64_t c = rest % p.channels, b = rest / p.channels;
-    store_unit_value(p.out, p.out_strides.at(b, c, i, j), p.out_type, degrade_sample<T>(p, b, c, i, j));
+    const Index4 at = unflatten4(idx, p.channels, p.out_height, p.out_width);
+    assert_noise_choice(p, at.i0);
+    const float v = checked_noisy_sample(p, blur_sample<T>(p, at.i0, at.i1, at.i2, at.i3), at.i0, at.i1, at.i2, at.i3);
+    store_unit_value(p.out, p.out_strides.at(at.i0, at.i1, at.i2, at.i3), p.out_type, v);
   }
+}
+
+// blockIdx = (tile column, tile row, plane); planes beyond gridDim.z are strided.
+template <typename T>
+__global__ void degrade_tiled_kernel(const __grid_constant__ DegradeParams p, const __grid_constant__ DegradeTile t) {
+  extern __shared__ float smem[];
+  float* kernel = smem;
+  float* tile = smem + t.kernel_floats;
+  const int64_t i0 = blockIdx.y * t.side, j0 = blockIdx.x * t.side;
+  const int ti = threadIdx.x / static_cast<int>(t.side), tj = threadIdx.x % static_cast<int>(t.side);
+  const int64_t fill = t.rows * p.scale * t.phase_cols;
+  const float divisor = unit_divisor(p.hr_type);
+  for (int64_t plane = blockIdx.z; plane < p.batch * p.channels; plane += gridDim.z) {
+    const int64_t b = plane / p.channels, c = plane % p.channels;
+    __syncthreads();  // the previous plane's reads are done
+    const float* kernel_b = p.kernels + b * p.kernel_batch_stride;
+    for (int64_t e = threadIdx.x; e < t.kernel_floats; e += blockDim.x) kernel[e] = kernel_b[e];
+    for (int64_t e = threadIdx.x; e < fill; e += blockDim.x) fill_tile_element<T>(p, t, b, c, i0, j0, e, tile);
+    __syncthreads();
+    const int64_t i = i0 + ti, j = j0 + tj;
+    if (i < p.out_height && j < p.out_width) {
+      assert_noise_choice(p, b);
+      const float blurred = tile_blur(t, tile, kernel, static_cast<int>(p.ksize), static_cast<int>(p.scale), ti, tj);
+      store_unit_value(p.out, p.out_strides.at(b, c, i, j), p.out_type, checked_noisy_sample(p, blurred / divisor, b, c, i, j));
+    }
+  }
+}
+
+template <typename T>
+cudaError_t launch_blur(const DegradeParams& p, cudaStream_t stream) {
+  const DegradeTile t = choose_degrade_tile(p, kTileSmemLimit);
+  if (t.side == 0) {
+    degrade_direct_kernel<T><<<grid_for(p.batch * p.channels * p.out_height * p.out_width), kThreads, 0, stream>>>(p);
+    return cudaGetLastError();
+  }
+  const dim3 grid(static_cast<unsigned int>(blocks_for(p.out_width, t.side, kMaxGridX)),
+                  static_cast<unsigned int>(blocks_for(p.out_height, t.side, kMaxGridYZ)),
+                  static_cast<unsigned int>(blocks_for(p.batch * p.channels, 1, kMaxGridYZ)));
+  degrade_tiled_kernel<T><<<grid, static_cast<unsigned int>(t.side * t.side), t.smem_bytes, stream>>>(p, t);
+  return cudaGetLastError();
 }
 
 }  // namespace
 
 cudaError_t launch_degrade(const DegradeParams& p, cudaStream_t stream) {
   if (p.bank != nullptr) {
-    noise_mean_kernel<<<static_cast<unsigned int>(p.batch * p.channels), kThreads, 0, stream>>>(p);
+    noise_mean_kernel<<<static_cast<unsigned int>(blocks_for(p.batch * p.channels, 1, 1 << 16)), kThreads, 0, stream>>>(p);
   }
-  const unsigned int grid = grid_for(p.batch * p.channels * p.out_height * p.out_width);
   switch (p.hr_type) {
     case Scalar::UInt8:
-      degrade_kernel<uint8_t><<<grid, kThreads, 0, stream>>>(p);
-      break;
+      return launch_blur<uint8_t>(p, stream);
     case Scalar::Float16:
-      degrade_kernel<c10::Half><<<grid, kThreads, 0, stream>>>(p);
-      break;
+      return launch_blur<c10::Half>(p, stream);
     case Scalar::BFloat16:
-      degrade_kernel<c10::BFloat16><<<grid, kThreads, 0, stream>>>(p);
-      break;
+      return launch_blur<c10::BFloat16>(p, stream);
     default:
-      degrade_kernel<float><<<grid, kThreads, 0, stream>>>(p);
+      return launch_blur<float>(p, stream);
   }
-  return cudaGetLastError();
 }
 
 }  // namespace realsr_fast

@@ -1,16 +1,15 @@
-// Launch geometry shared by the CUDA kernels: 1-D grid-stride loops over a flat index.
+// Launch geometry shared by the 1-D CUDA kernels: grid-stride loops over a flat index.
+// The geometry itself (blocks_for, kThreads) lives in launch_plan.h, where the C++ tests check it.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
+
+#include "../launch_plan.h"
 
 namespace realsr_fast {
 
-constexpr int kThreads = 256;
-
 inline unsigned int grid_for(int64_t items) {
-  const int64_t blocks = (items + kThreads - 1) / kThreads;
-  return static_cast<unsigned int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 1 << 16)));
+  return static_cast<unsigned int>(blocks_for(items, kThreads, 1 << 16));
 }
 
 #define REALSR_GRID_STRIDE_LOOP(index, total)                                       \

@@ -4,8 +4,13 @@
 #include <ATen/Dispatch.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <algorithm>
+#include <barrier>
 #include <cmath>
 #include <cstdio>
+#include <limits>
+#include <thread>
+#include <type_traits>
 #include <functional>
 #include <map>
 #include <string>
@@ -14,6 +19,7 @@
 #include "batchnorm_relu.h"
 #include "correlation_grad.h"
 #include "degrade.h"
+#include "launch_plan.h"
 #include "op_args.h"
 #include "patch_stats.h"
 
@@ -72,7 +78,14 @@ void test_store_rounding() {
   for (int t = 0; t < 4; ++t) store_unit_value(out, t, Scalar::UInt8, values[t]);
   EXPECT(out[0] == 0 && out[1] == 255 && out[2] == 128 && out[3] == 51, "%d %d %d %d", out[0], out[1], out[2], out[3]);
   EXPECT(round_half_even(2.5f) == 2.0f && round_half_even(3.5f) == 4.0f, "ties must round to even");
-  EXPECT(finish_sample(0.5f / 255.0f + 1e-9f, true, true) * 255.0f < 1.5f, "quantize keeps small values small");
+  // Quantising snaps every value within 0.4 / 255 of a level to that level (and clamps first).
+  for (int level = 0; level <= 255; ++level)
+    for (const float offset : {-0.4f, 0.0f, 0.4f}) {
+      const float got = finish_sample((level + offset) / 255.0f, true, true);
+      EXPECT(got == level / 255.0f, "level %d offset %g: got %g / 255", level, offset, got * 255.0f);
+    }
+  EXPECT(finish_sample(-0.3f, true, true) == 0.0f && finish_sample(1.3f, true, true) == 1.0f, "clamp before quantise");
+  EXPECT(finish_sample(1.3f, false, false) == 1.3f, "no clamp, no quantise: unchanged");
 }
 
 using DegradeFn = at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, const std::optional<at::Tensor>&,
@@ -152,8 +165,8 @@ void test_patch_stats_matches_brute_force() {
     }
 }
 
-// The CUDA path of patch_stats (one column per thread, then one output row per thread), run on
-// the host, must give exactly what the CPU op gives.
+// The CUDA path of patch_stats (launch_plan.h: chunks of output rows per column thread, then a
+// warp of 32 lanes per output), run on the host, must give what the CPU op gives.
 void test_patch_stats_cuda_passes_match_cpu_op() {
   auto op = c10::Dispatcher::singleton()
                 .findSchemaOrThrow("realsr_fast::patch_stats", "")
@@ -162,21 +175,40 @@ void test_patch_stats_cuda_passes_match_cpu_op() {
   const at::Tensor u8 = at::randint(0, 256, {2, 3, 71, 64}, at::kByte);
   const at::Tensor images[] = {u8, u8.to(at::kFloat).div(255).contiguous(at::MemoryFormat::ChannelsLast),
                                u8.narrow(1, 0, 1)};
-  for (const at::Tensor& img : images) {
-    const auto [want_mean, want_var] = op.call(img, 16, 3);
-    PatchStatsCall call = prepare_patch_stats(img, 16, 3);
-    const PatchStatsParams& p = call.params;
-    for (int64_t b = 0; b < p.batch; ++b) {
-      for (int64_t x = 0; x < p.width; ++x)
-        call.integer ? column_window_sums<int64_t>(p, b, x) : column_window_sums<double>(p, b, x);
-      for (int64_t oi = 0; oi < p.out_height; ++oi)
-        call.integer ? row_window_stats<int64_t>(p, b, oi) : row_window_stats<double>(p, b, oi);
+  for (const at::Tensor& img : images)
+    for (const int64_t target_threads : {1, 300, 1 << 18}) {  // 1 chunk, a few, one output row each
+      const auto [want_mean, want_var] = op.call(img, 16, 3);
+      PatchStatsCall call = prepare_patch_stats(img, 16, 3);
+      const PatchStatsParams& p = call.params;
+      const int64_t chunk = column_chunk_rows(p, target_threads);
+      EXPECT(chunk >= 1 && chunk <= p.out_height, "chunk rows %ld", chunk);
+      for (int64_t b = 0; b < p.batch; ++b)
+        for (int64_t oi0 = 0; oi0 < p.out_height; oi0 += chunk)
+          for (int64_t x = 0; x < p.width; ++x) {
+            const int64_t oi1 = std::min(p.out_height, oi0 + chunk);
+            call.integer ? column_chunk_sums<int64_t>(p, b, x, oi0, oi1) : column_chunk_sums<double>(p, b, x, oi0, oi1);
+          }
+      const auto warp_output = [&](auto zero, int64_t b, int64_t oi, int64_t oj) {
+        using Acc = decltype(zero);
+        Acc s = 0, q = 0;
+        for (int64_t lane = 0; lane < kWarpSize; ++lane) {
+          Acc ls, lq;
+          patch_row_partial<Acc>(p, b, oi, oj, lane, kWarpSize, ls, lq);
+          s += ls;
+          q += lq;
+        }
+        store_patch_stats<Acc>(p, (b * p.out_height + oi) * p.out_width + oj, s, q);
+      };
+      for (int64_t b = 0; b < p.batch; ++b)
+        for (int64_t oi = 0; oi < p.out_height; ++oi)
+          for (int64_t oj = 0; oj < p.out_width; ++oj)
+            call.integer ? warp_output(int64_t(0), b, oi, oj) : warp_output(0.0, b, oi, oj);
+      const double mean_diff = (call.mean - want_mean).abs().max().item<double>();
+      const double var_diff = (call.var - want_var).abs().max().item<double>();
+      EXPECT(mean_diff < 1e-4 && var_diff < 1e-3, "%s, chunk %ld: mean diff %g, var diff %g",
+             c10::toString(img.scalar_type()), chunk, mean_diff, var_diff);
+      if (call.integer) EXPECT(mean_diff == 0 && var_diff == 0, "uint8 statistics must be exact");
     }
-    const double mean_diff = (call.mean - want_mean).abs().max().item<double>();
-    const double var_diff = (call.var - want_var).abs().max().item<double>();
-    EXPECT(mean_diff < 1e-4 && var_diff < 1e-3, "%s: mean diff %g, var diff %g",
-           c10::toString(img.scalar_type()), mean_diff, var_diff);
-  }
 }
 
 using BatchNormReluFn = std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
@@ -303,6 +335,201 @@ void test_bad_noise_offset_is_rejected() {
   EXPECT(threw, "an offset that leaves the bank must raise ValueError");
 }
 
+// Bound checks near the int64 limit: `o + n <= size` would wrap negative and pass.
+void test_bound_checks_do_not_overflow() {
+  const int64_t big = int64_t(1) << 62, max = std::numeric_limits<int64_t>::max();
+  EXPECT(crop_fits(0, 4, 4) && crop_fits(2, 2, 4) && !crop_fits(3, 2, 4) && !crop_fits(-1, 2, 4), "small crops");
+  EXPECT(!crop_fits(max - 1, 4, 16) && !crop_fits(big, big, 16) && !crop_fits(max, 1, max - 1), "huge offsets");
+  EXPECT(strided_reach_fits(26, 2, 13, 63) && !strided_reach_fits(26, 2, 13, 62), "reach 2*25+13 = 63");
+  EXPECT(!strided_reach_fits(big, 4, 13, 64) && !strided_reach_fits(3, big, 13, 64) && !strided_reach_fits(1, 1, big, 64),
+         "huge counts, strides or sizes");
+  bool threw = false;
+  try {
+    prepare_degrade(at::rand({1, 3, 16, 16}), at::ones({3, 3}), 4, at::rand({1, 3, 6, 6}), at::zeros({1}, at::kLong),
+                    at::tensor({max - 2, int64_t(0)}, at::kLong).reshape({1, 2}), "symmetric", true, false, std::nullopt);
+  } catch (const c10::ValueError&) {
+    threw = true;
+  }
+  EXPECT(threw, "an offset of 2**63 - 3 must raise ValueError");
+}
+
+// --- The CUDA launch glue (launch_plan.h) run on the host ---
+
+// A team of std::threads standing in for a CUDA block: sum() exchanges the partial values through
+// a shared array between two barriers, as BlockTeam does through shared memory.
+struct TeamState {
+  explicit TeamState(int n) : size(n), barrier(n), floats(n), ints(n) {}
+  int size;
+  std::barrier<> barrier;
+  std::vector<double> floats;
+  std::vector<int64_t> ints;
+};
+
+struct HostTeam {
+  TeamState* state;
+  int64_t me;
+  int64_t rank() const { return me; }
+  int64_t size() const { return state->size; }
+  template <typename T>
+  T sum(T v) const {
+    if constexpr (std::is_integral_v<T>) state->ints[me] = v; else state->floats[me] = static_cast<double>(v);
+    state->barrier.arrive_and_wait();
+    T total = 0;
+    for (int r = 0; r < state->size; ++r) total += std::is_integral_v<T> ? T(state->ints[r]) : T(state->floats[r]);
+    state->barrier.arrive_and_wait();
+    return total;
+  }
+};
+
+template <typename Fn>
+void run_team(int size, const Fn& fn) {
+  TeamState state(size);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size; ++r) threads.emplace_back([&, r] { fn(HostTeam{&state, r}); });
+  for (std::thread& t : threads) t.join();
+}
+
+void test_launch_geometry() {
+  EXPECT(blocks_for(0, 256, 100) == 1 && blocks_for(256, 256, 100) == 1 && blocks_for(257, 256, 100) == 2 &&
+             blocks_for(int64_t(1) << 40, 256, 65536) == 65536, "blocks_for");
+  for (int64_t idx = 0; idx < 2 * 3 * 5 * 7; ++idx) {
+    const Index4 at = unflatten4(idx, 3, 5, 7);
+    EXPECT(((at.i0 * 3 + at.i1) * 5 + at.i2) * 7 + at.i3 == idx && at.i1 < 3 && at.i2 < 5 && at.i3 < 7, "unflatten4(%ld)", idx);
+  }
+  // A grid-stride loop over more items than the capped grid has threads visits each exactly once.
+  const int64_t items = int64_t(kThreads) * (1 << 16) + 12345;
+  const int64_t blocks = blocks_for(items, kThreads, 1 << 16), step = blocks * kThreads;
+  std::vector<uint8_t> seen(items, 0);
+  for (int64_t block = 0; block < blocks; ++block)
+    for (int64_t thread = 0; thread < kThreads; ++thread)
+      for (int64_t idx = block * kThreads + thread; idx < items; idx += step) ++seen[idx];
+  int64_t wrong = 0;
+  for (const uint8_t v : seen) wrong += v != 1;
+  EXPECT(wrong == 0, "grid-stride loop: %ld items not visited exactly once", wrong);
+  // Two tile rows of a warp (16 threads each) land on 32 distinct shared-memory banks.
+  for (int64_t scale = 1; scale <= 8; ++scale)
+    for (int64_t k = 1; k <= 40; k += 3) {
+      const DegradeTile t = plan_degrade_tile(k, scale, 16);
+      std::vector<int> banks;
+      for (int64_t lane = 0; lane < 32; ++lane) banks.push_back(static_cast<int>(((lane / 16) * scale * scale * t.pitch + lane % 16) % 32));
+      std::sort(banks.begin(), banks.end());
+      const bool distinct = std::adjacent_find(banks.begin(), banks.end()) == banks.end();
+      EXPECT(distinct || scale % 8 == 0, "k=%ld s=%ld pitch %ld: bank conflicts", k, scale, t.pitch);
+      EXPECT(t.pitch >= t.phase_cols && t.rows == scale * 15 + k, "tile geometry k=%ld s=%ld", k, scale);
+    }
+}
+
+// The tiled CUDA kernel of degrade, block by block and thread by thread on the host (the noise
+// means by a team of threads), against the CPU op; plus the device-side noise check.
+void test_degrade_tiles_match_cpu_op() {
+  auto op = c10::Dispatcher::singleton().findSchemaOrThrow("realsr_fast::degrade", "").typed<DegradeFn>();
+  at::manual_seed(17);
+  struct Case { int64_t k, scale, side; at::ScalarType dtype; };
+  const Case cases[] = {{1, 1, 8, at::kByte}, {4, 2, 16, at::kFloat}, {9, 3, 8, at::kHalf}, {33, 4, 16, at::kByte}, {13, 3, 16, at::kFloat}};
+  for (const Case& cs : cases)
+    for (int pad = 0; pad < 4; ++pad) {
+      const int64_t height = cs.k + 29, width = cs.k + 23, batch = 2;
+      at::Tensor hr = at::rand({batch, 3, height, width});
+      hr = cs.dtype == at::kByte ? (hr * 255).round().to(at::kByte) : hr.to(cs.dtype);
+      hr = hr.contiguous(at::MemoryFormat::ChannelsLast);
+      at::Tensor kernels = at::rand({batch, cs.k, cs.k});
+      kernels = kernels / kernels.sum({1, 2}, true);
+      const int64_t out_h = (height + cs.scale - 1) / cs.scale, out_w = (width + cs.scale - 1) / cs.scale;
+      const at::Tensor bank = (at::rand({3, 3, out_h + 5, out_w + 5}) * 255).round().to(at::kByte);
+      const at::Tensor index = at::tensor({2, 0}, at::kLong);
+      const at::Tensor offset = at::tensor({1, 4, 5, 0}, at::kLong).reshape({2, 2});
+      const at::Tensor want = op.call(hr, kernels, cs.scale, bank, index, offset, kPaddingNames[pad], true, false, std::nullopt);
+
+      DegradeCall call = prepare_degrade(hr, kernels, cs.scale, bank, index, offset, kPaddingNames[pad], true, false, std::nullopt);
+      DegradeParams& p = call.params;
+      for (int64_t plane = 0; plane < batch * 3; ++plane)
+        run_team(5, [&](const HostTeam& team) {
+          const double mean = team_noise_mean(team, p, plane / 3, plane % 3);
+          if (team.rank() == 0) p.noise_mean[plane] = mean;
+        });
+      const DegradeTile t = plan_degrade_tile(cs.k, cs.scale, cs.side);
+      std::vector<float> smem(t.smem_bytes / sizeof(float));
+      float* kernel = smem.data();
+      float* tile = kernel + t.kernel_floats;
+      const auto fill = [&](int64_t b, int64_t c, int64_t i0, int64_t j0, int64_t e) {
+        switch (p.hr_type) {
+          case Scalar::UInt8: return fill_tile_element<uint8_t>(p, t, b, c, i0, j0, e, tile);
+          case Scalar::Float16: return fill_tile_element<c10::Half>(p, t, b, c, i0, j0, e, tile);
+          default: return fill_tile_element<float>(p, t, b, c, i0, j0, e, tile);
+        }
+      };
+      for (int64_t plane = 0; plane < batch * 3; ++plane)
+        for (int64_t i0 = 0; i0 < out_h; i0 += t.side)
+          for (int64_t j0 = 0; j0 < out_w; j0 += t.side) {
+            const int64_t b = plane / 3, c = plane % 3;
+            std::fill(smem.begin(), smem.end(), NAN);  // a read of an unfilled element shows up
+            for (int64_t e = 0; e < t.kernel_floats; ++e) kernel[e] = p.kernels[b * p.kernel_batch_stride + e];
+            for (int64_t e = 0; e < t.rows * cs.scale * t.phase_cols; ++e) fill(b, c, i0, j0, e);
+            for (int64_t ti = 0; ti < t.side && i0 + ti < out_h; ++ti)
+              for (int64_t tj = 0; tj < t.side && j0 + tj < out_w; ++tj) {
+                const float blurred = tile_blur(t, tile, kernel, cs.k, cs.scale, ti, tj) / unit_divisor(p.hr_type);
+                store_unit_value(p.out, p.out_strides.at(b, c, i0 + ti, j0 + tj), p.out_type,
+                                 checked_noisy_sample(p, blurred, b, c, i0 + ti, j0 + tj));
+              }
+          }
+      const double worst = (call.out - want).abs().max().item<double>();
+      EXPECT(worst < 2e-6, "tiles k=%ld s=%ld %s: max difference %g", cs.k, cs.scale, kPaddingNames[pad], worst);
+    }
+  // A noise choice outside the bank poisons its sample instead of reading past the bank.
+  DegradeCall call = prepare_degrade(at::rand({1, 3, 8, 8}), at::ones({3, 3}), 2, at::rand({2, 3, 6, 6}),
+                                     at::zeros({1}, at::kLong), at::zeros({1, 2}, at::kLong), "symmetric", true, false,
+                                     std::nullopt);
+  const int64_t good_index = 1, bad_index = 2, bad_offset[2] = {int64_t(1) << 62, 0};
+  call.params.noise_mean[0] = 0;
+  call.params.noise_index = &good_index;
+  EXPECT(noise_choice_in_range(call.params, 0) && !std::isnan(checked_noisy_sample(call.params, 0.5f, 0, 0, 0, 0)), "good choice");
+  call.params.noise_index = &bad_index;
+  EXPECT(!noise_choice_in_range(call.params, 0) && std::isnan(checked_noisy_sample(call.params, 0.5f, 0, 0, 0, 0)), "index 2 of 2");
+  call.params.noise_index = &good_index;
+  call.params.noise_offset = bad_offset;
+  EXPECT(std::isnan(checked_noisy_sample(call.params, 0.5f, 0, 0, 0, 0)), "offset 2**62");
+  run_team(3, [&](const HostTeam& team) { EXPECT(std::isnan(team_noise_mean(team, call.params, 0, 0)), "mean of a bad crop"); });
+}
+
+// The block algorithms of the KernelGAN kernels, run by teams of host threads, against the ops.
+void test_kernelgan_teams_match_cpu_ops() {
+  auto& dispatcher = c10::Dispatcher::singleton();
+  auto forward = dispatcher.findSchemaOrThrow("realsr_fast::batchnorm_relu", "").typed<BatchNormReluFn>();
+  auto backward = dispatcher.findSchemaOrThrow("realsr_fast::batchnorm_relu_backward", "").typed<BatchNormReluBackwardFn>();
+  auto corr = dispatcher.findSchemaOrThrow("realsr_fast::correlation_kernel_grad", "")
+                  .typed<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, int64_t)>();
+  at::manual_seed(19);
+  for (const auto dtype : {at::kDouble, at::kFloat}) {
+    const double tol = dtype == at::kDouble ? 1e-10 : 1e-4;
+    const int64_t rows = 4, cols = 45;
+    const at::Tensor x = (at::randn({rows, cols}) * 2 + 0.3).to(dtype), weight = at::randn({rows}).to(dtype);
+    const at::Tensor bias = at::randn({rows}).to(dtype), grad_y = at::randn({rows, cols}).to(dtype);
+    const auto [y, mean, invstd] = forward.call(x, weight, bias, 1e-5);
+    const auto [grad_x, grad_weight, grad_bias] = backward.call(grad_y, x, y, mean, invstd, weight);
+    const BatchNormReluCall call = prepare_batchnorm_relu(x, weight, bias, 1e-5);
+    const BatchNormReluBackwardCall back = prepare_batchnorm_relu_backward(grad_y, x, y, mean, invstd, weight);
+    AT_DISPATCH_FLOATING_TYPES(dtype, "test", [&] {
+      for (int64_t r = 0; r < rows; ++r) {
+        run_team(7, [&](const HostTeam& team) { team_batchnorm_relu_row(team, call.params<scalar_t>(), r); });
+        run_team(7, [&](const HostTeam& team) { team_batchnorm_relu_backward_row(team, back.params<scalar_t>(), r); });
+      }
+    });
+    EXPECT(at::allclose(call.y, y, tol, tol) && at::allclose(call.mean, mean, tol, tol) &&
+               at::allclose(call.invstd, invstd, tol, tol), "batchnorm_relu team forward");
+    EXPECT(at::allclose(back.grad_x, grad_x, tol, tol) && at::allclose(back.grad_weight, grad_weight, tol, tol) &&
+               at::allclose(back.grad_bias, grad_bias, tol, tol), "batchnorm_relu team backward");
+
+    const at::Tensor xs = at::randn({3, 2, 29, 25}).to(dtype), gs = at::randn({3, 2, 9, 7}).to(dtype);
+    const at::Tensor want = corr.call(xs, gs, 3, 5);
+    const CorrelationKernelGradCall cc = prepare_correlation_kernel_grad(xs, gs, 3, 5);
+    AT_DISPATCH_FLOATING_TYPES(dtype, "test", [&] {
+      for (int64_t tap = 0; tap < 2 * 5 * 5; ++tap)
+        run_team(6, [&](const HostTeam& team) { team_correlation_tap(team, cc.params<scalar_t>(), tap); });
+    });
+    EXPECT(at::allclose(cc.grad_kernel, want, tol * 10, tol * 10), "correlation team: max diff %g",
+           (cc.grad_kernel - want).abs().max().item<double>());
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -315,6 +542,10 @@ int main(int argc, char** argv) {
       {"bad_noise_offset_is_rejected", test_bad_noise_offset_is_rejected},
       {"batchnorm_relu_matches_literal", test_batchnorm_relu_matches_literal},
       {"correlation_kernel_grad_matches_literal", test_correlation_kernel_grad_matches_literal},
+      {"bound_checks_do_not_overflow", test_bound_checks_do_not_overflow},
+      {"launch_geometry", test_launch_geometry},
+      {"degrade_tiles_match_cpu_op", test_degrade_tiles_match_cpu_op},
+      {"kernelgan_teams_match_cpu_ops", test_kernelgan_teams_match_cpu_ops},
   };
   int ran = 0;
   for (const auto& [name, test] : tests) {
