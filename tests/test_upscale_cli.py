@@ -18,7 +18,6 @@ import pytest
 import torch
 from PIL import Image
 
-import realsr_fast
 from realsr_fast import cli
 from realsr_fast.errors import RealSRError
 
@@ -351,14 +350,7 @@ def test_help_has_an_example(capsys):
     assert "realsr upscale photo.jpg -o" in capsys.readouterr().out
 
 
-UPSCALER_MODULE = Path(realsr_fast.__file__).parent / "inference" / "upscaler.py"
-
-
 @pytest.mark.slow  # converts the ncnn weights into a fresh cache: 3-10 s on 2 cores
-@pytest.mark.skipif(
-    not UPSCALER_MODULE.exists(),
-    reason="realsr_fast/inference/upscaler.py is not written yet; remove this skip once it is",
-)
 def test_end_to_end_default_model_matches_ncnn(tmp_path, monkeypatch):
     skimage_data = pytest.importorskip("skimage.data")
     ncnn = pytest.importorskip("ncnn")
