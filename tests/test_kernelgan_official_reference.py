@@ -7,16 +7,25 @@ loss.py, kernelGAN.py) with stock numpy/scipy/torch.nn pieces; they share no cod
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import scipy.signal
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from realsr_fast.data.imresize import imresize
 from realsr_fast.kernels import kernelgan
-from realsr_fast.kernels.crops import crop_corners, gradient_map, prepare_image, probability_map
-from realsr_fast.kernels.networks import BatchedDiscriminator, BatchedGenerator, discriminator_init, generator_init
+from realsr_fast.kernels.crops import (
+    crop_corners,
+    gradient_map,
+    prepare_image,
+    probability_map,
+)
+from realsr_fast.kernels.networks import (
+    BatchedDiscriminator,
+    BatchedGenerator,
+    discriminator_init,
+    generator_init,
+)
 
 _Adam = torch.optim.Adam  # the stock optimiser, kept before the spy below replaces it during a test
 

@@ -111,7 +111,7 @@ def test_three_steps_match_hand_written_esrgan_losses(tmp_path, rng):
         ref_grads["g"].append(g_grads)
         ref_grads["d"].append(d_grads)
         for name in ("pixel", "perceptual", "gan", "total", "d"):
-            torch.testing.assert_close(ours[name], ref[name], rtol=1e-5, atol=0, msg=lambda m: f"{name} at {step}: {m}")
+            torch.testing.assert_close(ours[name], ref[name], rtol=1e-5, atol=0, msg=f"{name} at step {step}")
         # D's outputs themselves are known up to the last bias's noise steps (see _exact_zero_gradient)
         torch.testing.assert_close(ours["d_real"] - ours["d_fake"], ref["d_real"] - ref["d_fake"], rtol=1e-4, atol=1e-6)
         (our_g, lr_g), (our_d, lr_d) = seen["g"][step], seen["d"][step]
