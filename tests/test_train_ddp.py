@@ -4,8 +4,8 @@ from __future__ import annotations
 import itertools
 import os
 import socket
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
