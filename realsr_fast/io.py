@@ -132,7 +132,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 def _is_16bit_colour(im: Image.Image) -> bool:
     """True for 16-bit RGB(A) or grey+alpha files, which Pillow would decode to 8 bits."""
-    if im.mode in _UINT16_GREY_MODES:
+    if im.mode in _UINT16_GREY_MODES or im.mode in ("I", "F"):  # 32-bit grey: not colour, read by Pillow
         return False
     if im.format == "PNG":
         return im.fp is not None and _png_bit_depth(im) == 16

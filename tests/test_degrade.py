@@ -116,12 +116,29 @@ def test_uint8_to_uint8_is_exact_up_to_ties(rng, padding):
     assert_equal_except_ties(got.numpy(), want)
 
 
-def test_quantize_rounds_half_to_even_on_the_255_grid(rng):
+def test_quantize_matches_the_reference_away_from_ties(rng):
     hr, kernels = random_case(rng, torch.float32, 5, 2)
     got = ops.degrade(hr, kernels, 2, quantize=True)
     want = reference_degrade(hr.double().numpy(), kernels.double().numpy(), 2)
     assert torch.equal(got * 255, torch.round(got * 255)), "quantized values are not multiples of 1/255"
     assert_equal_except_ties(np.round(got.double().numpy() * 255).astype(np.uint8), want)
+
+
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.uint8], ids=str)
+def test_exact_ties_round_half_to_even(rng, out_dtype):
+    """Values whose float32 product with 255 is exactly n + 1/2 (a 1x1 unit kernel at scale 1 passes
+    them through unchanged) go to the even neighbour: 0.5 -> 0, 1.5 -> 2, ..., 254.5 -> 254."""
+    candidates = (np.arange(255, dtype=np.float64) + 0.5) / 255
+    as_f32 = candidates.astype(np.float32)
+    exact = as_f32[as_f32 * np.float32(255) == np.float32(np.arange(255) + 0.5)]
+    assert len(exact) > 100 and len({int(v * 255) % 2 for v in exact}) == 2  # both parities present
+    hr = torch.from_numpy(rng.permutation(exact)).reshape(1, 1, 1, -1)
+    got = ops.degrade(hr, torch.ones(1, 1, 1), 1, quantize=True, out_dtype=out_dtype)
+    levels = np.round(got.double().numpy() * 255) if out_dtype == torch.float32 else got.numpy()
+    ties = hr.numpy() * np.float32(255)  # exactly n + 1/2, by the choice above
+    want = 2 * np.floor((ties + 0.5) / 2)  # the even one of n and n + 1
+    np.testing.assert_array_equal(np.abs(want - ties), 0.5)
+    np.testing.assert_array_equal(levels, want)
 
 
 @pytest.mark.parametrize("out_dtype", [torch.float16, torch.bfloat16], ids=str)

@@ -44,8 +44,13 @@ def folders(tmp_path):
     return tmp_path, sr, gt
 
 
-def test_eval_is_a_registered_verb():
-    assert "eval" in cli.VERBS
+def test_eval_is_dispatched_by_the_real_command_line(capsys):
+    """Through the unpatched registry (the `main` fixture narrows it): `realsr eval --help` reaches eval's parser."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["eval", "--help"])
+    assert stop.value.code == 0
+    usage = capsys.readouterr().out
+    assert "--sr" in usage and "--gt" in usage and "--crop-border" in usage
 
 
 def test_scores_table_json_and_csv(main, folders, capsys):

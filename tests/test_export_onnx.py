@@ -224,3 +224,31 @@ def test_df2k_onnx_matches_torch_on_a_photo_crop(tmp_path):
         with torch.no_grad():
             expected = model(x).clamp(0, 1).numpy()
         assert psnr(np.clip(run_onnx(path, x.numpy()), 0, 1), expected) >= 50
+
+
+@pytest.mark.heavy  # island measurement + export of the full model: 7 min on a busy 2-core CPU (-m heavy)
+def test_cli_exports_df2k_fp16_with_its_automatic_fp32_islands(tmp_path, monkeypatch):
+    """`realsr export onnx --precision fp16` of the real df2k weights: the measured fp32 units keep
+    fp32 convs, every other conv is fp16, and the graph matches fp32 torch on a photo crop."""
+    from realsr_fast.inference.backends import load_fp32_model
+
+    monkeypatch.setenv("REALSR_FAST_HOME", str(tmp_path / "cache"))
+    path = tmp_path / "df2k_fp16.onnx"
+    assert cli.main(["export", "onnx", "--precision", "fp16", "-o", str(path)]) == 0
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    info = read_onnx_info(path)
+    assert info.precision == "fp16" and info.nf == 64 and info.scale == 4
+    kept = info.fp32_units
+    types = conv_weight_types(proto)
+    assert len(types) == 351  # every conv of the 23-block RRDBNet
+    for name, dtype in types.items():
+        in_kept_unit = any(f"/{unit}/" in name for unit in kept)
+        assert dtype == (onnx.TensorProto.FLOAT if in_kept_unit else onnx.TensorProto.FLOAT16), name
+    model, _ = load_fp32_model("df2k")
+    x = photo_crops(24, 24)[:1]
+    with torch.no_grad():
+        expected = model(x).clamp(0, 1).numpy()
+    got = run_onnx(path, x.numpy())
+    assert np.isfinite(got).all()
+    assert psnr(np.clip(got, 0, 1), expected) >= 40

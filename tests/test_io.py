@@ -359,3 +359,39 @@ def test_atomic_write_onto_a_folder_is_a_clear_error(tmp_path):
         with atomic_write(tmp_path / "taken", "w") as f:
             f.write("x")
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]
+
+
+def _muldiv255(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    t = a.astype(np.int64) * b + 128
+    return ((t >> 8) + t) >> 8
+
+
+def test_cmyk_becomes_rgb_by_the_subtractive_formula(tmp_path, rng):
+    cmyk = rng.integers(0, 256, (9, 11, 4), dtype=np.uint8)
+    Image.frombytes("CMYK", (11, 9), cmyk.tobytes()).save(tmp_path / "press.tif")
+    c, k = cmyk[..., :3].astype(np.int64), 255 - cmyk[..., 3:].astype(np.int64)
+    expected = k - _muldiv255(c, k)  # (255 - C)(255 - K) / 255, rounded as Pillow's integer CMYK -> RGB
+    got = read_image(tmp_path / "press.tif")
+    assert got.dtype == np.uint8 and got.shape == (9, 11, 3)
+    np.testing.assert_allclose(got.astype(np.int64), expected, atol=1)
+
+
+def test_32bit_integer_grey_reads_as_16bit_when_it_fits(tmp_path, rng):
+    values = rng.integers(0, 65536, (7, 5)).astype(np.int32)
+    Image.fromarray(values).save(tmp_path / "deep.tif")
+    with Image.open(tmp_path / "deep.tif") as im:
+        assert im.mode == "I"  # the case under test: 32-bit integer grey on disk
+    got = read_image(tmp_path / "deep.tif")
+    assert got.dtype == np.uint16 and got.shape == (7, 5, 1)
+    np.testing.assert_array_equal(got[..., 0], values)
+    for bad in (65536, -1):
+        values[3, 2] = bad
+        Image.fromarray(values).save(tmp_path / "deep.tif")
+        with pytest.raises(RealSRError, match="deep.tif.*outside 0..65535"):
+            read_image(tmp_path / "deep.tif")
+
+
+def test_32bit_float_grey_is_refused_with_the_format_named(tmp_path, rng):
+    Image.fromarray(rng.random((6, 4)).astype(np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(RealSRError, match="float.tif: pixel format 'F' is not supported"):
+        read_image(tmp_path / "float.tif")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import scipy.io
 import torch
 from PIL import Image
@@ -103,3 +104,34 @@ def test_empty_input_folder_and_output_inside_it_are_refused(tmp_path, capsys):
     assert "no photos found" in capsys.readouterr().err
     assert main(["kernels", str(tmp_path / "photos"), "-o", str(tmp_path / "photos"), "--quiet"]) == 1
     assert "is a source folder" in capsys.readouterr().err
+
+
+def test_kernels_seeds_keep_the_medoid_run_and_overwrite_redoes(tmp_path, capsys):
+    from realsr_fast.kernels.estimate import image_seed
+    from realsr_fast.kernels.postprocess import post_process
+
+    src, out = tmp_path / "photos", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(IMAGES[2]).save(src / "a.png")
+    args = ["kernels", str(src), "-o", str(out), "--iters", "3", "--seeds", "3", "--seed", "4", "--quiet"]
+    assert main(args) == 0
+    saved = np.load(out / "a" / "a_kernel_x2.npy")
+    report = json.loads((out / "a" / "a_report.json").read_text())
+
+    # the three runs one at a time and their medoid by hand (after 3 iterations the batched
+    # run differs from single runs by float32 rounding only, far below the tolerance)
+    prepared = prepare_image(IMAGES[2])
+    runs = [post_process(train_kernelgan([prepared], [image_seed(4, "a", r)], iterations=3).kernels[0].numpy()).kernel
+            for r in range(3)]
+    distance = np.array([[np.abs(a - b).sum() for b in runs] for a in runs])
+    assert distance[0, 1] > 0 and distance[1, 2] > 0  # the seeds really differ
+    np.testing.assert_allclose(saved, runs[int(distance.sum(1).argmin())], atol=1e-5)
+    assert report["runs"] == 3
+    assert report["run_spread_l1"] == pytest.approx(distance.sum() / 6, rel=1e-3)
+
+    np.save(out / "a" / "a_kernel_x2.npy", np.zeros((17, 17)))  # a result to be redone
+    assert main(args) == 0
+    assert "1 already done" in capsys.readouterr().err
+    assert not np.load(out / "a" / "a_kernel_x2.npy").any()
+    assert main([*args, "--overwrite"]) == 0
+    np.testing.assert_allclose(np.load(out / "a" / "a_kernel_x2.npy"), saved, atol=1e-7)

@@ -196,3 +196,17 @@ def test_noise_bank_errors(tmp_path, rng):
     write_image(empty / "b.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     with pytest.raises(RealSRError, match="several sizes"):
         load_noise_bank(empty)
+
+
+def test_existing_patch_files_are_kept_unless_overwrite(photos, tmp_path):
+    (photos / "c.jpg").unlink()
+    out = tmp_path / "noise"
+    args = ["noise", str(photos), "-o", str(out), "--patch", "64", "--stride", "64", "--quiet"]
+    assert main(args) == 0
+    patch = out / "a_y0_x0.png"
+    original = read_image(patch)
+    write_image(patch, np.zeros_like(original))  # e.g. edited by hand since
+    assert main(args) == 0
+    assert not read_image(patch).any()
+    assert main([*args, "--overwrite"]) == 0
+    np.testing.assert_array_equal(read_image(patch), original)

@@ -1,8 +1,10 @@
 """DistributedDataParallel with two CPU processes under gloo: the same G on both ranks, rank 0 writes."""
 from __future__ import annotations
 
+import itertools
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,9 +46,23 @@ def _worker(rank: int, port: int, tmp: str) -> None:
                f"{tmp}/result{rank}.pt")  # the test's own record, not the trainer's output
 
 
+def _spawn(tmp_path: Path, ports: Iterator[int], attempts: int = 3) -> int:
+    """Run the workers; a port taken between `_free_port` and rank 0's listen costs a retry, not the
+    test. Returns the number of attempts made."""
+    for attempt in range(1, attempts + 1):
+        try:
+            mp.spawn(_worker, args=(next(ports), str(tmp_path)), nprocs=WORLD, join=True)
+            return attempt
+        except mp.ProcessRaisedException as error:
+            taken = "EADDRINUSE" in str(error) or "address already in use" in str(error).lower()
+            if not taken or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.mark.slow
 def test_two_gloo_processes_train_the_same_generator(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    _spawn(tmp_path, iter(_free_port, None))
     r0, r1 = (torch.load(tmp_path / f"result{r}.pt", weights_only=True) for r in range(WORLD))
     assert not torch.equal(r0["batch"], r1["batch"])  # each rank crops its own share of the data
     for key, value in r0["final"].items():
@@ -56,3 +72,24 @@ def test_two_gloo_processes_train_the_same_generator(tmp_path):
         torch.testing.assert_close(value, r1["d"][key], rtol=0, atol=1e-6)
     assert (tmp_path / "rank0" / "checkpoints" / "G_00000003.safetensors").is_file()
     assert not (tmp_path / "rank1").exists()
+
+
+def test_a_taken_port_is_retried_and_other_failures_are_not(tmp_path, monkeypatch):
+    # What rank 0 raises when its port was taken (the text of a real run against a listening socket).
+    taken = "The server socket has failed to listen on any local network address. port: 1, code: -98, name: EADDRINUSE"
+    calls = []
+
+    def spawn(fn, args, nprocs, join):
+        calls.append(args[0])
+        if len(calls) == 1:
+            raise mp.ProcessRaisedException(taken, 0, 1)
+
+    monkeypatch.setattr(mp, "spawn", spawn)
+    assert _spawn(tmp_path, itertools.count(50000)) == 2 and calls == [50000, 50001]
+
+    def broken(fn, args, nprocs, join):
+        raise mp.ProcessRaisedException("RuntimeError: something else", 0, 1)
+
+    monkeypatch.setattr(mp, "spawn", broken)
+    with pytest.raises(mp.ProcessRaisedException, match="something else"):
+        _spawn(tmp_path, itertools.count(50000))

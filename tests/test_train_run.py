@@ -1,7 +1,6 @@
 """End-to-end training on the CPU: the smoke preset, exact resume after SIGKILL, Ctrl-C, missing VGG."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -55,8 +54,8 @@ def test_smoke_preset_trains_validates_and_feeds_upscale(tmp_path):
     assert main(["upscale", str(SAMPLE), "-o", str(out), "--model", str(files.generator), "--device", "cpu"]) == 0
     assert read_image(out).shape[:2] == tuple(4 * s for s in read_image(SAMPLE).shape[:2])
     assert (tmp_path / "run" / "config.yaml").is_file()
-    if importlib.util.find_spec("tensorboard") is not None:  # optional dependency: scalars and sample images
-        assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    # tensorboard is a test dependency: scalars and sample images are written
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
         "D_00000008.safetensors", "D_00000016.safetensors", "G_00000008.safetensors", "G_00000016.safetensors",
         "latest.json", "state_00000008.pt", "state_00000016.pt"]
@@ -64,6 +63,12 @@ def test_smoke_preset_trains_validates_and_feeds_upscale(tmp_path):
 
 def _cli(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "realsr_fast.cli", "train", str(SMOKE), *TINY, f"run.out={out}", *extra]
+
+
+def _gated(ready: Path, mode: str, out: Path, *extra: str) -> list[str]:
+    """`_cli` through tests/train_gate.py (see there): the run signals READY instead of being timed."""
+    return [sys.executable, str(ROOT / "tests" / "train_gate.py"), str(ready), mode, str(SMOKE), *TINY,
+            f"run.out={out}", *extra]
 
 
 def _env() -> dict[str, str]:
@@ -91,14 +96,15 @@ def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
     straight = subprocess.run(_cli(tmp_path / "straight", *iterations), env=_env(), capture_output=True, text=True, cwd=ROOT)
     assert straight.returncode == 0, straight.stderr[-2000:]
 
-    killed = subprocess.Popen(_cli(tmp_path / "killed", *iterations), env=_env(), cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: _latest(tmp_path / "killed") is not None, killed)
+    ready = tmp_path / "checkpointed"
+    killed = subprocess.Popen(_gated(ready, "hold-after-checkpoint", tmp_path / "killed", *iterations), env=_env(),
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(ready.exists, killed)  # the first checkpoint is written and the run can go no further
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
     killed.stderr.close()
     assert killed.returncode == -signal.SIGKILL
-    assert _latest(tmp_path / "killed") < 12  # killed mid-run, not after the end
+    assert _latest(tmp_path / "killed") == 3  # killed mid-run, with work after the checkpoint lost
 
     resumed = subprocess.run(_cli(tmp_path / "killed", *iterations, "--resume"), env=_env(), capture_output=True,
                              text=True, cwd=ROOT)
@@ -122,10 +128,11 @@ def load_file(path: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.slow
 def test_sigint_finishes_the_step_and_saves(tmp_path):
     out = tmp_path / "run"
-    process = subprocess.Popen(_cli(out, "optim.iterations=100000", "run.checkpoint_every=100000"), env=_env(),
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: (out / "config.yaml").is_file(), process)  # written when training starts
-    time.sleep(1.0)
+    ready = tmp_path / "stepped"
+    process = subprocess.Popen(_gated(ready, "ready-after-step", out, "optim.iterations=100000",
+                                      "run.checkpoint_every=100000"),
+                               env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(ready.exists, process)  # at least one step done: the run is under way
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]

@@ -59,7 +59,7 @@ def parse_param(path: str | os.PathLike) -> NcnnGraph:
         fields = line.split()
         if not fields:
             continue
-        if len(fields) < 4:
+        if len(fields) < 4 or not (fields[2].isdigit() and fields[3].isdigit()):
             raise RealSRError(f"{path}: malformed layer line {line!r}")
         layer_type, name, num_in, num_out = fields[0], fields[1], int(fields[2]), int(fields[3])
         params = dict(kv.split("=", 1) for kv in fields[4 + num_in + num_out:] if "=" in kv)
@@ -141,7 +141,7 @@ def load_ncnn(param_path: str | os.PathLike, bin_path: str | os.PathLike,
     for conv, weight_name in zip(graph.convs, weight_names):
         shape = expected[weight_name]
         if (conv.out_channels, conv.in_channels, conv.kernel, conv.kernel) != tuple(shape) \
-                or not conv.bias:
+                or conv.weight_size != shape.numel() or not conv.bias:
             raise RealSRError(
                 f"{param_path}: layer {conv.name} is {conv.out_channels}x{conv.in_channels}x"
                 f"{conv.kernel}x{conv.kernel} (bias {conv.bias}), expected {tuple(shape)} with a "
