@@ -54,20 +54,15 @@ def _api():
     import realsr_fast
     from realsr_fast import ops
     from realsr_fast.export.onnx_export import export_onnx
-    from realsr_fast.inference.backends import (
-        load_fp32_model,
-        load_onnx_backend,
-        load_tensorrt_backend,
-    )
-    from realsr_fast.kernels.crops import prepare_image
-    from realsr_fast.kernels.kernelgan import train_kernelgan
+    from realsr_fast.kernelgan.crops import prepare_image
+    from realsr_fast.kernelgan.training import train_kernelgan
+    from realsr_fast.models import load_model
     from realsr_fast.train.config import load_config
     from realsr_fast.train.distributed import DistContext
     from realsr_fast.train.trainer import Trainer
 
     return argparse.Namespace(
-        Upscaler=realsr_fast.Upscaler, ops=ops, export_onnx=export_onnx, load_fp32_model=load_fp32_model,
-        load_onnx_backend=load_onnx_backend, load_tensorrt_backend=load_tensorrt_backend,
+        Upscaler=realsr_fast.Upscaler, ops=ops, export_onnx=export_onnx, load_model=load_model,
         prepare_image=prepare_image, train_kernelgan=train_kernelgan, load_config=load_config,
         DistContext=DistContext, Trainer=Trainer)
 
@@ -275,14 +270,13 @@ def stage_upscaler(ctx) -> dict:
 
 
 def stage_tensorrt(ctx) -> dict:
-    import torch
 
     api = _api()
     if ctx.dry_run:  # the CPU fallback: the same model exported to ONNX, run by ONNX Runtime
         x = _photo(12)
         path = Path(ctx.scratch) / "df2k_fp32.onnx"
-        api.export_onnx(api.load_fp32_model("df2k")[0], path)
-        backend = api.load_onnx_backend("df2k", torch.device("cpu"), "fp32", None, 8, onnx_path=path)
+        api.export_onnx(api.load_model("df2k"), path)
+        backend = api.Upscaler("df2k", device="cpu", precision="fp32", tile_pad=8, backend="onnx", onnx=path)
         reference = api.Upscaler("df2k", device="cpu", precision="fp32")
         t_onnx = _median_seconds(lambda: backend.upscale_tensor(x), "cpu", 1)
         t_torch = _median_seconds(lambda: reference.upscale_tensor(x), "cpu", 1)
@@ -295,8 +289,8 @@ def stage_tensorrt(ctx) -> dict:
         raise Skip(f"import tensorrt failed ({type(exc).__name__}: {exc})") from None
     x = _photo(256)
     start = time.perf_counter()
-    engine = api.load_tensorrt_backend("df2k", torch.device("cuda"), 256, 24,
-                                       engine_path=Path(ctx.scratch) / "df2k.engine", rebuild=True)
+    engine = api.Upscaler("df2k", device="cuda", tile=256, tile_pad=24, backend="tensorrt",
+                          engine=Path(ctx.scratch) / "df2k.engine", rebuild_engine=True)
     build_s = time.perf_counter() - start
     fp32 = api.Upscaler("df2k", device="cuda", precision="fp32")
     fp16 = api.Upscaler("df2k", device="cuda", precision="fp16")

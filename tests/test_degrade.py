@@ -282,8 +282,13 @@ def test_gradients_follow_linearity(rng, padding):
     bank, index, offset, _ = random_noise(rng, 2, 3, out_h, out_w, torch.uint8)
     weights = torch.from_numpy(rng.standard_normal((2, 3, out_h, out_w))).float()
     noise = dict(noise_bank=bank, noise_index=index, noise_offset=offset, padding=padding, clamp=False)
-    by_hr = lambda x: (ops.degrade(x, kernels, 2, **noise) * weights).sum()
-    by_kernels = lambda k: (ops.degrade(hr, k, 2, **noise) * weights).sum()
+
+    def by_hr(x):
+        return (ops.degrade(x, kernels, 2, **noise) * weights).sum()
+
+    def by_kernels(k):
+        return (ops.degrade(hr, k, 2, **noise) * weights).sum()
+
     for f, x in ((by_hr, hr), (by_kernels, kernels)):
         change, predicted = _directional_change(f, x, torch.from_numpy(rng.standard_normal(x.shape)).float() * 0.1)
         assert predicted == pytest.approx(change, rel=1e-4, abs=1e-4)

@@ -107,8 +107,8 @@ def test_empty_input_folder_and_output_inside_it_are_refused(tmp_path, capsys):
 
 
 def test_kernels_seeds_keep_the_medoid_run_and_overwrite_redoes(tmp_path, capsys):
-    from realsr_fast.kernels.estimate import image_seed
-    from realsr_fast.kernels.postprocess import post_process
+    from realsr_fast.kernelgan.estimate import image_seed
+    from realsr_fast.kernelgan.postprocess import post_process
 
     src, out = tmp_path / "photos", tmp_path / "out"
     src.mkdir()

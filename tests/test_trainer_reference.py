@@ -84,7 +84,8 @@ def _exact_zero_gradient(grads_per_step, index):
 
 
 def test_three_steps_match_hand_written_esrgan_losses(tmp_path, rng):
-    overrides = [f"run.out={tmp_path}", "generator.nf=8", "generator.gc=8", "discriminator.ndf=4", "discriminator.n_layers=2", "val.hr=null",
+    overrides = [f"run.out={tmp_path}", "generator.nf=8", "generator.gc=8", "discriminator.ndf=4",
+                 "discriminator.n_layers=2", "val.hr=null",
                  "run.tensorboard=false", "run.progress=false",
                  f"loss.pixel_weight={W_PIXEL}", f"loss.perceptual_weight={W_PERCEPTUAL}", f"loss.gan_weight={W_GAN}",
                  f"optim.lr_g={LR_G}", f"optim.lr_d={LR_D}", f"optim.betas=[{BETAS[0]},{BETAS[1]}]",

@@ -6,7 +6,6 @@ stands in for the model; one end-to-end test runs the real default model against
 from __future__ import annotations
 
 import io
-
 import os
 import sys
 import types

@@ -98,7 +98,7 @@ KERNEL_FLAGS = {
     "bad sum": "its weights add up to more than 1 % away from 1",
     "not converged": "training stopped before the kernel constraints switched on (too few iterations)",
 }
-"""What each flag of the kernel quality check means (realsr_fast.kernels.quality), in plain words."""
+"""What each flag of the kernel quality check means (realsr_fast.kernelgan.quality), in plain words."""
 
 
 @dataclass
