@@ -120,6 +120,13 @@ def test_without_tensorrt_the_commands_say_how_to_get_it(tmp_path, capsys):
     assert not (tmp_path / "m.engine").exists()
 
 
+def test_cli_profile_defaults_are_the_default_profile():
+    from realsr_fast.export.tensorrt_build import DEFAULT_PROFILE
+
+    args = cli.build_parser().parse_args(["export", "tensorrt", "-o", "m.engine"])
+    assert (args.min, args.opt, args.max) == DEFAULT_PROFILE
+
+
 def test_cuda_index_names_the_gpu_to_make_current():
     from realsr_fast.device import cuda_index
 
