@@ -4,7 +4,8 @@ Tiles stay on the GPU: each is copied into a fresh engine-typed (fp16) buffer (2
 as TensorRT requires of I/O addresses), bound with `set_tensor_address` and run with
 `execute_async_v3` on a dedicated stream of the runner, ordered after and before torch's current
 stream with events (TensorRT adds its own synchronisation and warns on the legacy default stream;
-"Streaming" and "CUDA graphs" in the TensorRT developer guide, docs.nvidia.com/deeplearning/tensorrt).
+"Streaming" and "CUDA graphs" in the TensorRT developer guide, docs.nvidia.com/deeplearning/tensorrt;
+the reasons in full: docs/TENSORRT.md).
 Everything runs with the runner's GPU current (`device.cuda_index`), so cuda:1 and torchrun ranks
 >= 1 never touch device 0.
 
@@ -175,6 +176,7 @@ class TensorRTRunner(TileRunner):
             self._graphs.popitem(last=False)
         entry = _Captured(self._new_context(), None, aligned_copy(x, self.input_dtype),
                           self._output_for(x))
+        self._stream.wait_stream(torch.cuda.current_stream(self.device))  # the copy into static_in
         with torch.cuda.stream(self._stream):
             self._enqueue(entry.context, entry.static_in, entry.static_out)
             self._stream.synchronize()
