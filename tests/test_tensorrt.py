@@ -258,7 +258,7 @@ def test_runner_sends_tiles_as_they_are_with_df2k(df2k, size):
     with torch.no_grad():
         expected = df2k(x).clamp(0, 1)
         got = run_tiles(x, engine, df2k, Profile(*DEFAULT_PROFILE))
-    assert float(expected.max() - expected.min()) > 0.3  # a real photo's range, not [0, 0.06]
+    assert float(expected.max() - expected.min()) > 0.1  # a photo's range (a random model: 0.06)
     assert psnr(got, expected) >= 80
     assert calls == ([] if min(size) < DEFAULT_PROFILE[0] else [(1, 3, *size)])
 

@@ -6,8 +6,11 @@ graph keeps fp32 input and output by default (casts inside the graph) and runs t
 metadata_props, all strings): format, scale, nf, precision, io_dtype, fp32_units, tile_pad,
 model_sha256 (of the weights, see `models.loading.weights_sha256`), opset.
 
-Uses torch's TorchScript exporter (`dynamo=False`): it traces the fixed RRDBNet graph reliably and
-keeps the module path in node names (`/model/RRDB_trunk.0/...`).
+Uses torch's TorchScript exporter (`dynamo=False`), deprecated in torch 2.14 but still shipped: it
+traces the fixed RRDBNet graph reliably and keeps the module path in node names
+(`/model/RRDB_trunk.0/...`, which the fp32-unit tests read). The dynamo exporter needs the
+`onnxscript` package and names nodes differently; moving to it waits for a check that it gives the
+same graph (ops, casts, dynamic axes).
 """
 from __future__ import annotations
 
