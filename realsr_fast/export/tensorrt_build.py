@@ -226,7 +226,10 @@ def attach_timing_cache(config, path: Path | None) -> None:
         except OSError as exc:
             logger.warning("cannot read the timing cache %s (%s); timing from scratch", path, exc)
     if cached:
-        cache = config.create_timing_cache(cached)
+        try:
+            cache = config.create_timing_cache(cached)
+        except RuntimeError:  # a damaged file may be refused here already
+            cache = None
         if cache is not None and config.set_timing_cache(cache, False):
             return
         logger.warning("TensorRT refused the timing cache %s (another GPU or TensorRT version, "
