@@ -36,3 +36,12 @@ def resolve_device(device: str) -> torch.device:
         raise RealSRError(f"device {device!r} does not exist: this machine has "
                           f"{torch.cuda.device_count()} CUDA device(s)")
     return resolved
+
+
+def cuda_index(device: torch.device) -> int:
+    """The GPU number `device` means: its index, or (plain `cuda`) the current device's, which is
+    what torch uses for it. Code that runs CUDA work outside torch (TensorRT) must make this
+    device current itself (`torch.cuda.device(index)`), or it runs on device 0."""
+    if device.type != "cuda":
+        raise RealSRError(f"{device} is not a CUDA device")
+    return device.index if device.index is not None else torch.cuda.current_device()

@@ -108,6 +108,25 @@ def test_fp16_graph_has_fp32_io_explicit_casts_and_fp16_convs(tiny, tmp_path):
     assert psnr(np.clip(run_onnx(path, x.numpy()), 0, 1), expected) >= 40
 
 
+def test_fp32_graph_with_fp16_io_computes_in_fp32(tiny, tmp_path):
+    """precision fp32 with io_dtype fp16: fp16 only at the edges, every conv fp32."""
+    path = tmp_path / "fp32_io16.onnx"
+    info = export_onnx(tiny, path, precision="fp32", io_dtype="fp16")
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    assert proto.graph.input[0].type.tensor_type.elem_type == FLOAT16
+    assert proto.graph.output[0].type.tensor_type.elem_type == FLOAT16
+    assert set(conv_weight_types(proto).values()) == {FLOAT}
+    assert info.precision == "fp32" and info.fp32_units == ()
+    x = photo_crops(16, 20).half()
+    with torch.no_grad():
+        expected = tiny(x.float()).numpy()
+    got = run_onnx(path, x.numpy()).astype(np.float32)
+    # only the fp16 rounding of the output is left (fp16 compute would err ~10x more)
+    assert np.abs(got - expected).max() <= 2 * np.abs(expected).max() * 2.0 ** -11
+
+
 def test_fp32_units_keep_their_convs_in_fp32(tiny, tmp_path):
     path = tmp_path / "mixed.onnx"
     keep = ["trunk_conv", "upconv1"]

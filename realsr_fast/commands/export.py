@@ -25,7 +25,7 @@ EPILOG = """\
 examples:
   realsr export onnx -o realsr_fp32.onnx
   realsr export onnx --model my_model.safetensors --precision fp16 -o realsr_fp16.onnx
-  realsr export tensorrt -o realsr.engine --min 64 --opt 256 --max 512 --timing-cache trt.cache"""
+  realsr export tensorrt -o realsr.engine --min 8 --opt 512 --max 512 --timing-cache trt.cache"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -42,9 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="ONNX opset, 17 or newer (default: %(default)s)")
     trt = formats.add_parser("tensorrt", help="a TensorRT fp16 engine for this GPU")
     _common(trt)
-    trt.add_argument("--min", type=positive_int, default=64, metavar="PX",
+    trt.add_argument("--min", type=positive_int, default=8, metavar="PX",
                      help="smallest input side of the profile (default: %(default)s)")
-    trt.add_argument("--opt", type=positive_int, default=256, metavar="PX",
+    trt.add_argument("--opt", type=positive_int, default=512, metavar="PX",
                      help="input side the engine is tuned for (default: %(default)s)")
     trt.add_argument("--max", type=positive_int, default=512, metavar="PX",
                      help="largest input side, tile + 2 x tile pad (default: %(default)s)")

@@ -6,11 +6,15 @@ graph keeps fp32 input and output by default (casts inside the graph) and runs t
 metadata_props, all strings): format, scale, nf, precision, io_dtype, fp32_units, tile_pad,
 model_sha256 (of the weights, see `models.loading.weights_sha256`), opset.
 
-Uses torch's TorchScript exporter (`dynamo=False`): it traces the fixed RRDBNet graph reliably and
-keeps the module path in node names (`/model/RRDB_trunk.0/...`).
+Uses torch's TorchScript exporter (`dynamo=False`), deprecated in torch 2.14 but still shipped: it
+traces the fixed RRDBNet graph reliably and keeps the module path in node names
+(`/model/RRDB_trunk.0/...`, which the fp32-unit tests read). The dynamo exporter needs the
+`onnxscript` package and names nodes differently; moving to it waits for a check that it gives the
+same graph (ops, casts, dynamic axes).
 """
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from dataclasses import dataclass
@@ -20,7 +24,13 @@ from typing import Sequence
 import torch
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.export.precision import activation_peaks, calibration_inputs, mixed_precision, overflowing_units
+from realsr_fast.export.precision import (
+    activation_peaks,
+    calibration_inputs,
+    mixed_precision,
+    overflowing_units,
+    unit_names,
+)
 from realsr_fast.io import atomic_path
 from realsr_fast.models.loading import weights_sha256
 from realsr_fast.models.rrdbnet import RRDBNet
@@ -82,7 +92,9 @@ def export_onnx(model: RRDBNet, path: str | os.PathLike, *, precision: str = "fp
     """Export the fp32 `model` to `path` (written atomically) and check the graph.
 
     precision fp16 computes in fp16 except `fp32_units` (default: measured, `choose_fp32_units`);
-    `io_dtype` is the graph's input/output type (fp32 by default, fp16 for TensorRT's fp16 I/O).
+    precision fp32 computes every unit in fp32. `io_dtype` is the graph's input/output type (fp32
+    by default, fp16 for TensorRT's fp16 I/O), cast inside the graph. The model may sit on any
+    device; the export runs on a CPU copy.
     """
     if precision not in PRECISIONS:
         raise RealSRError(f"unknown ONNX precision {precision!r}; use {' or '.join(PRECISIONS)}")
@@ -90,13 +102,13 @@ def export_onnx(model: RRDBNet, path: str | os.PathLike, *, precision: str = "fp
         raise RealSRError(f"unknown I/O type {io_dtype!r}; use {' or '.join(IO_DTYPES)}")
     if opset < MIN_OPSET:
         raise RealSRError(f"opset {opset} is too old; use {MIN_OPSET} or newer")
-    model = model.float().eval()
+    model = copy.deepcopy(model).float().cpu().eval()
     if precision == "fp16":
         units = tuple(choose_fp32_units(model) if fp32_units is None else fp32_units)
         graph = mixed_precision(model, units, IO_DTYPES[io_dtype])
     else:
         units = ()
-        graph = mixed_precision(model, (), IO_DTYPES[io_dtype]) if io_dtype == "fp16" else model
+        graph = mixed_precision(model, unit_names(model), IO_DTYPES[io_dtype]) if io_dtype == "fp16" else model
     info = OnnxInfo(scale=model.scale, nf=model.nf, precision=precision, io_dtype=io_dtype,
                     fp32_units=units, tile_pad=tile_pad,
                     model_sha256=weights_sha256(model.state_dict()), opset=opset)

@@ -4,8 +4,14 @@ The engine is built from the fp16 ONNX graph (fp16 input/output, overflow-prone 
 see `realsr_fast.export.precision`) as a strongly typed network: TensorRT 11 has no weak typing
 (BuilderFlag.FP16 is gone) and on 10.x the STRONGLY_TYPED creation flag asks for the same (11.x
 accepts and ignores it). One optimisation profile covers square tiles from `min` to `max` LR
-pixels a side (batch 1). A timing cache file, when given, is read before and written after the
-build, so rebuilds (other profiles, other models) skip most kernel timing.
+pixels a side (batch 1): `min` is small (8) so that no tile ever needs padding with made-up
+pixels (see `inference/tensorrt_runner.py`), `opt` is the default tile with its context (512).
+
+A timing cache file, when given, is read before and written after the build, so rebuilds (other
+profiles, other models) skip most kernel timing. A cache TensorRT refuses (`set_timing_cache`
+returns False: written by another GPU or TensorRT version, or damaged; IBuilderConfig in the
+TensorRT Python API docs) is discarded with a warning and the build goes on with an empty one; the
+engine is always returned, whatever happens to the cache afterwards.
 
 An engine only runs on the GPU model and TensorRT version it was built with: the sidecar
 `<engine>.json` records both (and the profile, the model's weight hash, scale and tile pad), and
@@ -14,6 +20,7 @@ An engine only runs on the GPU model and TensorRT version it was built with: the
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,11 +32,15 @@ from realsr_fast.errors import RealSRError
 from realsr_fast.export.onnx_export import INPUT_NAME, OnnxInfo
 from realsr_fast.tiling import DEFAULT_TILE_PAD
 
-#: Default profile (LR tile sides with padding) and build workspace.
-DEFAULT_PROFILE = (64, 256, 512)
+logger = logging.getLogger(__name__)
+
+#: Default profile (LR tile sides with padding: min, opt, max) and build workspace. opt is the
+#: default tile with its context (`Profile.tile_for`: max - 2 * pad, padded again to max).
+DEFAULT_PROFILE = (8, 512, 512)
 WORKSPACE_BYTES = 4 << 30
-INSTALL_HINT = ("TensorRT is not installed: pip install 'realsr_fast[tensorrt]' (or pip install "
-                "tensorrt) on a machine with an NVIDIA GPU and driver")
+INSTALL_HINT = ("TensorRT is not installed: pip install 'realsr_fast[tensorrt]' (TensorRT 11 for "
+                "CUDA 13: pip install 'tensorrt-cu13==11.*', NVIDIA driver >= 580) on a machine "
+                "with an NVIDIA GPU")
 
 
 @dataclass(frozen=True)
@@ -192,20 +203,57 @@ def build_engine(onnx_path: str | os.PathLike, profile: Profile,
     optimisation.set_shape(INPUT_NAME, *profile.shapes())
     config.add_optimization_profile(optimisation)
     cache_path = Path(timing_cache) if timing_cache is not None else None
-    cached = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
-    config.set_timing_cache(config.create_timing_cache(cached), False)
+    attach_timing_cache(config, cache_path)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RealSRError(f"TensorRT could not build an engine from {onnx_path} for inputs "
                           f"{profile.min}-{profile.max} px (see the TensorRT log above); try a "
                           "smaller --max")
     if cache_path is not None:
-        from realsr_fast.io import atomic_write
-
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(cache_path) as f:
-            f.write(memoryview(config.get_timing_cache().serialize()))
+        save_timing_cache(config, cache_path)
     return bytes(memoryview(serialized))
+
+
+def attach_timing_cache(config, path: Path | None) -> None:
+    """Give the builder `config` the timing cache in `path` (none yet: an empty one). TensorRT
+    refuses a cache from another GPU or version (set_timing_cache returns False, with
+    ignore_mismatch False: a mismatched cache could pick slow kernels); such a cache, or an
+    unreadable file, is replaced by an empty cache with a warning."""
+    cached = b""
+    if path is not None and path.is_file():
+        try:
+            cached = path.read_bytes()
+        except OSError as exc:
+            logger.warning("cannot read the timing cache %s (%s); timing from scratch", path, exc)
+    if cached:
+        try:
+            cache = config.create_timing_cache(cached)
+        except RuntimeError:  # a damaged file may be refused here already
+            cache = None
+        if cache is not None and config.set_timing_cache(cache, False):
+            return
+        logger.warning("TensorRT refused the timing cache %s (another GPU or TensorRT version, "
+                       "or damaged); timing from scratch and replacing it", path)
+    if not config.set_timing_cache(config.create_timing_cache(b""), False):
+        raise RealSRError("TensorRT refused an empty timing cache (see the TensorRT log above)")
+
+
+def save_timing_cache(config, path: Path) -> None:
+    """Write the builder's timing cache to `path` atomically; a cache that cannot be had or
+    written costs the next build time, never this build's engine (a warning, no error)."""
+    from realsr_fast.io import atomic_write
+
+    cache = config.get_timing_cache()
+    data = cache.serialize() if cache is not None else None
+    if data is None:
+        logger.warning("TensorRT returned no timing cache; %s is not updated", path)
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            f.write(memoryview(data))
+    except OSError as exc:
+        logger.warning("cannot write the timing cache %s (%s); the engine is fine", path, exc)
 
 
 def export_tensorrt(model: torch.nn.Module, engine_path: str | os.PathLike, profile: Profile,

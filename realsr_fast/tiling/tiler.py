@@ -86,6 +86,20 @@ def check_batch(x: torch.Tensor) -> None:
                           f"{tuple(x.shape)}")
 
 
+#: How out-of-memory errors read when they arrive as plain RuntimeErrors (cuDNN, cuBLAS, the CUDA
+#: runtime and driver) rather than as torch.OutOfMemoryError.
+_OOM_WORDS = ("out of memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED",
+              "cudaErrorMemoryAllocation", "CUDA_ERROR_OUT_OF_MEMORY")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` means the device ran out of memory: torch.OutOfMemoryError, or a
+    RuntimeError whose message says so (cuDNN and cuBLAS report it that way)."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(word in str(exc) for word in _OOM_WORDS)
+
+
 def upscale_tiled_retrying(x: torch.Tensor, fn: TileFn, scale: int, tile: int | None, pad: int,
                            device: torch.device, progress: Progress | None = None) -> torch.Tensor:
     """`upscale_tiled`, redone with tiles of half the side whenever `device` runs out of memory
@@ -94,7 +108,9 @@ def upscale_tiled_retrying(x: torch.Tensor, fn: TileFn, scale: int, tile: int | 
     while True:
         try:
             return upscale_tiled(x, fn, scale, tile, pad, progress)
-        except torch.OutOfMemoryError as exc:
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            if not is_out_of_memory(exc):
+                raise
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             side = tile or max(height, width)
