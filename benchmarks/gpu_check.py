@@ -14,9 +14,11 @@ stage does not stop the others:
    against the FP32 FMA-bound time, where the GPU's clock is known.
 4. kernelgan: KernelGAN at batch 64 (dry run: 2), images per second for 3000 iterations.
 5. upscaler: ``realsr_fast.Upscaler`` fp16 against fp32 (dry run: bf16 on the CPU): PSNR and speed.
-6. tensorrt: the ONNX -> TensorRT fp16 engine: build time, PSNR against torch fp32 (goal >= 45 dB)
-   and speed against torch fp16; skipped with the reason when ``import tensorrt`` fails. Dry run:
-   the ONNX export and ONNX Runtime on the CPU instead (the same graph path up to the engine).
+6. tensorrt: ``gpu_check_tensorrt.tensorrt_checks`` (engine build and timing-cache reuse, padded vs
+   unpadded accuracy, CUDA graphs over alternating shapes and their memory, default vs side stream,
+   a truncated engine, df2k engine >= 45 dB against IEEE fp32 and its latency against torch fp16);
+   skipped with the reason when TensorRT is missing. Dry run: the ONNX export and ONNX Runtime on
+   the CPU instead (the same graph path up to the engine).
 7. train_step: one training step with on-the-fly degradation (real config; dry run: a tiny one)
    and the degradation's share of it.
 
@@ -270,7 +272,6 @@ def stage_upscaler(ctx) -> dict:
 
 
 def stage_tensorrt(ctx) -> dict:
-
     api = _api()
     if ctx.dry_run:  # the CPU fallback: the same model exported to ONNX, run by ONNX Runtime
         x = _photo(12)
@@ -283,24 +284,13 @@ def stage_tensorrt(ctx) -> dict:
         return dict(note="dry run: TensorRT needs a GPU; ONNX Runtime fp32 on the CPU instead", tile=12,
                     psnr_onnxruntime_vs_torch_fp32_db=_psnr(backend.upscale_tensor(x), reference.upscale_tensor(x)),
                     onnxruntime_ms=1e3 * t_onnx, torch_fp32_ms=1e3 * t_torch)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gpu_check_tensorrt import Unavailable, tensorrt_checks
+
     try:
-        import tensorrt  # noqa: F401
-    except Exception as exc:  # noqa: BLE001 - any failure to import means no TensorRT here
-        raise Skip(f"import tensorrt failed ({type(exc).__name__}: {exc})") from None
-    x = _photo(256)
-    start = time.perf_counter()
-    engine = api.Upscaler("df2k", device="cuda", tile=256, tile_pad=24, backend="tensorrt",
-                          engine=Path(ctx.scratch) / "df2k.engine", rebuild_engine=True)
-    build_s = time.perf_counter() - start
-    fp32 = api.Upscaler("df2k", device="cuda", precision="fp32")
-    fp16 = api.Upscaler("df2k", device="cuda", precision="fp16")
-    psnr = _psnr(engine.upscale_tensor(x), fp32.upscale_tensor(x))
-    t_trt = _median_seconds(lambda: engine.upscale_tensor(x), "cuda", 5)
-    t_fp16 = _median_seconds(lambda: fp16.upscale_tensor(x), "cuda", 5)
-    if psnr < 45:
-        raise RuntimeError(f"TensorRT fp16 PSNR {psnr:.1f} dB against torch fp32 is below 45 dB")
-    return dict(tile=256, engine_build_s=build_s, psnr_trt_fp16_vs_torch_fp32_db=psnr, trt_ms=1e3 * t_trt,
-                torch_fp16_ms=1e3 * t_fp16, speedup_vs_torch_fp16=t_fp16 / t_trt)
+        return tensorrt_checks()
+    except Unavailable as why:
+        raise Skip(str(why)) from None
 
 
 def stage_train_step(ctx) -> dict:
@@ -401,14 +391,19 @@ def run(dry_run: bool, out: Path, build: bool = True) -> dict:
                 stages[name] = dict(status=FAILED, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-2000:]}")
             stages[name]["seconds"] = time.perf_counter() - began
             print(f"gpu_check: {name} {stages[name]['status']} in {stages[name]['seconds']:.1f} s", file=sys.stderr, flush=True)
-    report = dict(dry_run=dry_run, date=time.strftime("%Y-%m-%d %H:%M:%S"), torch=torch.__version__,
-                  device_name="CPU" if dry_run else torch.cuda.get_device_name(0),
-                  build_command=" ".join(command) or ctx.build_command, stages=stages,
-                  total_s=time.perf_counter() - start)
+            # Written after every stage, so a run stopped by a time limit still leaves its numbers.
+            report = dict(dry_run=dry_run, date=time.strftime("%Y-%m-%d %H:%M:%S"), torch=torch.__version__,
+                          device_name="CPU" if dry_run else torch.cuda.get_device_name(0),
+                          build_command=" ".join(command) or ctx.build_command, stages=stages,
+                          total_s=time.perf_counter() - start)
+            _write_report(out, report)
+    return report
+
+
+def _write_report(out: Path, report: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     _write_atomically(out / "gpu_check.json", json.dumps(report, indent=2, default=str) + "\n")
     _write_atomically(out / "gpu_check.md", _markdown(report))
-    return report
 
 
 def main(argv: list[str] | None = None) -> int:
