@@ -219,13 +219,19 @@ def stage_ops(ctx) -> dict:
         t_stock = min(_median_seconds(fn, ctx.device, repeats) for fn in stocks)
         row = dict(sizes=sizes, max_difference=_max_difference(got, want), ours_ms=1e3 * t_ours,
                    best_stock_ms=1e3 * t_stock, speedup=t_stock / t_ours)
+        if name.startswith("degrade"):  # quantised: a sum that lands on a rounding tie may go either way
+            row["differing_fraction"] = float((got.double() - want.double()).abs().gt(1e-6).double().mean())
         if name == "degrade: big job" and ctx.device == "cuda":
             bound = _fma_bound_seconds(ctx, 64 * 3 * 512 * 512 * 33 * 33)
             row["fma_bound_ms"] = None if bound is None else 1e3 * bound
             row["times_fma_bound"] = None if bound is None else t_ours / bound
         results[name] = row
-    tolerance = {"patch_stats": 1e-2}  # 0..255 scale variances of float64 box filters
-    bad = [n for n, r in results.items() if r["max_difference"] > tolerance.get(n, 2e-3)]
+    # patch_stats: 0..255-scale variances of float64 box filters. degrade: outputs quantised to 1/255,
+    # where float32 sums in another order may round a tie the other way: one level, on few samples.
+    one_level = 1 / 255 + 1e-6
+    tolerance = {"patch_stats": 1e-2, "degrade: training batch": one_level, "degrade: big job": one_level}
+    bad = [n for n, r in results.items()
+           if r["max_difference"] > tolerance.get(n, 2e-3) or r.get("differing_fraction", 0) > 1e-3]
     if bad:
         raise RuntimeError(f"ops differ from their stock compositions: {bad}: {results}")
     return results
