@@ -16,13 +16,13 @@ Groups (the `_ours` row is the reference of each):
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 
 import numpy as np
 import pytest
 import torch
 
+from realsr_fast.device import ieee_fp32
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.models import zoo
 
@@ -99,17 +99,6 @@ def test_ncnn(benchmark, tile):
         return np.array(extractor.extract("output")[1])
 
     assert benchmark.pedantic(run, **ROUNDS).shape == (3, 4 * TILE, 4 * TILE)
-
-
-@contextlib.contextmanager
-def ieee_fp32():
-    """cuDNN and cuBLAS in IEEE fp32 (torch lets convolutions use TF32 by default)."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 @pytest.fixture(scope="module")

@@ -52,19 +52,9 @@ def _crop(height: int, width: int):
 
 
 def _ieee_fp32():
-    import contextlib
+    from realsr_fast.device import ieee_fp32
 
-    import torch
-
-    @contextlib.contextmanager
-    def context():
-        saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-    return context()
+    return ieee_fp32()
 
 
 def _median_seconds(fn, repeats: int = 10) -> float:

@@ -1,7 +1,9 @@
-"""Which torch device a user's `--device` choice means."""
+"""Which torch device a user's `--device` choice means, and IEEE fp32 on it."""
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Iterator
 
 import torch
 
@@ -45,3 +47,15 @@ def cuda_index(device: torch.device) -> int:
     if device.type != "cuda":
         raise RealSRError(f"{device} is not a CUDA device")
     return device.index if device.index is not None else torch.cuda.current_device()
+
+
+@contextlib.contextmanager
+def ieee_fp32() -> Iterator[None]:
+    """cuDNN and cuBLAS in IEEE fp32 inside the block (torch lets convolutions use TF32 by default):
+    the reference against which reduced-precision paths are scored."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
