@@ -40,6 +40,20 @@ def test_dped_preset_cites_the_official_option_file():
     assert "codes/options/dped/train_kernel_noise.yml" in header and "train_dped.yml" not in header
 
 
+def test_track1_clean_targets_join_the_hr_as_given(tmp_path):
+    from realsr_fast.io import write_image
+    from realsr_fast.train.data import crop_dataset
+
+    for folder, count in (("cleaned", 2), ("targets", 3)):
+        for i in range(count):
+            write_image(tmp_path / folder / f"{folder}{i}.png", torch.zeros(40, 44, 3, dtype=torch.uint8).numpy())
+    config = load_config(CONFIGS / "realsr_df2k.yaml", [f"data.hr={tmp_path / 'cleaned'}",
+                                                        f"data.hr_as_given={tmp_path / 'targets'}", "data.patch=32"])
+    assert crop_dataset(config.data, 4, 16).count == 5
+    with pytest.raises(RealSRError, match="data.hr_as_given adds HR images to data.hr"):
+        load_config(None, ["data.hr_as_given=targets"])
+
+
 def test_adapting_the_released_model_is_its_own_preset():
     config = load_config(CONFIGS / "finetune_df2k.yaml", ["data.hr=HR"])
     assert config.generator.init == "df2k" and (config.generator.nb, config.data.kernel_draw) == (23, "per_image")

@@ -94,10 +94,12 @@ class DataConfig:
 
     `batch` is the global batch: each of W processes takes batch / W. `kernel_draw`: `per_image`
     fixes one kernel per HR image (RealSR's offline LR), `per_sample` draws one per crop
-    (`realsr_fast.data.training_pairs`).
+    (`realsr_fast.data.training_pairs`). `hr_as_given`: a second folder of HR images used as they
+    are beside `hr` (Track 1: the 800 clean DF2K targets, which the official does not clean up).
     """
 
     hr: Optional[str] = None
+    hr_as_given: Optional[str] = None
     paired: Optional[str] = None
     kernels: Optional[str] = None
     noise: Optional[str] = None
@@ -266,10 +268,12 @@ def validate(config: TrainConfig) -> None:
             raise RealSRError(f"{name} must be {wanted}")
     data = config.data
     if data.paired is not None:
-        clashing = [f"data.{name}" for name in ("hr", "kernels", "noise") if getattr(data, name) is not None]
+        clashing = [f"data.{name}" for name in ("hr", "hr_as_given", "kernels", "noise") if getattr(data, name) is not None]
         if clashing:
             raise RealSRError(f"data.paired and {', '.join(clashing)} are both set: an offline dataset brings its own "
                               f"LR and noise; set {', '.join(f'{name}=null' for name in clashing)} or data.paired=null")
+    elif data.hr_as_given is not None and data.hr is None:
+        raise RealSRError("data.hr_as_given adds HR images to data.hr, which is not set")
     elif data.hr is None:
         raise RealSRError("data.hr is not set: point it at a folder of HR images (data.hr=PATH), "
                           f"or use {BUILTIN_SAMPLES} to try things out, or set data.paired=PATH to an offline "

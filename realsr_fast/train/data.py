@@ -100,10 +100,13 @@ def hr_source(path: str) -> str | Path:
 
 def crop_dataset(config: DataConfig, scale: int, context: int = 0) -> Dataset:
     """The crops of `config`: :class:`PairedCropDataset` for `config.paired`, else
-    :class:`ContextCropDataset` of `config.hr` with a `context`-px margin on a `scale` grid."""
+    :class:`ContextCropDataset` of `config.hr` (and `config.hr_as_given`, sorted together) with a `context`-px margin on a `scale` grid."""
     if config.paired is not None:
         return PairedCropDataset(paired_files(config.paired, scale), config.patch, scale, cache=config.cache)
-    return ContextCropDataset(hr_source(config.hr), patch=config.patch, context=context, align=scale, cache=config.cache)
+    source = hr_source(config.hr)
+    if config.hr_as_given is not None:
+        source = list_images([source, config.hr_as_given])
+    return ContextCropDataset(source, patch=config.patch, context=context, align=scale, cache=config.cache)
 
 
 def crop_stream(config: DataConfig, scale: int, batch: int, seed: int, rank: int, world_size: int, start: int,
