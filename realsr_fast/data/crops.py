@@ -1,8 +1,10 @@
-"""Training input: random uint8 HR crops with flips and 90-degree rotations.
+"""Training input: random uint8 HR crops (:class:`HRCropDataset`, with flips and 90-degree
+rotations), or crops with the margin a blur needs and no flips (:class:`ContextCropDataset`, what
+training uses: the flips come after the degradation, as in the official code).
 
-The dataset does nothing but decode (or look up), crop and flip bytes, so worker processes stay
+The datasets do nothing but decode (or look up), crop and flip bytes, so worker processes stay
 cheap and batches travel to the device as uint8 (a quarter of float32's bytes, pinned); the
-degradation to LR happens there, in :class:`realsr_fast.data.degrader.Degrader`.
+degradation to LR happens there (:class:`realsr_fast.data.training_pairs.PairMaker`).
 
 Images come from a folder (decoded on every access) or from memory (`cache=True` decodes them
 once; with the default fork start method the workers share those pages). Random numbers come from
