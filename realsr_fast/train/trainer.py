@@ -13,7 +13,8 @@ The PSNR mode has no D and no VGG: step 2 with the pixel loss alone.
 Precision: fp32 as the official; `run.precision=bf16` (or `auto`: bf16 where the GPU supports it)
 autocasts G, D and the VGG features (docs/OFFICIAL_RECIPE.md gives its measured effect on the
 losses). CUDA: channels_last, optional torch.compile of G. Checkpoints every `run.checkpoint_every`
-iterations, at the end, and when SIGINT/SIGTERM arrives (the step in flight finishes first); `resume` continues exactly where one was written.
+iterations, at the end, and when SIGINT/SIGTERM arrives (the step in flight finishes first);
+`resume` continues exactly where one was written.
 """
 from __future__ import annotations
 
