@@ -1,9 +1,10 @@
 """Standard pretrained weights fetched on first use: hash-checked, atomic, with an offline switch.
 
 Only files that users expect a tool to download (torchvision's ImageNet VGG19 for the perceptual
-loss, AlexNet for LPIPS) come through here; the main job (upscaling with the bundled model), the
-demo and the tests never call it. Files land in torch's hub cache (`<torch hub dir>/checkpoints`),
-where torchvision itself looks, so a file fetched once serves both.
+loss, AlexNet for LPIPS, ESRGAN's PSNR x4 generator where RealSR's training starts) come through
+here; the main job (upscaling with the bundled model), the demo and the tests never call it. Files
+land in torch's hub cache (`<torch hub dir>/checkpoints`), where torchvision itself looks, so a
+file fetched once serves both.
 
 The check follows torchvision's convention: the name ends in the first hex digits of the file's
 SHA-256 (`vgg19-dcbb9e9d.pth`), and the download must hash to them. The data goes to a temporary
@@ -68,6 +69,13 @@ VGG19 = PretrainedFile("vgg19-dcbb9e9d.pth", "https://download.pytorch.org/model
                        "torchvision's ImageNet VGG19 weights")
 ALEXNET = PretrainedFile("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
                          "torchvision's ImageNet AlexNet weights (for LPIPS)")
+
+#: ESRGAN's PSNR-oriented x4 RRDBNet (xinntao/ESRGAN `RRDB_PSNR_x4.pth`, as BasicSR republishes it
+#: under its model-zoo name, whose suffix is the SHA-256 prefix): where RealSR's training starts.
+ESRGAN_PSNR_X4 = PretrainedFile(
+    "ESRGAN_PSNR_SRx4_DF2K_official-150ff491.pth",
+    "https://github.com/xinntao/BasicSR/releases/download/v0.1.0/ESRGAN_PSNR_SRx4_DF2K_official-150ff491.pth",
+    "ESRGAN's PSNR-oriented x4 generator weights (RRDB_PSNR_x4)")
 
 
 def hub_checkpoint_path(file: PretrainedFile) -> Path:

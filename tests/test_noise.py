@@ -13,7 +13,7 @@ from PIL import Image
 
 from realsr_fast.cli import main
 from realsr_fast.data.noise_bank import load_noise_bank
-from realsr_fast.data.noise_mining import NoiseSettings, find_noise_patches, mine_noise_folder
+from realsr_fast.data.noise_mining import NOISE_TRACKS, NoiseSettings, find_noise_patches, mine_noise_folder
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_image
 
@@ -210,3 +210,18 @@ def test_existing_patch_files_are_kept_unless_overwrite(photos, tmp_path):
     assert not read_image(patch).any()
     assert main([*args, "--overwrite"]) == 0
     np.testing.assert_array_equal(read_image(patch), original)
+
+
+def test_track_presets_set_the_thresholds(tmp_path, rng):
+    """`--track dped` is RealSR's DPED thresholds (mean above 50): a flat patch of mean 40 is kept
+    for DF2K and refused for DPED, unless an explicit --min-mean says otherwise."""
+    flat = np.clip(40 + rng.normal(0, 1, (64, 64, 3)), 0, 255).round().astype(np.uint8)
+    write_image(tmp_path / "photos" / "dark.png", flat)
+    runs = {"df2k": ["--track", "df2k"], "dped": ["--track", "dped"], "dped30": ["--track", "dped", "--min-mean", "30"]}
+    kept = {}
+    for name, extra in runs.items():
+        out = tmp_path / name
+        main(["noise", str(tmp_path / "photos"), "-o", str(out), "--patch", "64", "--quiet", *extra])
+        kept[name] = len(list(out.glob("*.png"))) if out.is_dir() else 0
+    assert kept == {"df2k": 1, "dped": 0, "dped30": 1}
+    assert (NOISE_TRACKS["dped"].min_mean, NOISE_TRACKS["df2k"].min_mean) == (50, 0)

@@ -77,6 +77,21 @@ def test_smaller_kernels_are_padded_around_the_centre_index(rng, size):
         scipy.ndimage.correlate(image, small / small.sum(), mode="reflect"), atol=1e-6)
 
 
+@pytest.mark.parametrize("size", [35, 41, 65])
+def test_odd_kernels_larger_than_kernelgans_are_centre_cropped(tmp_path, rng, size):
+    """Upstream KernelGAN writes x4 kernels above 33x33 for off-centre raw kernels: one such file
+    must not make the folder fail; it is cropped around its centre and renormalised, with a warning."""
+    big = random_kernel(rng, size)
+    np.save(tmp_path / "a_kernel_x4.npy", big)
+    np.save(tmp_path / "b_kernel_x4.npy", random_kernel(rng, 33))
+    with pytest.warns(UserWarning, match=rf"a_kernel_x4.npy: {size}x{size} kernel cropped to 33x33 .*% of its mass"):
+        bank = load_kernel_bank(tmp_path, 4)
+    start = size // 2 - 16
+    want = big[start:start + 33, start:start + 33]
+    assert bank.kernels.shape == (2, 33, 33)
+    np.testing.assert_allclose(bank.kernels[0].numpy(), want / want.sum(), rtol=1e-5, atol=1e-8)
+
+
 def test_kernel_folder_errors(tmp_path, rng, kernelgan_folder):
     with pytest.raises(RealSRError, match="holds x2, x4 kernels only"):
         load_kernel_bank(kernelgan_folder, 3)
@@ -86,8 +101,8 @@ def test_kernel_folder_errors(tmp_path, rng, kernelgan_folder):
         load_kernel_bank(empty, 4)
     with pytest.raises(RealSRError, match="no such kernel folder"):
         load_kernel_bank(tmp_path / "missing", 4)
-    np.save(empty / "big_kernel_x4.npy", random_kernel(rng, 65))
-    with pytest.raises(RealSRError, match=r"65x65 kernel is too large for x4 \(expected at most 33x33"):
+    np.save(empty / "big_kernel_x4.npy", random_kernel(rng, 64))
+    with pytest.raises(RealSRError, match=r"64x64 kernel is too large for x4 \(expected at most 33x33"):
         load_kernel_bank(empty, 4)
     np.save(empty / "big_kernel_x4.npy", np.zeros((33, 33)))
     with pytest.raises(RealSRError, match="sums to 0"):

@@ -18,7 +18,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 def test_presets_hold_the_paper_settings(preset, recipe, arch):
     config = load_config(CONFIGS / f"{preset}.yaml", ["data.hr=HR"])
     g, o, loss = config.generator, config.optim, config.loss
-    assert (g.nf, g.nb, g.gc, g.scale, g.init) == (64, 23, 32, 4, "df2k")
+    assert (g.nf, g.nb, g.gc, g.scale, g.init) == (64, 23, 32, 4, "esrgan-psnr")  # RealSR starts from RRDB_PSNR_x4
     assert (loss.mode, loss.pixel_weight, loss.perceptual_weight, loss.gan_weight) == ("gan", 0.01, 1.0, 0.005)
     assert (o.lr_g, o.lr_d, o.betas, o.milestones, o.gamma, o.iterations) == (
         1e-4, 1e-4, [0.9, 0.999], [5000, 10000, 20000, 30000], 0.5, 60000)
@@ -26,6 +26,37 @@ def test_presets_hold_the_paper_settings(preset, recipe, arch):
     assert (config.data.recipe, config.discriminator.arch) == (recipe, arch)
     assert (config.discriminator.ndf, config.discriminator.n_layers) == (64, 3)
     assert not loss.vgg_random_init_test_only
+    assert (config.data.kernel_draw, config.run.precision) == ("per_image", "fp32")
+
+
+def test_defaults_are_the_official_recipe():
+    config = load_config(None, ["data.hr=HR"])
+    official = ("esrgan-psnr", "per_image", "fp32")
+    assert (config.generator.init, config.data.kernel_draw, config.run.precision) == official
+
+
+def test_dped_preset_cites_the_official_option_file():
+    header = (CONFIGS / "realsr_dped.yaml").read_text(encoding="utf-8")
+    assert "codes/options/dped/train_kernel_noise.yml" in header and "train_dped.yml" not in header
+
+
+def test_track1_clean_targets_join_the_hr_as_given(tmp_path):
+    from realsr_fast.io import write_image
+    from realsr_fast.train.data import crop_dataset
+
+    for folder, count in (("cleaned", 2), ("targets", 3)):
+        for i in range(count):
+            write_image(tmp_path / folder / f"{folder}{i}.png", torch.zeros(40, 44, 3, dtype=torch.uint8).numpy())
+    config = load_config(CONFIGS / "realsr_df2k.yaml", [f"data.hr={tmp_path / 'cleaned'}",
+                                                        f"data.hr_as_given={tmp_path / 'targets'}", "data.patch=32"])
+    assert crop_dataset(config.data, 4, 16).count == 5
+    with pytest.raises(RealSRError, match="data.hr_as_given adds HR images to data.hr"):
+        load_config(None, ["data.hr_as_given=targets"])
+
+
+def test_adapting_the_released_model_is_its_own_preset():
+    config = load_config(CONFIGS / "finetune_df2k.yaml", ["data.hr=HR"])
+    assert config.generator.init == "df2k" and (config.generator.nb, config.data.kernel_draw) == (23, "per_image")
 
 
 def test_smoke_preset_is_tiny_and_marked_test_only():
@@ -50,6 +81,7 @@ def test_overrides_parse_yaml_values():
     ("data.patch=30", "multiple of generator.scale"),
     ("optim.lr_g=0", "optim.lr_g must be more than 0"),
     ("optim.milestones=[5, 2]", "increasing"),
+    ("data.kernel_draw=per_batch", "data.kernel_draw must be one of per_image, per_sample"),
     ("noequals", "section.key=value"),
 ])
 def test_bad_overrides_name_the_key(override, message):

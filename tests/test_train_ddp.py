@@ -64,7 +64,7 @@ def _spawn(tmp_path: Path, ports: Iterator[int], attempts: int = 3) -> int:
 def test_two_gloo_processes_train_the_same_generator(tmp_path):
     _spawn(tmp_path, iter(_free_port, None))
     r0, r1 = (torch.load(tmp_path / f"result{r}.pt", weights_only=True) for r in range(WORLD))
-    assert not torch.equal(r0["batch"], r1["batch"])  # each rank crops its own share of the data
+    assert not torch.equal(r0["batch"][0], r1["batch"][0])  # each rank crops its own share of the data
     for key, value in r0["final"].items():
         assert torch.equal(value, r1["final"][key]), key
     assert any(not torch.equal(r0["initial"][k], v) for k, v in r0["final"].items())

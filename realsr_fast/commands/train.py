@@ -7,9 +7,13 @@ from realsr_fast.commands.arguments import add_offline_argument, apply_offline
 
 DESCRIPTION = """\
 Train (or fine-tune) the RealSR ESRGAN generator against a PatchGAN or VGG-128 discriminator,
-degrading HR crops on the fly (random kernel + real noise per sample, on the training device).
+degrading HR crops on the fly on the training device as the official code does offline (the
+image's kernel, 8-bit LR, flips, then real noise). The paper presets start from ESRGAN's PSNR x4
+weights (generator.init=esrgan-psnr, fetched on first use) in fp32; what still differs from the
+official recipe and how to restore it: docs/OFFICIAL_RECIPE.md.
 
-CONFIG is a YAML preset (configs/realsr_dped.yaml, configs/realsr_df2k.yaml, configs/smoke.yaml);
+CONFIG is a YAML preset (configs/realsr_dped.yaml, configs/realsr_df2k.yaml, configs/finetune_df2k.yaml
+to adapt the released model, configs/smoke.yaml);
 KEY=VALUE arguments override it with dotted names and YAML values. Checkpoints go to
 RUN.OUT/checkpoints every run.checkpoint_every iterations, at the end, and on Ctrl-C / SIGTERM
 (the step in flight finishes first); --resume continues a run exactly. Each G_N.safetensors loads

@@ -1,8 +1,10 @@
-"""Training input: random uint8 HR crops with flips and 90-degree rotations.
+"""Training input: random uint8 HR crops (:class:`HRCropDataset`, with flips and 90-degree
+rotations), or crops with the margin a blur needs and no flips (:class:`ContextCropDataset`, what
+training uses: the flips come after the degradation, as in the official code).
 
-The dataset does nothing but decode (or look up), crop and flip bytes, so worker processes stay
+The datasets do nothing but decode (or look up), crop and flip bytes, so worker processes stay
 cheap and batches travel to the device as uint8 (a quarter of float32's bytes, pinned); the
-degradation to LR happens there, in :class:`realsr_fast.data.degrader.Degrader`.
+degradation to LR happens there (:class:`realsr_fast.data.training_pairs.PairMaker`).
 
 Images come from a folder (decoded on every access) or from memory (`cache=True` decodes them
 once; with the default fork start method the workers share those pages). Random numbers come from
@@ -138,3 +140,56 @@ def _usable_files(files: list, patch: int) -> tuple[list[Path], list[str]]:
         else:
             usable.append(path)
     return usable, skipped
+
+
+class ContextCropDataset(HRCropDataset):
+    """HR crops with the margin a blur kernel needs, for LR made on the device as offline.
+
+    Item `i` is `(crop, image)`: `crop` `(3, patch + 2 context, patch + 2 context)` uint8, whose
+    centre `patch x patch` is the training HR; `image` is the int64 index of its source image (so
+    that a kernel can be fixed per image). The margin is the image's own pixels, mirrored
+    (half-sample symmetric, as the whole-image blur pads) only where it passes a true image border;
+    so blurring the crop and keeping the centre equals blurring the whole image, then cropping.
+
+    Official order (Real-SR `LQGT_dataset.py`): each image is first cut to a multiple of `align`
+    (the scale, as the offline LR maker does) and the top-left corner of the centre sits on that
+    grid; no flips here (they come after the degradation, see `data/training_pairs.py`).
+
+    Args:
+        source, patch, cache, repeat: as :class:`HRCropDataset` (`patch` a multiple of `align`).
+        context: the margin in pixels on each side (a multiple of `align`).
+        align: the LR grid step, i.e. the scale.
+    """
+
+    def __init__(self, source, patch: int = 128, context: int = 0, align: int = 1, cache: bool = False,
+                 repeat: int = 1) -> None:
+        if align < 1 or patch % align or context % align or context < 0:
+            raise RealSRError(f"patch ({patch}) and context ({context}) must be multiples of the scale ({align})")
+        super().__init__(source, patch=patch, augment=False, cache=cache, repeat=repeat)
+        self.context, self.align = context, align
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.image(index)
+        height, width = image.shape[0] - image.shape[0] % self.align, image.shape[1] - image.shape[1] % self.align
+        if min(height, width) < self.patch:
+            raise RealSRError(f"HR image {index % self.count} is smaller than the patch once cut to a multiple of "
+                              f"the scale ({height}x{width} < {self.patch})")
+        top = self.align * int(torch.randint((height - self.patch) // self.align + 1, ()))
+        left = self.align * int(torch.randint((width - self.patch) // self.align + 1, ()))
+        crop = _crop_with_margin(image[:height, :width], top, left, self.patch, self.context)
+        return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))), torch.tensor(index % self.count)
+
+
+def _crop_with_margin(image: np.ndarray, top: int, left: int, size: int, margin: int) -> np.ndarray:
+    """`image[top - margin : top + size + margin, left - margin : ...]` `(H, W, C)`, the parts past the
+    image borders mirrored half-sample symmetrically (d c b a | a b c d), as np.pad 'symmetric'."""
+    height, width = image.shape[:2]
+    rows = np.arange(top - margin, top + size + margin)
+    cols = np.arange(left - margin, left + size + margin)
+    return image[_mirrored(rows, height)][:, _mirrored(cols, width)]
+
+
+def _mirrored(index: np.ndarray, length: int) -> np.ndarray:
+    """Half-sample symmetric reflection of indices into [0, length) (any distance, period 2 length)."""
+    index = np.mod(index, 2 * length)
+    return np.where(index < length, index, 2 * length - 1 - index)

@@ -58,6 +58,12 @@ class NoiseSettings:
             raise RealSRError(f"--max-overlap is a fraction of a patch's area in [0, 1], got {self.max_overlap}")
 
 
+#: Real-SR's noise thresholds per NTIRE 2020 track (`codes/preprocess/collect_noise.py`, docs/METHOD.md
+#: §4): grey variance below 20, mean above 0 (DF2K, track 1) or 50 (DPED, track 2).
+NOISE_TRACKS: dict[str, NoiseSettings] = {"df2k": NoiseSettings(max_var=20.0, min_mean=0.0),
+                                          "dped": NoiseSettings(max_var=20.0, min_mean=50.0)}
+
+
 @dataclass(frozen=True)
 class NoisePatch:
     """A kept patch: top-left corner `(y, x)` in the photo, grey mean and variance (0..255 scale)."""

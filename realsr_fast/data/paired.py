@@ -32,6 +32,7 @@ from realsr_fast.data.degrader import DegradeChoices, Degrader
 from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.noise_bank import MANIFEST_NAME, NoiseBank, load_noise_bank
 from realsr_fast.data.recipes import OFFLINE_RECIPES, RECIPES
+from realsr_fast.data.training_pairs import kernel_per_image
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import atomic_write, read_image, write_image
 
@@ -105,8 +106,8 @@ def build_paired_dataset(
     if not uses_kernels and kernels_dir is not None:
         report.notes.append(f"the {recipe} recipe uses no kernels; the kernel folder was not read")
     noise = load_noise_bank(noise_dir) if noise_dir is not None else None
-    degrader = Degrader(bank, None, scale=scale, recipe=recipe, generator=torch.Generator().manual_seed(seed))
-    choices = degrader.sample(len(images), (0, 0))
+    degrader = Degrader(bank, None, scale=scale, recipe=recipe)
+    choices = DegradeChoices(kernel_per_image(len(images), len(degrader.kernels), seed))  # as training's per_image
 
     output = Path(output)
     for i, path in enumerate(tqdm(images, desc="dataset", unit="image", disable=not progress)):

@@ -40,6 +40,9 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
            description="the released DF2K model's training data: MATLAB bicubic 1/4 plus real noise"),
 )}
 
+#: How the on-the-fly path picks kernels: one fixed per HR image (RealSR's offline LR), or one per crop.
+KERNEL_DRAWS: tuple[str, ...] = ("per_image", "per_sample")
+
 #: The recipes `realsr dataset` writes (no noise).
 OFFLINE_RECIPES: tuple[str, ...] = tuple(name for name, recipe in RECIPES.items() if recipe.offline)
 

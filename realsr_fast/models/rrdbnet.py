@@ -18,10 +18,13 @@ from realsr_fast.errors import RealSRError
 RESIDUAL_SCALE = 0.2
 #: The negative slope of every LeakyReLU.
 LRELU_SLOPE = 0.2
+#: ESRGAN scales the Kaiming-normal weights of every dense-block convolution by this at init.
+DENSE_INIT_SCALE = 0.1
 
 
 class ResidualDenseBlock(nn.Module):
-    """Five 3x3 convolutions, each seeing the block input and all earlier outputs.
+    """Five 3x3 convolutions, each seeing the block input and all earlier outputs; initialised as
+    ESRGAN's (Kaiming normal, fan in, x0.1, zero bias); the other RRDBNet convs keep PyTorch's default.
 
     (B, nf, H, W) -> (B, nf, H, W): x + 0.2 * conv5(cat(x, x1, x2, x3, x4)).
     """
@@ -33,6 +36,12 @@ class ResidualDenseBlock(nn.Module):
         self.conv3 = nn.Conv2d(nf + 2 * gc, gc, 3, 1, 1)
         self.conv4 = nn.Conv2d(nf + 3 * gc, gc, 3, 1, 1)
         self.conv5 = nn.Conv2d(nf + 4 * gc, nf, 3, 1, 1)
+        # ESRGAN's start for training from scratch (xinntao/ESRGAN and BasicSR RRDBNet_arch,
+        # initialize_weights(..., 0.1)): small residual branches keep the 23-block trunk stable.
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5):
+            nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in")
+            conv.weight.data.mul_(DENSE_INIT_SCALE)
+            nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]

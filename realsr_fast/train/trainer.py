@@ -1,17 +1,20 @@
 """`Trainer`: RealSR's ESRGAN training loop (docs/METHOD.md §7) on one device or many (torchrun + DDP).
 
 Each iteration, as ESRGAN's `SRGAN_model.optimize_parameters`:
-1. the loader's uint8 HR crops `(b, 3, P, P)` go to the device and the :class:`Degrader` makes
-   their LR there (`(b, 3, P/s, P/s)` float, random kernel and real noise per sample); from an
-   offline dataset (`data.paired`) the loader brings the LR crops too and only the noise is added;
+1. the loader's uint8 HR crops with their blur margin go to the device and the :class:`PairMaker`
+   makes `(hr, lr)` there in the official order (blur, crop, flip both, real noise; `(b, 3, P/s,
+   P/s)` float LR); from an offline dataset (`data.paired`) the loader brings the LR crops too and
+   only the noise is added;
 2. G step (D frozen): SR = G(LR); pixel + perceptual + RaGAN(D(HR) detached, D(SR));
 3. D step: RaGAN_D(D(HR), D(SR detached));
 4. both MultiStepLR schedulers step.
 The PSNR mode has no D and no VGG: step 2 with the pixel loss alone.
 
-CUDA: bf16 autocast where supported (`run.precision=auto`), channels_last, optional torch.compile
-of G. Checkpoints every `run.checkpoint_every` iterations, at the end, and when SIGINT/SIGTERM
-arrives (the step in flight finishes first); `resume` continues exactly where one was written.
+Precision: fp32 as the official; `run.precision=bf16` (or `auto`: bf16 where the GPU supports it)
+autocasts G, D and the VGG features (docs/OFFICIAL_RECIPE.md gives its measured effect on the
+losses). CUDA: channels_last, optional torch.compile of G. Checkpoints every `run.checkpoint_every`
+iterations, at the end, and when SIGINT/SIGTERM arrives (the step in flight finishes first);
+`resume` continues exactly where one was written.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from realsr_fast import metrics
+from realsr_fast.data.training_pairs import PairMaker, kernel_context
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import atomic_write
 from realsr_fast.models.discriminators import build_discriminator
@@ -41,7 +45,14 @@ from realsr_fast.models.rrdbnet import RRDBNet
 from realsr_fast.models.vgg import build_vgg
 from realsr_fast.train import checkpoint as ckpt
 from realsr_fast.train.config import TrainConfig, to_yaml
-from realsr_fast.train.data import ValidationImage, build_degrader, crop_stream, paired_validation_set, validation_set
+from realsr_fast.train.data import (
+    ValidationImage,
+    build_degrader,
+    crop_dataset,
+    crop_stream,
+    paired_validation_set,
+    validation_set,
+)
 from realsr_fast.train.distributed import DistContext, any_rank, rank_seed, wrap
 from realsr_fast.train.losses import LossWeights, PerceptualLoss, generator_losses, ragan_discriminator_loss
 
@@ -93,6 +104,14 @@ class Trainer:
 
         self.degrade_generator = torch.Generator(device=self.device)
         self.degrader = build_degrader(config.data, config.generator.scale, self.degrade_generator).to(self.device)
+        self.pairs: PairMaker | None = None
+        if config.data.paired is None:
+            margin = kernel_context(self.degrader.kernels.shape[-1], config.generator.scale)
+            self.crops = crop_dataset(config.data, config.generator.scale, margin)
+            # per_image: the kernels `realsr dataset --seed {run.seed}` would give the same images
+            self.pairs = PairMaker(self.degrader, config.data.kernel_draw, self.crops.count, config.run.seed).to(self.device)
+        else:
+            self.crops = crop_dataset(config.data, config.generator.scale)
         self.validation: list[ValidationImage] = []
         if config.val.hr is not None and config.val.every and context.is_main and config.data.paired is not None:
             self.validation = paired_validation_set(config.val.hr, config.generator.scale, config.val.max_images,
@@ -172,19 +191,18 @@ class Trainer:
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def degrade(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(b, 3, P, P)` uint8 HR, or an offline `(hr, lr)` uint8 pair whose LR `(b, 3, P/s, P/s)` the
-        Degrader (scale 1 then) only adds noise to -> `(hr, lr)` float on the device: `(b, 3, P, P)`
-        and `(b, 3, P/s, P/s)`.
+    def degrade(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A loader batch -> `(hr, lr)` float on the device, `(b, 3, P, P)` and `(b, 3, P/s, P/s)`.
 
-        The Degrader's generator is re-seeded from (seed, rank, iteration), so a resumed run draws
-        what the uninterrupted one drew at the same iteration.
+        On the fly the batch is `(crops with margin, image index)` and the :class:`PairMaker` makes
+        the pairs; from an offline dataset it is an `(hr, lr)` uint8 pair whose LR the Degrader
+        (scale 1 then) only adds noise to. The Degrader's generator is re-seeded from (seed, rank,
+        iteration), so a resumed run draws what the uninterrupted one drew at the same iteration.
         """
-        hr_u8, source = (batch, batch) if isinstance(batch, torch.Tensor) else batch
-        hr_u8, source = hr_u8.to(self.device, non_blocking=True), source.to(self.device, non_blocking=True)
+        first, second = (t.to(self.device, non_blocking=True) for t in batch)
         self.degrade_generator.manual_seed(rank_seed(self.config.run.seed, self.context.rank) * _STEP_SEED_STRIDE + self.iteration)
         with torch.no_grad():
-            lr = self.degrader(source)
+            hr_u8, lr = self.pairs(first, second) if self.pairs is not None else (first, self.degrader(second))
         return self._layout(hr_u8.float().div_(255)), self._layout(lr)
 
     def optimise(self, hr: torch.Tensor, lr: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -215,17 +233,17 @@ class Trainer:
             losses["d_real"], losses["d_fake"] = real.float().mean(), fake.float().mean()
         return {name: value.detach() for name, value in losses.items()}
 
-    def train_step(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Degrade a uint8 HR batch (or add noise to an offline pair's LR) on the device, then :meth:`optimise`."""
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Make the pairs of a loader batch on the device (:meth:`degrade`), then :meth:`optimise`."""
         hr, lr = self.degrade(batch)
         return self.optimise(hr, lr)
 
     # -- the loop --------------------------------------------------------------------------------
-    def batches(self) -> Iterator[torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
-        """This rank's uint8 HR batches (or offline `(hr, lr)` pairs) from where the run stands (see `train.data`)."""
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's loader batches from where the run stands (see `train.data`)."""
         loader = crop_stream(self.config.data, self.config.generator.scale, self.batch, self.config.run.seed,
                              self.context.rank, self.context.world_size, self.iteration * self.batch,
-                             self.device.type == "cuda")
+                             self.device.type == "cuda", self.crops)
         return iter(loader)
 
     def train(self) -> TrainResult:
