@@ -72,10 +72,12 @@ ALEXNET = PretrainedFile("alexnet-owt-7be5be79.pth", "https://download.pytorch.o
 
 #: ESRGAN's PSNR-oriented x4 RRDBNet (xinntao/ESRGAN `RRDB_PSNR_x4.pth`, as BasicSR republishes it
 #: under its model-zoo name, whose suffix is the SHA-256 prefix): where RealSR's training starts.
+# BasicSR publishes this file on Google Drive only (scripts/download_pretrained_models.py, file id
+# below); Drive answers large files with a confirmation page, which `_download` reports as such.
 ESRGAN_PSNR_X4 = PretrainedFile(
     "ESRGAN_PSNR_SRx4_DF2K_official-150ff491.pth",
-    "https://github.com/xinntao/BasicSR/releases/download/v0.1.0/ESRGAN_PSNR_SRx4_DF2K_official-150ff491.pth",
-    "ESRGAN's PSNR-oriented x4 generator weights (RRDB_PSNR_x4)")
+    "https://drive.google.com/uc?export=download&id=1swaV5iBMFfg-DL6ZyiARztbhutDCWXMM",
+    "ESRGAN's PSNR-oriented x4 generator weights (RRDB_PSNR_x4, BasicSR's copy)")
 
 
 def hub_checkpoint_path(file: PretrainedFile) -> Path:
@@ -125,6 +127,9 @@ def _download(url: str, sink, file: PretrainedFile, progress: bool) -> str:
     digest, received, expected = hashlib.sha256(), 0, None
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
+            if response.headers.get_content_type() == "text/html":
+                raise RealSRError(f"{url} sent a web page instead of {file.name} (a download site asking for a "
+                                  f"confirmation); {by_hand.removeprefix('or ')}")
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
             with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,

@@ -30,6 +30,7 @@ def _named(payload: bytes, stem: str = "net") -> PretrainedFile:
 class _Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
     truncate: set[str] = set()
+    html: set[str] = set()
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         name = self.path.lstrip("/")
@@ -39,6 +40,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self.files[name]
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
+        if name in self.html:
+            self.send_header("Content-Type", "text/html; charset=utf-8")
         self.end_headers()
         self.wfile.write(body[: len(body) // 3] if name in self.truncate else body)
         self.wfile.flush()
@@ -52,7 +55,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server(monkeypatch, tmp_path):
     """A mirror on 127.0.0.1 (REALSR_WEIGHTS_MIRROR points at it), downloads allowed, hub in tmp_path."""
-    handler = type("Handler", (_Handler,), {"files": {}, "truncate": set()})
+    handler = type("Handler", (_Handler,), {"files": {}, "truncate": set(), "html": set()})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -96,6 +99,17 @@ def test_wrong_hash_leaves_nothing(server, rng):
     with pytest.raises(RealSRError, match="corrupt") as info:
         fetch_pretrained(file, progress=False)
     assert file.expected_hash in str(info.value)
+    assert _leftovers(hub_checkpoint_path(file)) == []
+
+
+def test_a_web_page_instead_of_the_file_is_named_as_such(server):
+    """Download sites that ask to confirm large files answer with a page: say so, keep nothing."""
+    file = _named(b"weights")
+    server.files[file.name] = b"<html>confirm the download</html>"
+    server.html.add(file.name)
+    with pytest.raises(RealSRError, match="web page instead of") as info:
+        fetch_pretrained(file, progress=False)
+    assert str(hub_checkpoint_path(file).parent) in str(info.value)
     assert _leftovers(hub_checkpoint_path(file)) == []
 
 
