@@ -3,6 +3,8 @@
 The rule, from benchmarks/bench_upscale.py (table in benchmarks/README.md, "Upscale by size"):
 - a Vulkan device asked for (`--device vulkan[:N]`): ncnn, the only backend that runs there;
 - CUDA: torch (fp16 by default, fp32 redo of overflowing tiles);
+- `--device auto` without CUDA but with a Vulkan GPU (AMD, Intel, Apple; not a software one)
+  and an ncnn model: ncnn on that GPU;
 - a CPU that computes bf16 natively (AVX512-BF16 or AMX), precision auto: torch bf16 (about 3x
   torch fp32 and 2x ncnn fp32, >= 40 dB from fp32);
 - otherwise fp32: ncnn (Winograd 3x3 convolutions) when the model is in ncnn form, since it was
@@ -18,7 +20,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.inference.backends import TileRunner, UpscalerSettings, load_runner as load_backend
+from realsr_fast.inference.backends import TileRunner, UpscalerSettings
+from realsr_fast.inference.backends import load_runner as load_backend
 from realsr_fast.inference.torch_runner import cpu_has_native_bf16
 
 logger = logging.getLogger(__name__)
@@ -30,6 +33,7 @@ class Choice:
 
     backend: str
     precision: str
+    device: str
     reason: str
 
 
@@ -47,25 +51,33 @@ def _ncnn_ready(model) -> str | None:
 
 def choose(settings: UpscalerSettings, device: torch.device) -> Choice:
     """What `--backend auto` runs for `settings` on the resolved `device`."""
-    precision = settings.precision
-    if settings.device.startswith("vulkan"):
-        return Choice("ncnn", precision, f"--device {settings.device} runs on ncnn")
+    precision, asked = settings.precision, settings.device
+    if asked.startswith("vulkan"):
+        return Choice("ncnn", precision, asked, f"--device {asked} runs on ncnn")
     if device.type == "cuda":
-        return Choice("torch", precision, "CUDA: torch")
+        return Choice("torch", precision, asked, "CUDA: torch")
     if precision in ("bf16", "fp16"):
-        return Choice("torch", precision, f"--precision {precision} runs on torch")
-    if precision == "auto" and cpu_has_native_bf16():
-        return Choice("torch", "bf16", "this CPU computes bf16 natively (AVX512-BF16/AMX): torch "
-                      "bf16 is ~2x ncnn fp32; --precision fp32 for exact")
+        return Choice("torch", precision, asked, f"--precision {precision} runs on torch")
     why_not = _ncnn_ready(settings.model)
+    if asked == "auto" and precision == "auto" and why_not is None:
+        from realsr_fast.inference.ncnn_runner import vulkan_index
+
+        gpu = vulkan_index("auto")
+        if gpu is not None:
+            return Choice("ncnn", "auto", f"vulkan:{gpu}", "a Vulkan GPU and no CUDA: ncnn on it")
+    if precision == "auto" and cpu_has_native_bf16():
+        return Choice("torch", "bf16", asked, "this CPU computes bf16 natively (AVX512-BF16/AMX): "
+                      "torch bf16 is ~2x ncnn fp32; --precision fp32 for exact")
     if why_not is None:
-        return Choice("ncnn", "fp32", "fp32 on a CPU without native bf16: ncnn (Winograd) is as "
-                      "fast as torch fp32 at 128 px and faster above")
-    return Choice("torch", "fp32", f"fp32 on the CPU: torch, as ncnn cannot run it ({why_not})")
+        return Choice("ncnn", "fp32", "cpu", "fp32 on a CPU without native bf16: ncnn (Winograd) "
+                      "is as fast as torch fp32 at 128 px and faster above")
+    return Choice("torch", "fp32", asked, f"fp32 on the CPU: torch, as ncnn cannot run it ({why_not})")
 
 
 def load_runner(settings: UpscalerSettings, device: torch.device) -> TileRunner:
     """The runner of the chosen backend, after one log line saying what was chosen and why."""
     choice = choose(settings, device)
-    logger.warning("backend auto: %s %s (%s)", choice.backend, choice.precision, choice.reason)
-    return load_backend(replace(settings, backend=choice.backend, precision=choice.precision), device)
+    logger.warning("backend auto: %s %s on %s (%s)", choice.backend, choice.precision, choice.device,
+                   choice.reason)
+    return load_backend(replace(settings, backend=choice.backend, precision=choice.precision,
+                                device=choice.device), device)
