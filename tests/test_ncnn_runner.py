@@ -4,7 +4,9 @@ Parity is against torch fp32 on real photo crops (kept tiny: the default model i
 parameters, and Mesa's llvmpipe Vulkan runs on the CPU)."""
 from __future__ import annotations
 
+import json
 import logging
+import time
 import types
 
 import numpy as np
@@ -13,7 +15,7 @@ import torch
 
 from realsr_fast import cli
 from realsr_fast.errors import RealSRError
-from realsr_fast.inference import auto_choice
+from realsr_fast.inference import auto_choice, calibration
 from realsr_fast.inference.backends import UpscalerSettings
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.models import zoo
@@ -117,6 +119,50 @@ def test_ncnn_refusals(tmp_path, monkeypatch) -> None:
 
 # --- backend auto --------------------------------------------------------------------------
 
+@pytest.fixture
+def timings(monkeypatch) -> list[calibration.Fp32Timing]:
+    """Fake calibration timings (ncnn faster unless a test changes it); records each measurement."""
+    measured: list[calibration.Fp32Timing] = []
+    answer = calibration.Fp32Timing(ncnn=1.0, torch=1.5)
+
+    def fake_measure(settings):
+        measured.append(answer)
+        return measured[-1]
+
+    monkeypatch.setattr(calibration, "measure", fake_measure)
+    return measured
+
+
+def test_calibration_is_measured_once_and_cached(timings, tmp_path, monkeypatch) -> None:
+    settings = UpscalerSettings("df2k", "cpu", "fp32", backend="auto")
+    path = tmp_path / "calibration.json"
+    first = calibration.fp32_timing(settings, path)
+    assert calibration.fp32_timing(settings, path) == first and len(timings) == 1
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 7)  # another machine setting: measured anew
+    calibration.fp32_timing(settings, path)
+    assert len(timings) == 2 and len(json.loads(path.read_text())) == 2
+    path.write_text("{not json")
+    calibration.fp32_timing(settings, path)
+    assert len(timings) == 3
+
+
+def test_calibration_times_a_real_runner() -> None:
+    class Sleepy:
+        def __call__(self, x):
+            time.sleep(x.shape[-1] / 1000)
+            return x
+
+    assert 0.12 <= calibration.time_tile(Sleepy(), 128) < 0.5  # the warm-up tile is not counted
+
+
+@pytest.mark.parametrize("ncnn_s, torch_s, expected", [(1.0, 1.5, "ncnn"), (2.0, 1.4, "torch")])
+def test_auto_fp32_takes_the_calibrated_winner(ncnn_s, torch_s, expected, monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(calibration, "measure", lambda settings: calibration.Fp32Timing(ncnn_s, torch_s))
+    monkeypatch.setenv(zoo.HOME_ENV, str(tmp_path))
+    choice = auto_choice.choose(UpscalerSettings("df2k", "cpu", "fp32", backend="auto"), CPU)
+    assert (choice.backend, choice.precision, choice.device) == (expected, "fp32", "cpu")
+    assert f"{expected} was the faster here" in choice.reason
+
 @pytest.mark.parametrize("native_bf16, model, device, precision, expected", [
     (True, "df2k", "cpu", "auto", ("torch", "bf16")),
     (True, "df2k", "cpu", "fp32", ("ncnn", "fp32")),
@@ -126,7 +172,7 @@ def test_ncnn_refusals(tmp_path, monkeypatch) -> None:
     (False, "df2k", "cpu", "bf16", ("torch", "bf16")),
     (False, "df2k", "vulkan", "auto", ("ncnn", "auto")),
 ])
-def test_auto_choice(native_bf16, model, device, precision, expected, monkeypatch) -> None:
+def test_auto_choice(native_bf16, model, device, precision, expected, monkeypatch, timings) -> None:
     monkeypatch.setattr(auto_choice, "cpu_has_native_bf16", lambda: native_bf16)
     monkeypatch.setattr(ncnn, "get_gpu_count", lambda: 0)  # no Vulkan GPU to prefer
     settings = UpscalerSettings(model, device, precision, backend="auto")
@@ -134,7 +180,7 @@ def test_auto_choice(native_bf16, model, device, precision, expected, monkeypatc
     assert (choice.backend, choice.precision) == expected and choice.reason
 
 
-def test_auto_takes_a_vulkan_gpu_but_not_a_software_one(monkeypatch) -> None:
+def test_auto_takes_a_vulkan_gpu_but_not_a_software_one(monkeypatch, timings) -> None:
     kinds = [3, 0]  # llvmpipe (the CPU), then a discrete GPU
     monkeypatch.setattr(ncnn, "get_gpu_count", lambda: len(kinds))
     monkeypatch.setattr(ncnn, "get_gpu_info", lambda i: types.SimpleNamespace(type=lambda: kinds[i]))
@@ -151,16 +197,16 @@ def test_auto_keeps_cuda_on_torch() -> None:
     assert (choice.backend, choice.precision) == ("torch", "auto")
 
 
-def test_auto_says_what_it_chose(monkeypatch, caplog) -> None:
+def test_auto_says_what_it_chose(monkeypatch, caplog, timings) -> None:
     monkeypatch.setattr(auto_choice, "cpu_has_native_bf16", lambda: False)
     with caplog.at_level(logging.WARNING):
         up = Upscaler("df2k", device="cpu", backend="auto")
     assert up._runner.__class__.__name__ == "NcnnRunner" and up.precision == "fp32"
     lines = [r.message for r in caplog.records if r.message.startswith("backend auto")]
-    assert len(lines) == 1 and "ncnn fp32 on cpu" in lines[0] and "native bf16" in lines[0]
+    assert len(lines) == 1 and "ncnn fp32 on cpu" in lines[0] and "ncnn was the faster" in lines[0]
 
 
-def test_cli_default_is_auto_and_ncnn_can_be_forced(tmp_path, monkeypatch, caplog, rng) -> None:
+def test_cli_default_is_auto_and_ncnn_can_be_forced(tmp_path, monkeypatch, caplog, rng, timings) -> None:
     from PIL import Image
 
     monkeypatch.setattr(auto_choice, "cpu_has_native_bf16", lambda: False)

@@ -7,8 +7,8 @@ The rule, from benchmarks/bench_upscale.py (table in benchmarks/README.md, "Upsc
   and an ncnn model: ncnn on that GPU;
 - a CPU that computes bf16 natively (AVX512-BF16 or AMX), precision auto: torch bf16 (about 3x
   torch fp32 and 2x ncnn fp32, >= 40 dB from fp32);
-- otherwise fp32: ncnn (Winograd 3x3 convolutions) when the model is in ncnn form, since it was
-  as fast as torch fp32 at 128 px and faster from 256 px up at every size measured, else torch.
+- otherwise fp32: whichever of ncnn (Winograd 3x3 convolutions; needs the model in ncnn form)
+  and torch is faster on this CPU, timed once and cached (`inference.calibration`).
 `--precision bf16` / `fp16` always mean torch. Every choice can be forced with `--backend`.
 The choice and its reason are logged in one line.
 """
@@ -22,6 +22,7 @@ import torch
 from realsr_fast.errors import RealSRError
 from realsr_fast.inference.backends import TileRunner, UpscalerSettings
 from realsr_fast.inference.backends import load_runner as load_backend
+from realsr_fast.inference.calibration import CALIBRATION_TILE, fp32_timing
 from realsr_fast.inference.torch_runner import cpu_has_native_bf16
 
 logger = logging.getLogger(__name__)
@@ -69,8 +70,10 @@ def choose(settings: UpscalerSettings, device: torch.device) -> Choice:
         return Choice("torch", "bf16", asked, "this CPU computes bf16 natively (AVX512-BF16/AMX): "
                       "torch bf16 is ~2x ncnn fp32; --precision fp32 for exact")
     if why_not is None:
-        return Choice("ncnn", "fp32", "cpu", "fp32 on a CPU without native bf16: ncnn (Winograd) "
-                      "is as fast as torch fp32 at 128 px and faster above")
+        timing = fp32_timing(settings)
+        return Choice(timing.faster, "fp32", "cpu",
+                      f"fp32 on the CPU: {timing.faster} was the faster here, ncnn {timing.ncnn:.2f} s "
+                      f"vs torch {timing.torch:.2f} s on a {CALIBRATION_TILE} px tile")
     return Choice("torch", "fp32", asked, f"fp32 on the CPU: torch, as ncnn cannot run it ({why_not})")
 
 
