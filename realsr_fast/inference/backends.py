@@ -35,6 +35,8 @@ BACKENDS: dict[str, str] = {
 class UpscalerSettings:
     """Everything that picks and configures an upscaler; checked when made, before any loading.
 
+    `backend` auto picks one of the others for the machine (`inference.auto_choice`); device
+    `vulkan` / `vulkan:N` is for backends ncnn and auto.
     `onnx` (a graph from `realsr export onnx`) is for backend onnx; `engine`, `rebuild_engine`
     and `cuda_graph` are for backend tensorrt. Without a graph or engine file, the model's is
     built once and kept in the cache folder, named by the weights' hash.
