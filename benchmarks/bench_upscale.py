@@ -1,15 +1,23 @@
-"""Upscaling one image x4 with the default model (RealSR DF2K): ours (torch) vs ncnn, timed in
-the same run on the same 128 x 128 photo crop, 2 threads each.
+"""Upscaling one image x4 with the default model (RealSR DF2K): ours vs the ncnn package, timed
+in the same run on the same photo, 2 threads each.
 
     python -m pytest benchmarks/bench_upscale.py --benchmark-json benchmarks/results/upscale_cpu.json
     python benchmarks/ratios.py benchmarks/results/upscale_cpu.json
+
+The table by input size alone (128², 256², 512², 500x375; `-k 128x128` for one size):
+
+    python -m pytest benchmarks/bench_upscale.py -k by_size --benchmark-json benchmarks/results/upscale_sizes_cpu.json
+    python benchmarks/ratios.py benchmarks/results/upscale_sizes_cpu.json
 
 Groups (the `_ours` row is the reference of each):
 - fp32: `Upscaler(precision="fp32")` (eager, channels_last, inference mode) vs the ncnn
   package running the same REALSR_DF2K_UP4X .param/.bin with its default CPU options;
 - bf16: `Upscaler(precision="bf16")` vs the same ncnn run;
 - tiling: one 128 x 128 image in 4 tiles of 64 (+ the default 24 px of context) vs in one piece (fp32);
-- cuda (with a GPU): fp16 vs fp32 on the GPU.
+- cuda (with a GPU): fp16 vs fp32 on the GPU;
+- by size (`test_by_size_*`, one group per input size): what `realsr upscale` runs by default
+  (`backend="auto"`, the reference row) vs the ncnn package alone, and each of our paths forced:
+  torch fp32, torch bf16, and our ncnn backend (fp32 on the CPU).
 """
 from __future__ import annotations
 
@@ -118,3 +126,49 @@ def test_cuda_fp32(benchmark, device) -> None:
     x = torch.rand(1, 3, 512, 512, device=device)
     upscaler = Upscaler("df2k", device=device, precision="fp32")
     benchmark.pedantic(lambda: upscaler.upscale_tensor(x), **ROUNDS)
+
+
+# --- by input size: the default (auto) vs the ncnn package vs each of our paths ---------------
+
+SIZES = {  # (H, W) crops of real photos
+    "128x128": lambda: skimage_data.astronaut()[60:188, 160:288],
+    "256x256": lambda: skimage_data.astronaut()[0:256, 128:384],
+    "512x512": lambda: skimage_data.astronaut(),
+    "500x375": lambda: skimage_data.coffee()[0:375, 50:550],
+}
+FORCED = {  # Upscaler options of each of our paths, forced
+    "torch_fp32": dict(backend="torch", precision="fp32"),
+    "torch_bf16": dict(backend="torch", precision="bf16"),
+    "ncnn_backend": dict(backend="ncnn"),
+}
+
+
+def run_by_size(benchmark, size: str, **options) -> None:
+    benchmark.group = f"upscale {size} x4 by path"
+    image = np.ascontiguousarray(SIZES[size]())
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    if options.pop("package", False):
+        net = options["net"]
+        out = benchmark.pedantic(ncnn_upscale, args=(net, x[0].numpy().copy()), **ROUNDS)[None]
+    else:
+        upscaler = Upscaler("df2k", device="cpu", **options)
+        out = benchmark.pedantic(upscaler.upscale_tensor, args=(x,), **ROUNDS)
+    assert out.shape == (1, 3, 4 * image.shape[0], 4 * image.shape[1])
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_by_size_auto_ours(benchmark, size) -> None:
+    """What `realsr upscale` runs by default on this CPU."""
+    run_by_size(benchmark, size, backend="auto")
+
+
+@pytest.mark.parametrize("path", FORCED)
+@pytest.mark.parametrize("size", SIZES)
+def test_by_size_forced(benchmark, size, path) -> None:
+    run_by_size(benchmark, size, **FORCED[path])
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_by_size_ncnn_package(benchmark, size, ncnn_net) -> None:
+    """The ncnn package alone with its default CPU options, as realsr-ncnn-vulkan users run it."""
+    run_by_size(benchmark, size, package=True, net=ncnn_net)

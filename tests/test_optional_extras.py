@@ -42,6 +42,19 @@ def test_onnx_runtime_backend_names_the_onnx_extra(without, tmp_path):
         OnnxRunner(tmp_path / "m.onnx", torch.device("cpu"))
 
 
+def test_ncnn_backend_names_the_ncnn_extra_and_auto_does_without(without, monkeypatch):
+    from realsr_fast.inference import auto_choice
+    from realsr_fast.inference.backends import UpscalerSettings
+    from realsr_fast.inference.upscaler import Upscaler
+
+    without("ncnn")
+    with pytest.raises(RealSRError, match=r"ncnn backend needs .*realsr_fast\[ncnn\]"):
+        Upscaler("df2k", device="cpu", backend="ncnn")
+    monkeypatch.setattr(auto_choice, "cpu_has_native_bf16", lambda: False)
+    choice = auto_choice.choose(UpscalerSettings("df2k", "cpu", backend="auto"), torch.device("cpu"))
+    assert (choice.backend, choice.precision) == ("torch", "fp32") and "realsr_fast[ncnn]" in choice.reason
+
+
 def test_tensorrt_names_the_tensorrt_extra(without):
     from realsr_fast.export.tensorrt_build import import_tensorrt
 

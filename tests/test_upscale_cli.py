@@ -343,7 +343,9 @@ def test_bad_option_values_are_usage_errors(tmp_path, fake):
         realsr(tmp_path, "-o", tmp_path / "out", "--tile", 0)
     assert exit_info.value.code == 2
     with pytest.raises(SystemExit):
-        realsr(tmp_path, "-o", tmp_path / "out", "--backend", "ncnn")
+        realsr(tmp_path, "-o", tmp_path / "out", "--backend", "caffe")
+    with pytest.raises(SystemExit):
+        realsr(tmp_path, "-o", tmp_path / "out", "--device", "vulkan:x")
 
 
 def test_help_has_an_example(capsys):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from realsr_fast.commands.arguments import add_device_argument, add_model_argument, non_negative_int, positive_int
+from realsr_fast.commands.arguments import DEVICES, add_model_argument, non_negative_int, positive_int
 from realsr_fast.inference.backends import BACKENDS
 from realsr_fast.inference.upscale_files import OUTPUT_FORMATS, upscale_files
 from realsr_fast.tiling import DEFAULT_TILE_PAD
@@ -28,6 +28,8 @@ examples:
   realsr upscale photo.jpg -o photo_x4.jpg
   realsr upscale holiday/ scans/page1.tif -o upscaled/ --recursive --format png
   realsr upscale big.png -o out/ --device cpu --precision bf16 --tile 256
+  realsr upscale photo.png -o out/ --device vulkan        (AMD / Intel / Apple GPU, via ncnn)
+  realsr upscale photo.png -o out/ --backend ncnn --device cpu
   realsr upscale photo.png -o out/ --backend onnx --onnx realsr_fp32.onnx
   realsr upscale photo.png -o out/ --backend tensorrt --engine realsr.engine --cuda-graph"""
 
@@ -45,19 +47,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="output file (one input file) or folder")
     add_model_argument(parser, help="a named model (see `realsr models`) or a weight file: ncnn "
                        ".param, .pth or .safetensors (default: %(default)s)")
-    add_device_argument(parser)
+    parser.add_argument("--device", default="auto", type=upscale_device, metavar="auto|cpu|cuda|vulkan[:N]",
+                        help="auto picks CUDA when present; vulkan[:N] (any GPU: AMD, Intel, Apple, "
+                        "NVIDIA) runs on ncnn (default: %(default)s)")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                        help="auto: fp32 on CPU, fp16 on CUDA; bf16 is a faster CPU mode "
-                        "(default: %(default)s)")
+                        help="auto: fp16 on CUDA; on the CPU bf16 where it is native (AVX512-BF16, "
+                        "AMX), else fp32; fp32 is exact on every backend (default: %(default)s)")
     parser.add_argument("--tile", type=positive_int, default=None, metavar="N",
                         help="tile size in input pixels (default: chosen from free GPU "
                         "memory, or from the image size on the CPU)")
     parser.add_argument("--tile-pad", type=non_negative_int, default=DEFAULT_TILE_PAD, metavar="N",
                         help="input pixels of context around each tile (default: %(default)s)")
-    parser.add_argument("--backend", default="torch", choices=tuple(BACKENDS),
-                        help="inference backend: torch, onnx (ONNX Runtime, pip install "
-                        "'realsr_fast[onnx]') or tensorrt (NVIDIA GPU, pip install "
-                        "'realsr_fast[tensorrt]') (default: %(default)s)")
+    parser.add_argument("--backend", default="auto", choices=tuple(BACKENDS),
+                        help="inference backend: auto (the fastest for this machine, says which "
+                        "and why), torch, ncnn (CPU or Vulkan GPU, ncnn models; pip install "
+                        "'realsr_fast[ncnn]'), onnx (ONNX Runtime, pip install 'realsr_fast[onnx]') "
+                        "or tensorrt (NVIDIA GPU, pip install 'realsr_fast[tensorrt]') "
+                        "(default: %(default)s)")
     parser.add_argument("--onnx", default=None, metavar="PATH",
                         help="with --backend onnx: a graph from `realsr export onnx` (default: "
                         "the model's, exported once to the cache)")
@@ -76,6 +82,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="redo outputs that already exist (default: skip them)")
     parser.set_defaults(func=run)
+
+
+def upscale_device(text: str) -> str:
+    """`--device`: auto, cpu, cuda, cuda:N, vulkan or vulkan:N (argparse type)."""
+    kind, _, index = text.partition(":")
+    if text in DEVICES or (kind in ("cuda", "vulkan") and (not index or index.isdigit())):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not auto, cpu, cuda[:N] or vulkan[:N]")
 
 
 def run(args: argparse.Namespace) -> int:

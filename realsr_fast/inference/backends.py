@@ -26,6 +26,8 @@ BACKENDS: dict[str, str] = {
     "torch": "realsr_fast.inference.torch_runner",
     "onnx": "realsr_fast.inference.onnx_runner",
     "tensorrt": "realsr_fast.inference.tensorrt_runner",
+    "ncnn": "realsr_fast.inference.ncnn_runner",
+    "auto": "realsr_fast.inference.auto_choice",  # picks one of the above by measurement
 }
 
 
@@ -33,6 +35,8 @@ BACKENDS: dict[str, str] = {
 class UpscalerSettings:
     """Everything that picks and configures an upscaler; checked when made, before any loading.
 
+    `backend` auto picks one of the others for the machine (`inference.auto_choice`); device
+    `vulkan` / `vulkan:N` is for backends ncnn and auto.
     `onnx` (a graph from `realsr export onnx`) is for backend onnx; `engine`, `rebuild_engine`
     and `cuda_graph` are for backend tensorrt. Without a graph or engine file, the model's is
     built once and kept in the cache folder, named by the weights' hash.
@@ -56,6 +60,8 @@ class UpscalerSettings:
             raise RealSRError(f"tile padding must be >= 0, got {self.tile_pad}")
         if self.backend not in BACKENDS:
             raise RealSRError(f"unknown backend {self.backend!r}; available: {', '.join(BACKENDS)}")
+        if self.device.startswith("vulkan") and self.backend not in ("ncnn", "auto"):
+            raise RealSRError(f"--device {self.device} runs on the ncnn backend; add --backend ncnn")
         if self.onnx is not None and self.backend != "onnx":
             raise RealSRError("--onnx names a graph for --backend onnx; add --backend onnx")
         if (self.engine is not None or self.rebuild_engine or self.cuda_graph) and self.backend != "tensorrt":

@@ -44,7 +44,8 @@ class Upscaler:
                  precision: str = "auto", tile: int | None = None, tile_pad: int = DEFAULT_TILE_PAD,
                  backend: str = "torch", **backend_options) -> None:
         settings = UpscalerSettings(model, device, precision, tile, tile_pad, backend, **backend_options)
-        self._runner = load_runner(settings, resolve_device(device))
+        # Vulkan devices belong to ncnn; its tiles come and go through CPU memory.
+        self._runner = load_runner(settings, resolve_device("cpu" if device.startswith("vulkan") else device))
         self.scale, self.device, self.precision = self._runner.scale, self._runner.device, self._runner.precision
         self.tile, self.tile_pad = self._runner.tile_for(tile, tile_pad), tile_pad
 

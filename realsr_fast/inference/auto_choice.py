@@ -1,0 +1,86 @@
+"""`--backend auto`: the fastest correct backend and precision for the machine at hand.
+
+The rule, from benchmarks/bench_upscale.py (table in benchmarks/README.md, "Upscale by size"):
+- a Vulkan device asked for (`--device vulkan[:N]`): ncnn, the only backend that runs there;
+- CUDA: torch (fp16 by default, fp32 redo of overflowing tiles);
+- `--device auto` without CUDA but with a Vulkan GPU (AMD, Intel, Apple; not a software one)
+  and an ncnn model: ncnn on that GPU;
+- a CPU that computes bf16 natively (AVX512-BF16 or AMX), precision auto: torch bf16 (about 3x
+  torch fp32 and 2x ncnn fp32, >= 40 dB from fp32);
+- otherwise fp32: whichever of ncnn (Winograd 3x3 convolutions; needs the model in ncnn form)
+  and torch is faster on this CPU, timed once and cached (`inference.calibration`).
+`--precision bf16` / `fp16` always mean torch. Every choice can be forced with `--backend`.
+The choice and its reason are logged in one line.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+import torch
+
+from realsr_fast.errors import RealSRError
+from realsr_fast.inference.backends import TileRunner, UpscalerSettings
+from realsr_fast.inference.backends import load_runner as load_backend
+from realsr_fast.inference.calibration import CALIBRATION_TILE, fp32_timing
+from realsr_fast.inference.torch_runner import cpu_has_native_bf16
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A backend and precision picked for the settings, with the reason in words."""
+
+    backend: str
+    precision: str
+    device: str
+    reason: str
+
+
+def _ncnn_ready(model) -> str | None:
+    """None when the ncnn backend can run `model` here, else why not."""
+    from realsr_fast.inference.ncnn_runner import import_ncnn, ncnn_files
+
+    try:
+        import_ncnn()
+        ncnn_files(model)
+    except RealSRError as exc:
+        return str(exc)
+    return None
+
+
+def choose(settings: UpscalerSettings, device: torch.device) -> Choice:
+    """What `--backend auto` runs for `settings` on the resolved `device`."""
+    precision, asked = settings.precision, settings.device
+    if asked.startswith("vulkan"):
+        return Choice("ncnn", precision, asked, f"--device {asked} runs on ncnn")
+    if device.type == "cuda":
+        return Choice("torch", precision, asked, "CUDA: torch")
+    if precision in ("bf16", "fp16"):
+        return Choice("torch", precision, asked, f"--precision {precision} runs on torch")
+    why_not = _ncnn_ready(settings.model)
+    if asked == "auto" and precision == "auto" and why_not is None:
+        from realsr_fast.inference.ncnn_runner import vulkan_index
+
+        gpu = vulkan_index("auto")
+        if gpu is not None:
+            return Choice("ncnn", "auto", f"vulkan:{gpu}", "a Vulkan GPU and no CUDA: ncnn on it")
+    if precision == "auto" and cpu_has_native_bf16():
+        return Choice("torch", "bf16", asked, "this CPU computes bf16 natively (AVX512-BF16/AMX): "
+                      "torch bf16 is ~2x ncnn fp32; --precision fp32 for exact")
+    if why_not is None:
+        timing = fp32_timing(settings)
+        return Choice(timing.faster, "fp32", "cpu",
+                      f"fp32 on the CPU: {timing.faster} was the faster here, ncnn {timing.ncnn:.2f} s "
+                      f"vs torch {timing.torch:.2f} s on a {CALIBRATION_TILE} px tile")
+    return Choice("torch", "fp32", asked, f"fp32 on the CPU: torch, as ncnn cannot run it ({why_not})")
+
+
+def load_runner(settings: UpscalerSettings, device: torch.device) -> TileRunner:
+    """The runner of the chosen backend, after one log line saying what was chosen and why."""
+    choice = choose(settings, device)
+    logger.warning("backend auto: %s %s on %s (%s)", choice.backend, choice.precision, choice.device,
+                   choice.reason)
+    return load_backend(replace(settings, backend=choice.backend, precision=choice.precision,
+                                device=choice.device), device)
