@@ -86,13 +86,14 @@ def test_bf16_autocast_trains_close_to_fp32(tmp_path):
 
 
 def test_loader_workers_give_the_same_batches(tmp_path):
-    def first_batches(workers: int) -> list[torch.Tensor]:
+    def first_batches(workers: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Three loader batches: (HR crops with their kernel context, image indices) each."""
         trainer = _trainer(tmp_path / f"w{workers}", f"data.workers={workers}")
         batches = trainer.batches()
         return [next(batches) for _ in range(3)]
 
     for a, b in zip(first_batches(0), first_batches(2), strict=True):
-        assert torch.equal(a, b)
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 @pytest.mark.heavy  # torch.compile's inductor build of G: about 5 minutes on a busy 2-core CPU
