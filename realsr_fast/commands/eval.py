@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from realsr_fast.commands.arguments import add_offline_argument, apply_offline, non_negative_int
+from realsr_fast.errors import RealSRError
 from realsr_fast.evaluate import evaluate_folders, format_table, write_csv, write_evaluation_json
 from realsr_fast.metrics import fetch_lpips_weights
 
@@ -13,8 +14,8 @@ Score super-resolved images against ground truth the way SR papers report it: PS
 the Y channel of ITU-R BT.601 (MATLAB's rgb2ycbcr), CROP pixels removed from each side, SSIM
 with an 11x11 Gaussian window (sigma 1.5); --rgb adds the RGB variants, --lpips adds LPIPS
 (AlexNet v0.1, the `lpips` package); torchvision's ImageNet AlexNet weights (alexnet-owt-7be5be79.pth,
-9 MB) are downloaded into the torch hub cache on first use, hash-checked (--offline or
-REALSR_OFFLINE=1 forbids that; then the error names the file and where to put it).
+233 MB) are downloaded into the torch hub cache on first use, hash-checked (with --offline or
+REALSR_OFFLINE=1, or no network, a note names the file and where to put it, and the rest is scored).
 
 SR and GT images are paired by file name without the suffix; an SR name may add a tag such as
 _x4 (0001_x4.png pairs with 0001.png). Unpaired, unreadable and size-mismatched files are
@@ -50,9 +51,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     apply_offline(args)
-    if args.lpips:
-        fetch_lpips_weights()
-    evaluation = evaluate_folders(args.sr, args.gt, crop_border=args.crop_border, rgb=args.rgb, lpips=args.lpips)
+    lpips = args.lpips
+    if lpips:
+        try:
+            fetch_lpips_weights()
+        except RealSRError as exc:  # offline or no network: score the rest, say why LPIPS is missing
+            print(f"note: LPIPS skipped: {exc}", file=sys.stderr)
+            lpips = False
+    evaluation = evaluate_folders(args.sr, args.gt, crop_border=args.crop_border, rgb=args.rgb, lpips=lpips)
     print(format_table(evaluation))
     for note in evaluation.notes:
         print(f"note: {note}", file=sys.stderr)
