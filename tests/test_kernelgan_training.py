@@ -49,6 +49,26 @@ def test_same_seed_same_kernel_and_other_seed_other_kernel():
     assert not torch.allclose(a, c)
 
 
+def test_bicubic_weight_option_is_the_starting_weight_of_the_bicubic_loss(monkeypatch):
+    """--bicubic-weight 20 (Real-SR's copy of KernelGAN) starts the bicubic loss at 20, not 5."""
+    from realsr_fast.kernelgan import training
+
+    started = []
+    original = training.ConstraintSchedule.start
+
+    def spy(n, device, bicubic_weight=5.0):
+        schedule = original(n, device, bicubic_weight)
+        started.append(schedule.lambda_bicubic.clone())
+        return schedule
+
+    monkeypatch.setattr(training.ConstraintSchedule, "start", staticmethod(spy))
+    prepared = [prepare_image(IMAGES[0])]
+    upstream = train_kernelgan(prepared, [5], iterations=5).kernels
+    realsr = train_kernelgan(prepared, [5], iterations=5, bicubic_weight=20.0).kernels
+    assert [float(w[0]) for w in started] == [5.0, 20.0]
+    assert not torch.equal(upstream, realsr)  # the weight reaches G's loss (Adam keeps the steps close)
+
+
 def test_literal_and_collapsed_training_stay_together_for_a_few_iterations():
     prepared = [prepare_image(IMAGES[1])]
     fast = train_kernelgan(prepared, [3], iterations=5, form="collapsed", dtype=torch.float64).kernels

@@ -27,6 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "how far the runs agree (seed_agreement_db) and whether to trust the estimate")
     parser.add_argument("--batch", type=positive_int, default=16,
                         help="images trained together (default 16: per-image cost falls with the batch on CPU)")
+    parser.add_argument("--bicubic-weight", type=float, choices=(5.0, 20.0), default=5.0,
+                        help="starting weight of KernelGAN's bicubic loss: 5 as upstream KernelGAN (default), "
+                        "20 as the copy of KernelGAN inside Real-SR's code")
     parser.add_argument("--prior", choices=("none", "fkp"), default="none",
                         help="none: official KernelGAN; fkp (experimental, scores below the official mode "
                         "so far, see docs/kernel_prior.md): the kernel is decoded from a latent by a flow "
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     summary = estimate_kernel_folder(
         args.input_dir, args.output, scale=args.scale, iterations=args.iters, seed=args.seed, runs=args.seeds,
         batch=args.batch, device=args.device, overwrite=args.overwrite, progress=not args.quiet, prior=args.prior,
+        bicubic_weight=args.bicubic_weight,
     )
     print(
         f"realsr kernels: {len(summary.done)} estimated, {len(summary.skipped)} already done, "

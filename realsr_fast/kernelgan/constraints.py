@@ -32,7 +32,8 @@ WANTED_CENTRE = wanted_centre(G_KERNEL_SIZE, 2)
 
 LAMBDA_SUM2ONE = 0.5
 LAMBDA_BOUNDARIES = 0.5
-LAMBDA_BICUBIC_START = 5.0
+LAMBDA_BICUBIC_START = 5.0  # upstream KernelGAN (learner.py)
+LAMBDA_BICUBIC_START_REALSR = 20.0  # the copy of KernelGAN inside Tencent/Real-SR (codes/preprocess)
 LAMBDA_BICUBIC_MIN = 5e-6
 LAMBDA_BICUBIC_DECAY = 100.0
 LAMBDA_CENTRALIZED_END = 1.0
@@ -140,11 +141,12 @@ class ConstraintSchedule:
     insert_constraints: torch.Tensor
 
     @classmethod
-    def start(cls, n: int, device: torch.device | str) -> "ConstraintSchedule":
-        """The initial weights for `n` images."""
+    def start(cls, n: int, device: torch.device | str,
+              bicubic_weight: float = LAMBDA_BICUBIC_START) -> "ConstraintSchedule":
+        """The initial weights for `n` images; `bicubic_weight` is the bicubic loss's starting weight."""
         zeros = torch.zeros(n, dtype=torch.float64, device=device)
         return cls(
-            lambda_bicubic=zeros + LAMBDA_BICUBIC_START,
+            lambda_bicubic=zeros + bicubic_weight,
             lambda_centralized=zeros.clone(),
             lambda_sparse=zeros.clone(),
             counter=torch.zeros(n, dtype=torch.int64, device=device),

@@ -24,6 +24,7 @@ from realsr_fast.device import resolve_device, torchrun_ranks
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_json
 from realsr_fast.kernelgan.confidence import TRUSTED_DB, seed_agreement_db
+from realsr_fast.kernelgan.constraints import LAMBDA_BICUBIC_START
 from realsr_fast.kernelgan.crops import prepare_image
 from realsr_fast.kernelgan.networks import GForm
 from realsr_fast.kernelgan.postprocess import analytic_x4, post_process
@@ -61,6 +62,7 @@ def estimate_kernels(
     device: torch.device | str = "cpu",
     on_iteration: Callable[[int], None] | None = None,
     prior: Prior = "none",
+    bicubic_weight: float = LAMBDA_BICUBIC_START,
 ) -> list[Estimate]:
     """Estimate each image's kernel with KernelGAN, all images (and runs) trained together.
 
@@ -88,7 +90,8 @@ def estimate_kernels(
     prepared = [prepare_image(im) for im in images]
     seeds = [image_seed(seed, name, run) for name in names for run in range(runs)]
     result = train_kernelgan(
-        [im for im in prepared for _ in range(runs)], seeds, iterations, form, device, on_iteration, prior=prior
+        [im for im in prepared for _ in range(runs)], seeds, iterations, form, device, on_iteration, prior=prior,
+        bicubic_weight=bicubic_weight,
     )
     estimates = []
     for index in range(len(images)):
@@ -97,7 +100,8 @@ def estimate_kernels(
         best, spread = most_consistent([p.kernel for p in processed])
         chosen = processed[best]
         report = kernel_report(chosen.kernel, chosen.shift, result.constrained[picks[best]], scale)
-        report.update(runs=runs, run_spread_l1=spread, cut_mass=chosen.cut_mass, iterations=iterations, prior=prior)
+        report.update(runs=runs, run_spread_l1=spread, cut_mass=chosen.cut_mass, iterations=iterations, prior=prior,
+                      bicubic_weight=bicubic_weight)
         if runs > 1:
             agreement = seed_agreement_db(prepared[index], [p.kernel for p in processed])
             report.update(seed_agreement_db=agreement, trusted=agreement >= TRUSTED_DB)
@@ -167,6 +171,7 @@ def estimate_kernel_folder(
     progress: bool = True,
     form: GForm = "collapsed",
     prior: Prior = "none",
+    bicubic_weight: float = LAMBDA_BICUBIC_START,
 ) -> KernelsSummary:
     """Estimate the kernel of every image in `input_dir` into `out_dir` (see module docstring).
 
@@ -208,7 +213,7 @@ def estimate_kernel_folder(
             continue
         estimates = estimate_kernels(
             images, names, scale, iterations, seed, runs, form, torch_device, on_iteration=lambda _: bar.update(1),
-            prior=prior,
+            prior=prior, bicubic_weight=bicubic_weight,
         )
         for name, source, estimate in zip(names, sources, estimates):
             _write_estimate(out, name, source, estimate, scale)

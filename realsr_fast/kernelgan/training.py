@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from realsr_fast.kernelgan.constraints import (
+    LAMBDA_BICUBIC_START,
     ConstraintSchedule,
     bicubic_loss,
     kernel_constraints,
@@ -105,6 +106,7 @@ def train_kernelgan(
     on_iteration: Callable[[int], None] | None = None,
     dtype: torch.dtype = torch.float32,
     prior: Prior = "none",
+    bicubic_weight: float = LAMBDA_BICUBIC_START,
 ) -> KernelGANResult:
     """Train one KernelGAN per image, all together.
 
@@ -121,6 +123,8 @@ def train_kernelgan(
         prior: "none" (the official G and constraints) or "fkp": G's kernel is the flow prior's
             decoding of a per-image latent, trained alone with the GAN loss (see `fkp`); D, crops,
             noise and iterations stay the official ones.
+        bicubic_weight: the bicubic loss's starting weight: 5 as upstream KernelGAN, 20 as the copy
+            inside Real-SR's code.
 
     Returns:
         `KernelGANResult` with the `(N, 13, 13)` raw kernels.
@@ -144,7 +148,7 @@ def train_kernelgan(
     d_corners = torch.from_numpy(np.stack([c[1] for c in corners], axis=1)).to(device)
     source = _CropSource(images, device, dtype)
     noise = _NoiseStreams(seeds, device, dtype)
-    schedule = ConstraintSchedule.start(len(images), device)
+    schedule = ConstraintSchedule.start(len(images), device, bicubic_weight)
     mask = penalty_mask().to(device, dtype)
 
     # Collapsed form: G's kernel for the current weights. The D step needs it right after G's
