@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "inference": 5, "train": 5,
     # 6: the end-to-end demo job
     "demo": 6,
+    "adaptation": 6,
     # 7: the command line and the package's public face
     "commands": 7, "cli": 7, "__init__": 7,
 }
