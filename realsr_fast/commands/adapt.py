@@ -19,10 +19,10 @@ same command again resumes: finished stages are not redone and training continue
 checkpoint up to the new budget (--minutes counts training + validation over all runs).
 
 What a run costs (RRDBNet 16.7 M parameters, PSNR mode; measured numbers in docs/adapt.md):
-  CPU: the full network learns slowly here. Measured on 2 cores shared with ~7 other jobs (load
-    11-14): ~106 s per iteration at the preset's 64 px crops x 4, so --minutes 15 is under 10
-    iterations; use --set data.patch=32 --set data.batch=2 for ~8x less work per iteration.
-    KernelGAN adds its own cost per photo (--kernel-iters, official 3000).
+  CPU: measured on 2 cores shared with ~7 other jobs (load 6-14): a step of 32 px crops x 2 took
+    ~4 s with --threads 1 (14 s with 2 threads), so --minutes 15 is ~150 such iterations; the
+    preset's 64 px x 4 is ~8x the work per step. Validation adds a few seconds per held-out
+    photo. KernelGAN adds its own cost per photo (--kernel-iters, official 3000).
   GPU (the paper's 128 px crops x 16, bf16): a target of several iterations per second, i.e.
     thousands of iterations in 15 minutes; NOT measured yet."""
 
@@ -60,6 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted training override, e.g. --set optim.lr_g=1e-4 (repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, KernelGAN and training (default: 0)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="torch CPU threads (default: torch's); 1 on a CPU shared with other jobs, where two "
+                        "threads spin-waiting for each other made a training step 3.5x slower")
     add_device_argument(parser)
     add_offline_argument(parser)
     parser.set_defaults(func=run)
@@ -69,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
     from realsr_fast.adaptation.job import adapt
 
     apply_offline(args)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     result = adapt(args.photos, args.out, mode=args.mode, minutes=args.minutes, iterations=args.iterations,
                    held_out=args.held_out, kernels=args.kernels, noise=args.noise, kernel_iterations=args.kernel_iters,
                    noise_patch=args.noise_patch, device=args.device, seed=args.seed, config=args.config,
