@@ -6,7 +6,7 @@ and `realsr --help` stay quick.
 from realsr_fast._version import __version__
 from realsr_fast.errors import RealSRError
 
-__all__ = ["__version__", "RealSRError", "Upscaler"]
+__all__ = ["__version__", "RealSRError", "Upscaler", "adapt"]
 
 
 def __getattr__(name: str):
@@ -14,4 +14,8 @@ def __getattr__(name: str):
         from realsr_fast.inference.upscaler import Upscaler
 
         return Upscaler
+    if name == "adapt":  # the whole pipeline: torch, KernelGAN, the Trainer
+        from realsr_fast.adaptation.job import adapt
+
+        return adapt
     raise AttributeError(f"module 'realsr_fast' has no attribute {name!r}")

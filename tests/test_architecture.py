@@ -35,8 +35,10 @@ LAYERS: dict[str, int] = {
     "inference": 5, "train": 5,
     # 6: the end-to-end demo job
     "demo": 6,
-    # 7: the command line and the package's public face
-    "commands": 7, "cli": 7, "__init__": 7,
+    # 7: camera adaptation (drives the stages and training, reports with the demo's machinery)
+    "adaptation": 7,
+    # 8: the command line and the package's public face
+    "commands": 8, "cli": 8, "__init__": 8,
 }
 
 

@@ -1,0 +1,88 @@
+"""Fine-tuning bounded by iterations and/or wall-clock minutes, driven through the public `Trainer`.
+
+The Trainer's own loop (`Trainer.train`, with its progress bar, checkpoints and Ctrl-C handling)
+runs in chunks of `val.every` iterations; between chunks the held-out split is scored, the
+learning curve (`curve.json`, the starting model at iteration 0 first) is extended and the best
+generator so far is written to `model.safetensors`. A time budget shortens the last chunk from
+the measured seconds per iteration. Re-running with a larger budget resumes from the checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from realsr_fast.io import write_json
+from realsr_fast.models.formats import save_safetensors
+from realsr_fast.train import checkpoint as ckpt
+from realsr_fast.train.config import TrainConfig
+from realsr_fast.train.distributed import init_distributed
+from realsr_fast.train.trainer import Trainer
+
+CURVE_NAME = "curve.json"
+MODEL_NAME = "model.safetensors"
+
+
+@dataclass
+class FineTuneResult:
+    """The learning curve (one validation per row, iteration 0 = the starting model) and the best row."""
+
+    curve: list[dict[str, float]]
+    best: dict[str, float]
+    iteration: int
+    seconds: float
+    interrupted: bool = False
+    validation: list = field(default_factory=list)  # the Trainer's held-out ValidationImage pairs
+
+
+def fine_tune(config: TrainConfig, out: Path, minutes: float | None = None) -> FineTuneResult:
+    """Train `config` (its `run.out` holds the checkpoints) up to `optim.iterations` or `minutes` of
+    training and validating (summed over resumed calls), whichever comes first; write `out/curve.json` and `out/model.safetensors` (the best
+    held-out PSNR-Y so far, the starting model included). Resumes where an earlier call stopped."""
+    context = init_distributed(config.run.device)
+    run_dir = Path(config.run.out)
+    resume = run_dir if (run_dir / ckpt.CHECKPOINT_DIR / ckpt.LATEST).exists() else None
+    trainer = Trainer(config, context, resume=resume)
+    curve_path, model_path = out / CURVE_NAME, out / MODEL_NAME
+    curve = json.loads(curve_path.read_text()) if resume is not None and curve_path.exists() else []
+    curve = [row for row in curve if row["iteration"] <= trainer.iteration]
+    if not curve:
+        curve.append({**trainer.validate(), "seconds": 0.0})
+        _save_generator(trainer, model_path, 0)
+    best = max(curve, key=lambda row: row["psnr"])
+    total, every = config.optim.iterations, config.val.every
+    trained = curve[-1]["seconds"]
+    budget = None if minutes is None else minutes * 60
+    interrupted = False
+    while trainer.iteration < total and (budget is None or trained < budget):
+        chunk = min(every - trainer.iteration % every, total - trainer.iteration)
+        done_iters = trainer.iteration - curve[0]["iteration"]
+        if budget is not None and done_iters > 0:
+            per_iteration = trained / done_iters
+            chunk = max(1, min(chunk, int((budget - trained) / per_iteration)))
+        elif budget is not None:
+            chunk = min(chunk, 2)  # measure the pace before committing to a long chunk
+        trainer.config.optim.iterations = trainer.iteration + chunk
+        started = time.perf_counter()
+        result = trainer.train()
+        row = result.validations[-1] if result.validations and result.validations[-1]["iteration"] == trainer.iteration \
+            else trainer.validate()
+        trained += time.perf_counter() - started
+        curve.append({**row, "seconds": round(trained, 2)})
+        if row["psnr"] > best["psnr"]:
+            best = curve[-1]
+            _save_generator(trainer, model_path, trainer.iteration)
+        write_json(curve_path, curve)
+        if result.interrupted:
+            interrupted = True
+            break
+    trainer.config.optim.iterations = total
+    write_json(curve_path, curve)
+    return FineTuneResult(curve, best, trainer.iteration, trained, interrupted, trainer.validation)
+
+
+def _save_generator(trainer: Trainer, path: Path, iteration: int) -> None:
+    generator = trainer.generator
+    state = {name: value.detach().contiguous().cpu() for name, value in generator.state_dict().items()}
+    save_safetensors(path, state, generator.config(), {"adapted_iteration": str(iteration)})

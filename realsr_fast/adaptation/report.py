@@ -1,0 +1,126 @@
+"""The adapt run's outputs: `curve.png`, `report.html` (the demo's report machinery) and `summary.json`."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from realsr_fast.adaptation.finetune import MODEL_NAME, FineTuneResult
+from realsr_fast.data.kernel_bank import load_kernel_bank
+from realsr_fast.data.noise_bank import load_noise_bank
+from realsr_fast.demo.pipeline import amplified_noise, kernel_image
+from realsr_fast.demo.report import Figure, Layer, Section, compare, gallery, paragraph, table, write_report
+from realsr_fast.io import atomic_write, write_json
+from realsr_fast.models.loading import load_model
+from realsr_fast.train.config import TrainConfig
+
+MAX_SHOWN = 8  # kernels, noise patches and held-out photos shown in the report
+
+
+@dataclass
+class OutputPaths:
+    report: Path
+    summary: Path
+    curve: Path
+
+
+def write_outputs(out: Path, config: TrainConfig, result: FineTuneResult, train: Sequence[str], held_out: Sequence[str],
+                  kernels: Path, noise: Path, minutes: float | None) -> OutputPaths:
+    """Write `out/curve.png`, `out/report.html` and `out/summary.json` for a finished (or stopped) run."""
+    paths = OutputPaths(out / "report.html", out / "summary.json", out / "curve.png")
+    curve_png = plot_curve(result.curve)
+    with atomic_write(paths.curve) as file:
+        file.write(curve_png)
+    start, best, last = result.curve[0], result.best, result.curve[-1]
+    metrics = [name for name in ("psnr", "ssim", "lpips") if name in start]
+    summary = {
+        "photos": {"train": list(train), "held_out": list(held_out)},
+        "mode": config.loss.mode, "iterations": result.iteration, "seconds": round(result.seconds, 1),
+        "minutes_budget": minutes, "interrupted": result.interrupted, "model": MODEL_NAME,
+        "start": start, "best": best, "last": last,
+        "gain_db": round(best["psnr"] - start["psnr"], 4), "curve": result.curve,
+        "settings": {"lr_g": config.optim.lr_g, "patch": config.data.patch, "batch": config.data.batch,
+                     "init": config.generator.init, "device": config.run.device, "kernels": str(kernels),
+                     "noise": str(noise)},
+    }
+    write_json(paths.summary, summary)
+    rows = [[label, f"{row['iteration']}"] + [f"{row[m]:.4f}" for m in metrics]
+            for label, row in (("starting model", start), ("best (model.safetensors)", best), ("last", last))]
+    sections = [
+        Section("scores", "Held-out scores", [
+            paragraph(f"{len(train)} photos trained on, {len(held_out)} held out ({', '.join(held_out)}); "
+                      f"{config.loss.mode.upper()} mode, {result.iteration} iterations in {result.seconds / 60:.1f} min. "
+                      f"PSNR-Y / SSIM-Y with a {config.generator.scale}-pixel border, on LR made from the held-out "
+                      "HR with this camera's kernels and noise."),
+            table(["model", "iteration"] + [f"{m.upper()}-Y" if m != "lpips" else "LPIPS" for m in metrics], rows)]),
+        Section("curve", "Learning curve", [gallery([Figure(_decode_png(curve_png), "held-out PSNR-Y per validation")])]),
+        Section("compare", "Before / after on held-out photos", _comparisons(out, config, result)),
+        Section("camera", "Kernels and noise", _camera_figures(kernels, noise, config.generator.scale)),
+    ]
+    write_report(paths.report, "RealSR adapt", sections,
+                 subtitle=f"{best['psnr'] - start['psnr']:+.2f} dB PSNR-Y on held-out photos over the starting model")
+    return paths
+
+
+def plot_curve(curve: list[dict[str, float]]) -> bytes:
+    """PNG bytes of held-out PSNR-Y against iteration, the starting model as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.5), dpi=100)
+    axis.plot([row["iteration"] for row in curve], [row["psnr"] for row in curve], "o-", label="fine-tuned")
+    axis.axhline(curve[0]["psnr"], linestyle="--", color="grey", label="starting model")
+    axis.set_xlabel(f"iteration (last at {curve[-1]['seconds'] / 60:.1f} min)")
+    axis.set_ylabel("held-out PSNR-Y (dB)")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+@torch.no_grad()
+def _comparisons(out: Path, config: TrainConfig, result: FineTuneResult) -> list[str]:
+    """A slider per held-out photo: LR (nearest), starting model, adapted model, HR."""
+    scale = config.generator.scale
+    models = {"starting model": load_model(config.generator.init) if config.generator.init else None,
+              "adapted": load_model(out / MODEL_NAME)}
+    blocks = []
+    for pair in result.validation[:MAX_SHOWN]:
+        lr = pair.lr.float().cpu()
+        layers = [Layer("LR", _to_image(lr), scale)]
+        for label, model in models.items():
+            if model is not None:
+                layers.append(Layer(label, _to_image(model.eval()(lr)), 1))
+        layers.append(Layer("HR", pair.hr[0].permute(1, 2, 0).cpu().numpy(), 1))
+        blocks.append(compare(layers, 1, 2 if len(layers) > 3 else len(layers) - 1, caption=pair.name))
+    return blocks or [paragraph("no held-out images")]
+
+
+def _to_image(x: torch.Tensor) -> np.ndarray:
+    return x[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _camera_figures(kernels: Path, noise: Path, scale: int) -> list[str]:
+    bank = load_kernel_bank(kernels, scale)
+    kernel_figures = [Figure(kernel_image(k.numpy()), path.parent.name if path.parent != kernels else path.stem, scale=4)
+                      for k, path in zip(bank.kernels[:MAX_SHOWN], bank.files)]
+    patches = load_noise_bank(noise)
+    noise_figures = [Figure(amplified_noise(p.permute(1, 2, 0).numpy()), path.stem)
+                     for p, path in zip(patches.patches[:MAX_SHOWN], patches.files)]
+    return [paragraph(f"{len(bank.files)} kernels from {kernels}:"), gallery(kernel_figures),
+            paragraph(f"{len(patches.files)} noise patches from {noise} (amplified):"), gallery(noise_figures)]

@@ -1,0 +1,39 @@
+"""The held-out split: whole photos go to validation, never crops of a training photo."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from realsr_fast.errors import RealSRError
+
+
+def split_names(names: Sequence[str], held_out: float, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Split photo stems into (train, validation), each sorted.
+
+    The order is a hash of (seed, stem), so a photo's side does not change when others are added
+    or removed; at least one photo goes to each side.
+
+    Raises:
+        RealSRError: fewer than two photos, or `held_out` outside (0, 1).
+    """
+    if not 0 < held_out < 1:
+        raise RealSRError(f"--held-out is the fraction of photos kept for validation, in (0, 1); got {held_out}")
+    if len(set(names)) < 2:
+        raise RealSRError(f"adapting needs at least 2 photos (one to train on, one held out), got {len(set(names))}")
+    ranked = sorted(set(names), key=lambda name: hashlib.sha256(f"{seed}:{name}".encode()).hexdigest())
+    count = min(max(1, round(held_out * len(ranked))), len(ranked) - 1)
+    return sorted(ranked[count:]), sorted(ranked[:count])
+
+
+def materialise(source: Path, names: Sequence[str], target: Path) -> None:
+    """Copy `source/<name>.png` for each name into `target/` (exactly those files)."""
+    target.mkdir(parents=True, exist_ok=True)
+    wanted = {f"{name}.png" for name in names}
+    for stale in target.glob("*.png"):
+        if stale.name not in wanted:
+            stale.unlink()
+    for name in sorted(wanted):
+        if not (target / name).exists():
+            shutil.copy2(source / name, target / name)

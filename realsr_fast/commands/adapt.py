@@ -1,0 +1,86 @@
+"""`realsr adapt`: the command-line face of `realsr_fast.adaptation.job.adapt`."""
+from __future__ import annotations
+
+import argparse
+
+from realsr_fast.commands.arguments import add_device_argument, add_offline_argument, apply_offline, positive_float, positive_int
+
+DESCRIPTION = """\
+Make a model for one camera from a folder of its photos: clean them into HR (1/2 MATLAB bicubic),
+estimate their x4 blur kernels (KernelGAN) and mine their noise, hold out whole photos for
+validation, and fine-tune the official DF2K model on HR crops degraded on the fly with those
+kernels and that noise. The held-out photos are scored (PSNR-Y / SSIM-Y, LPIPS when installed)
+for the starting model and every val.every iterations (--set val.every=N); the best model is kept.
+
+Outputs in OUT: model.safetensors (load it with `realsr upscale --model OUT/model.safetensors`),
+report.html (learning curve, before/after sliders on held-out photos, kernels and noise),
+summary.json, curve.png, and the cached stages (hr/, kernels/, noise/, split/, run/). Running the
+same command again resumes: finished stages are not redone and training continues from its last
+checkpoint up to the new budget (--minutes counts training + validation over all runs).
+
+What a run costs (RRDBNet 16.7 M parameters, PSNR mode; measured numbers in docs/adapt.md):
+  CPU (the preset: 48 px crops x 2, lr 1e-4): ~1 s per step with --threads 1 on 2 shared cores
+    (2 spin-waiting threads were 3.5x slower under load); on held-out photos of an unseen
+    degradation +1 dB PSNR-Y came within the first minute (docs/adapt.md). Validation adds a few
+    seconds per held-out photo; KernelGAN adds its own cost per photo (--kernel-iters).
+  GPU (the paper's 128 px crops x 16, bf16): a target of several iterations per second, i.e.
+    thousands of iterations in 15 minutes; NOT measured yet."""
+
+EPILOG = """\
+examples:
+  realsr adapt photos/ -o my_camera/ --minutes 15
+  realsr adapt photos/ -o my_camera/ --minutes 30          # continues the run above for 15 more
+  realsr adapt photos/ -o my_camera/ --mode gan --iterations 5000 --device cuda
+  realsr upscale photo.jpg -o big.png --model my_camera/model.safetensors"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("adapt", help="fine-tune a model for one camera's photos", description=DESCRIPTION,
+                                   epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("photos", metavar="PHOTOS", help="folder of one camera's photos (never written)")
+    parser.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder (re-running resumes)")
+    parser.add_argument("--mode", choices=("psnr", "gan"), default="psnr",
+                        help="psnr: L1 alone; gan: L1 + VGG + RaGAN with the paper's weights (default: %(default)s)")
+    parser.add_argument("--minutes", type=positive_float, default=None,
+                        help="wall-clock budget of training + validation (default: none)")
+    parser.add_argument("--iterations", type=positive_int, default=None,
+                        help="iteration budget (default: the preset's, 1000)")
+    parser.add_argument("--held-out", type=positive_float, default=0.2, metavar="FRACTION",
+                        help="fraction of photos kept for validation, at least one (default: %(default)s)")
+    parser.add_argument("--kernels", metavar="DIR", default=None, help="use these kernels instead of running KernelGAN")
+    parser.add_argument("--noise", metavar="DIR", default=None, help="use these noise patches instead of mining them")
+    parser.add_argument("--kernel-iters", type=positive_int, default=3000,
+                        help="KernelGAN iterations per photo (default: %(default)s, the official setting)")
+    parser.add_argument("--noise-patch", type=positive_int, default=256,
+                        help="side of mined noise patches (default: %(default)s, RealSR's)")
+    parser.add_argument("--already-clean", action="store_true",
+                        help="PHOTOS are clean HR images already: skip the 1/2 clean-up")
+    parser.add_argument("--config", metavar="YAML", default=None,
+                        help="a training preset instead of configs/adapt.yaml (adapt_gan.yaml in GAN mode)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted training override, e.g. --set optim.lr_g=1e-4 (repeatable)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, KernelGAN and training (default: 0)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="torch CPU threads (default: torch's); 1 on a CPU shared with other jobs, where two "
+                        "threads spin-waiting for each other made a training step 3.5x slower")
+    add_device_argument(parser)
+    add_offline_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from realsr_fast.adaptation.job import adapt
+
+    apply_offline(args)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = adapt(args.photos, args.out, mode=args.mode, minutes=args.minutes, iterations=args.iterations,
+                   held_out=args.held_out, kernels=args.kernels, noise=args.noise, kernel_iterations=args.kernel_iters,
+                   noise_patch=args.noise_patch, device=args.device, seed=args.seed, config=args.config,
+                   overrides=args.overrides, clean=not args.already_clean)
+    start, best = result.fine_tune.curve[0], result.fine_tune.best
+    print(f"held-out PSNR-Y {start['psnr']:.2f} -> {best['psnr']:.2f} dB ({best['psnr'] - start['psnr']:+.2f}) at "
+          f"iteration {best['iteration']}; model {result.model}, report {result.report}")
+    return 130 if result.fine_tune.interrupted else 0
