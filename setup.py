@@ -80,7 +80,17 @@ def extension():
     )
 
 
+class BuildExtension(cpp_extension.BuildExtension):
+    """torch's ninja build, with its objects in one fixed folder (build/temp): an editable install
+    otherwise compiles in a new temporary folder each time, so a second `pip install -e .` (the
+    test extras after the demo, say) rebuilt every object; here ninja recompiles what changed."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        self.build_temp = os.path.join("build", "temp")
+
+
 setup(
     ext_modules=[extension()],
-    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )
