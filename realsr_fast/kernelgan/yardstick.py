@@ -31,17 +31,18 @@ CONSTANT_SIGMAS = np.round(np.arange(0.5, 3.001, 0.05), 2)
 MAX_SIDE = 512
 
 
+#: The test photos (scikit-image's bundled images, imported only when cases are made: it is a test
+#: dependency) and the loader of each.
+PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble", "retina", "coins")
+
+
 def _photos() -> dict[str, Callable[[], np.ndarray]]:
     from skimage import data
 
-    return {
-        "astronaut": data.astronaut, "coffee": data.coffee, "chelsea": data.chelsea, "rocket": data.rocket,
-        "immunohistochemistry": data.immunohistochemistry, "hubble": data.hubble_deep_field,
-        "retina": data.retina, "coins": data.coins,
-    }
-
-
-PHOTO_NAMES = tuple(_photos())
+    loaders = {"astronaut": data.astronaut, "coffee": data.coffee, "chelsea": data.chelsea, "rocket": data.rocket,
+               "immunohistochemistry": data.immunohistochemistry, "hubble": data.hubble_deep_field,
+               "retina": data.retina, "coins": data.coins}
+    return {name: loaders[name] for name in PHOTO_NAMES}
 
 
 @dataclass
