@@ -41,6 +41,7 @@ def ncnn_files(model: str | os.PathLike) -> tuple[Path, Path]:
     """The (.param, .bin) pair of a named model or of a weights path; RealSRError if the model
     is not in ncnn form."""
     from realsr_fast.models import zoo
+    from realsr_fast.models.formats import ncnn_pair
 
     if str(model) in zoo.MODELS:
         return zoo.package_files(zoo.MODELS[str(model)])
@@ -48,12 +49,7 @@ def ncnn_files(model: str | os.PathLike) -> tuple[Path, Path]:
     if path.suffix.lower() not in (".param", ".bin"):
         raise RealSRError(f"the ncnn backend runs ncnn .param/.bin models; {path} is not one "
                           "(use --backend torch or onnx for .pth and .safetensors weights)")
-    param, weights = path.with_suffix(".param"), path.with_suffix(".bin")
-    for needed in (param, weights):
-        if not needed.is_file():
-            raise RealSRError(f"an ncnn model needs both {param.name} and {weights.name} in "
-                              f"{path.parent}; {needed.name} is missing")
-    return param, weights
+    return ncnn_pair(path)
 
 
 def vulkan_index(device: str) -> int | None:

@@ -213,7 +213,8 @@ def save_safetensors(path: str | os.PathLike, state: StateDict, config: Config,
         save_file(state, str(temporary), metadata=metadata)
 
 
-def _ncnn_pair(path: Path) -> tuple[Path, Path]:
+def ncnn_pair(path: Path) -> tuple[Path, Path]:
+    """The (.param, .bin) files beside `path` (either one named); RealSRError if one is missing."""
     param, weights = path.with_suffix(".param"), path.with_suffix(".bin")
     for needed in (param, weights):
         if not needed.is_file():
@@ -239,7 +240,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[StateDict, Config]:
     if head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_MAGIC):
         return load_pth(path)  # also a PyTorch file named .bin (pytorch_model.bin)
     if head.startswith(_NCNN_MAGIC) or path.suffix.lower() == ".bin":
-        return load_ncnn(*_ncnn_pair(path))
+        return load_ncnn(*ncnn_pair(path))
     if _is_safetensors(head):
         return load_safetensors(path)
     raise RealSRError(f"{path} is not a weights file this package reads: expected an ncnn "
