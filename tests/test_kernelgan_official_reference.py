@@ -232,8 +232,8 @@ class _Recorder:
 
         class Schedule(kernelgan.ConstraintSchedule):
             @classmethod
-            def start(cls, n, device):
-                s = super().start(n, device)
+            def start(cls, n, device, *args):
+                s = super().start(n, device, *args)
                 s.lambda_bicubic = s.lambda_bicubic * 0 + LAMBDAS["bicubic"]
                 s.lambda_centralized = s.lambda_centralized * 0 + LAMBDAS["centralized"]
                 s.lambda_sparse = s.lambda_sparse * 0 + LAMBDAS["sparse"]
