@@ -60,42 +60,53 @@ HOST_DEVICE T strided_sum(int64_t first, int64_t step, int64_t n, const Term& te
 
 // --- degrade: one block per (output tile, plane) -----------------------------------------------
 //
-// The block copies the HR window its T x T outputs read (s(T-1)+k rows and columns, border
-// extension applied) and the sample's kernel into shared memory once, so each HR pixel is read
-// from global memory about once per block instead of k^2 / s^2 times. The window is stored
-// de-interleaved by column phase (as the CPU path does): phase ph holds columns ph, ph+s, ph+2s...
-// Output column tj at tap v then reads phase v % s, column tj + v / s, so the 16 threads of a
-// tile row read 16 consecutive floats: no shared-memory bank conflicts for any stride s.
+// The block copies the HR window its side x width outputs read (s(side-1)+k rows, border extension
+// applied) and the sample's kernel into shared memory once, so each HR pixel is read from global
+// memory about once per block instead of k^2 / s^2 times. The window is stored de-interleaved by
+// column phase (as the CPU path does): phase ph holds columns ph, ph+s, ph+2s..., so along a phase
+// row the taps of the strided correlation are consecutive. Each thread computes a run of kRun
+// adjacent outputs of one row: output c0 + r at phase tap m reads phase column c0 + r + m, so one
+// value loaded from shared memory feeds up to kRun multiply-adds (a sliding window in registers),
+// and values and kernel taps are loaded four at a time (float4). Shared-memory traffic per
+// multiply-add falls from two loads to about a third of one: the tile no longer waits on the
+// shared-memory pipe but on the FMA units.
+constexpr int kRun = 4;             // outputs per thread, adjacent along a row
+constexpr int64_t kTileWidth = 32;  // outputs per tile row: 8 threads, so a quarter warp's float4 loads
+                                    // are 128 consecutive bytes (no bank conflicts)
+static_assert(kRun <= 4 && kTileWidth % kRun == 0, "a run reads at most the 8 columns of cur and next");
+
 struct DegradeTile {
-  int64_t side;      // T: outputs per tile side; the block has T * T threads
-  int64_t rows;      // HR rows the tile reads: s (T - 1) + k
-  int64_t phase_cols;  // columns per phase row: T + (k - 1) / s
-  int64_t pitch;     // phase row pitch in floats (phase_cols padded against bank conflicts)
-  int64_t kernel_floats;  // k * k, stored first
+  int64_t side;        // output rows per tile
+  int64_t width;       // output columns per tile (kTileWidth)
+  int64_t threads;     // side * width / kRun
+  int64_t taps;        // kernel taps stored per phase row: ceil(k / s) rounded up to a multiple of 4
+  int64_t rows;        // HR rows the tile reads: s (side - 1) + k
+  int64_t real_cols;   // columns per phase row that outputs can weight: width + (k - 1) / s
+  int64_t pitch;       // columns stored per phase row: width + taps (the window's float4 overrun), zeros
+                       // beyond real_cols; a multiple of 4
+  int64_t kernel_floats;  // k * s * taps: the kernel by (row, phase, tap), zero-padded; stored first
   int64_t smem_bytes;     // kernel + rows * s * pitch floats
 };
 
-// A pitch >= m for which a warp (two tile rows, s^2 * pitch floats apart in shared memory) hits 32
-// distinct banks: s^2 * pitch = 16 (mod 32) where some pitch in m..m+31 allows it.
-HOST_DEVICE int64_t tile_pitch(int64_t m, int64_t scale) {
-  for (int64_t pitch = m; pitch < m + 32; ++pitch)
-    if ((scale * scale * pitch) % 32 == 16) return pitch;
-  return m;
-}
+HOST_DEVICE int64_t round_up4(int64_t n) { return (n + 3) / 4 * 4; }
 
 HOST_DEVICE DegradeTile plan_degrade_tile(int64_t ksize, int64_t scale, int64_t side) {
   DegradeTile t;
   t.side = side;
+  t.width = kTileWidth;
+  t.threads = side * kTileWidth / kRun;
+  t.taps = round_up4((ksize + scale - 1) / scale);
   t.rows = scale * (side - 1) + ksize;
-  t.phase_cols = side + (ksize - 1) / scale;
-  t.pitch = tile_pitch(t.phase_cols, scale);
-  t.kernel_floats = ksize * ksize;
+  t.real_cols = kTileWidth + (ksize - 1) / scale;
+  t.pitch = kTileWidth + t.taps;
+  t.kernel_floats = ksize * scale * t.taps;
   t.smem_bytes = static_cast<int64_t>(sizeof(float)) * (t.kernel_floats + t.rows * scale * t.pitch);
   return t;
 }
 
-// The largest tile (16 or 8 outputs a side) whose shared memory fits `smem_limit` bytes and whose
-// grid fits CUDA's limits, or a tile with side 0: use the direct kernel (degrade_sample per thread).
+// The largest tile (16 or 8 output rows) whose shared memory fits `smem_limit` bytes (the device's
+// opt-in limit per block) and whose grid fits CUDA's limits, or a tile with side 0: use the direct
+// kernel (degrade_sample per thread).
 HOST_DEVICE DegradeTile choose_degrade_tile(const DegradeParams& p, int64_t smem_limit) {
   for (int64_t side = 16; side >= 8; side /= 2) {
     const DegradeTile t = plan_degrade_tile(p.ksize, p.scale, side);
@@ -106,36 +117,78 @@ HOST_DEVICE DegradeTile choose_degrade_tile(const DegradeParams& p, int64_t smem
   return none;
 }
 
-// Fills shared-memory element e (of t.rows * s * t.phase_cols) of the tile whose first output is
-// (i0, j0) in plane (b, c): raw stored value of the extended HR, 0 outside a zero-padded border.
-// Consecutive e are consecutive HR columns, so a block's loads are coalesced.
+// Fills element e (of t.kernel_floats) of sample b's kernel in tile order: row u, phase ph, tap m
+// holds K[u][ph + s m], 0 where ph + s m >= k.
+HOST_DEVICE void fill_tile_kernel_element(const DegradeParams& p, const DegradeTile& t, int64_t b, int64_t e,
+                                          float* kernel) {
+  const int64_t per_row = p.scale * t.taps;
+  const int64_t u = e / per_row, ph = (e % per_row) / t.taps, m = e % t.taps;
+  const int64_t v = ph + p.scale * m;
+  kernel[e] = v < p.ksize ? p.kernels[b * p.kernel_batch_stride + u * p.ksize + v] : 0.0f;
+}
+
+// Fills shared-memory element e (of t.rows * s * t.pitch) of the tile whose first output is
+// (i0, j0) in plane (b, c): raw stored value of the extended HR, 0 outside a zero-padded border
+// and beyond t.real_cols. Consecutive e are consecutive HR columns, so a block's loads are coalesced.
 template <typename T>
 HOST_DEVICE void fill_tile_element(const DegradeParams& p, const DegradeTile& t, int64_t b, int64_t c, int64_t i0,
                                    int64_t j0, int64_t e, float* tile) {
-  const int64_t cols = p.scale * t.phase_cols;
-  const int64_t r = e / cols, cx = e % cols;
-  const int64_t y = map_coordinate(p.scale * i0 - p.ksize / 2 + r, p.height, p.padding);
-  const int64_t x = map_coordinate(p.scale * j0 - p.ksize / 2 + cx, p.width, p.padding);
-  const T* img = static_cast<const T*>(p.hr) + b * p.hr_strides.n + c * p.hr_strides.c;
-  const float v = (y < 0 || x < 0) ? 0.0f : static_cast<float>(img[y * p.hr_strides.h + x * p.hr_strides.w]);
-  tile[(r * p.scale + cx % p.scale) * t.pitch + cx / p.scale] = v;
+  const int64_t cols = p.scale * t.pitch;
+  const int64_t r = e / cols, cx = e % cols, m = cx / p.scale, ph = cx % p.scale;
+  float v = 0.0f;
+  if (m < t.real_cols) {
+    const int64_t y = map_coordinate(p.scale * i0 - p.ksize / 2 + r, p.height, p.padding);
+    const int64_t x = map_coordinate(p.scale * j0 - p.ksize / 2 + cx, p.width, p.padding);
+    const T* img = static_cast<const T*>(p.hr) + b * p.hr_strides.n + c * p.hr_strides.c;
+    if (y >= 0 && x >= 0) v = static_cast<float>(img[y * p.hr_strides.h + x * p.hr_strides.w]);
+  }
+  tile[(r * p.scale + ph) * t.pitch + m] = v;
 }
 
-// The blur sum (raw stored units) of tile output (ti, tj) from a filled tile and kernel.
-// The loops walk each phase so that no index needs a division.
-HOST_DEVICE float tile_blur(const DegradeTile& t, const float* tile, const float* kernel, int ksize, int scale,
-                            int ti, int tj) {
-  const int pitch = static_cast<int>(t.pitch);
-  float acc = 0.0f;
+// dst[0..3] = src[0..3], one 16-byte load on the device (src 16-byte aligned).
+HOST_DEVICE void load4(const float* src, float* dst) {
+#if defined(__CUDA_ARCH__)
+  const float4 v = *reinterpret_cast<const float4*>(src);
+  dst[0] = v.x;
+  dst[1] = v.y;
+  dst[2] = v.z;
+  dst[3] = v.w;
+#else
+  for (int q = 0; q < 4; ++q) dst[q] = src[q];
+#endif
+}
+
+// The blur sums (raw stored units) of tile outputs (ti, c0 + r), r < kRun, from a filled tile and
+// kernel; c0 is a multiple of kRun. Walks each phase row four taps at a time: `cur` and `next` hold
+// phase columns c0 + m .. c0 + m + 7, and output r at tap m + q reads column c0 + r + m + q.
+HOST_DEVICE void tile_blur_run(const DegradeTile& t, const float* tile, const float* kernel, int ksize, int scale,
+                               int ti, int c0, float* acc) {
+  const int pitch = static_cast<int>(t.pitch), taps = static_cast<int>(t.taps);
+  for (int r = 0; r < kRun; ++r) acc[r] = 0.0f;
   for (int u = 0; u < ksize; ++u) {
-    const float* line = tile + (scale * ti + u) * scale * pitch + tj;
-    const float* krow = kernel + u * ksize;
+    const float* line = tile + (scale * ti + u) * scale * pitch + c0;
+    const float* krow = kernel + u * scale * taps;
     for (int ph = 0; ph < scale && ph < ksize; ++ph) {
-      const float* phase = line + ph * pitch;
-      for (int v = ph, m = 0; v < ksize; v += scale, ++m) acc += krow[v] * phase[m];
+      const float* x = line + ph * pitch;
+      const float* w = krow + ph * taps;
+      const int n = static_cast<int>(round_up4((ksize - ph + scale - 1) / scale));
+      float cur[4], next[4], kv[4];
+      load4(x, cur);
+      for (int m = 0; m < n; m += 4) {
+        load4(x + m + 4, next);
+        load4(w + m, kv);
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+        for (int q = 0; q < 4; ++q)
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+          for (int r = 0; r < kRun; ++r) acc[r] += kv[q] * (q + r < 4 ? cur[q + r] : next[q + r - 4]);
+        for (int q = 0; q < 4; ++q) cur[q] = next[q];
+      }
     }
   }
-  return acc;
 }
 
 // noisy_sample, but NaN (and no bank read) when sample b's noise choice leaves the bank: the

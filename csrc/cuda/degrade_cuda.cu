@@ -1,7 +1,8 @@
 // CUDA kernels of realsr_fast::degrade. The noise crop means come first, one block per
-// (sample, channel); then one block per (T x T output tile, plane) blurs from a shared-memory copy
-// of its HR window (launch_plan.h: DegradeTile). Kernels too large for a tile in 48 KiB of
-// shared memory take the direct kernel, one thread per output running degrade_sample().
+// (sample, channel); then one block per (output tile, plane) blurs from a shared-memory copy of its
+// HR window, each thread a run of adjacent outputs (launch_plan.h: DegradeTile). Kernels too large
+// for a tile in the device's shared memory per block take the direct kernel, one thread per output
+// running degrade_sample().
 // Noise choices are checked here, on the device (a device-side assert; the output is NaN if
 // asserts are compiled out), so a call never waits for the GPU.
 #include "block_team.cuh"
@@ -11,7 +12,7 @@
 namespace realsr_fast {
 namespace {
 
-constexpr int64_t kTileSmemLimit = 48 * 1024;  // the default per-block limit, no opt-in needed
+constexpr int kDefaultSmemLimit = 48 * 1024;  // per block without opting in
 
 __device__ __forceinline__ void assert_noise_choice(const DegradeParams& p, int64_t b) {
   if (p.bank != nullptr) {
@@ -43,40 +44,60 @@ __global__ void degrade_direct_kernel(const __grid_constant__ DegradeParams p) {
 // blockIdx = (tile column, tile row, plane); planes beyond gridDim.z are strided.
 template <typename T>
 __global__ void degrade_tiled_kernel(const __grid_constant__ DegradeParams p, const __grid_constant__ DegradeTile t) {
-  extern __shared__ float smem[];
+  extern __shared__ __align__(16) float smem[];
   float* kernel = smem;
   float* tile = smem + t.kernel_floats;
-  const int64_t i0 = blockIdx.y * t.side, j0 = blockIdx.x * t.side;
-  const int ti = threadIdx.x / static_cast<int>(t.side), tj = threadIdx.x % static_cast<int>(t.side);
-  const int64_t fill = t.rows * p.scale * t.phase_cols;
+  const int64_t i0 = blockIdx.y * t.side, j0 = blockIdx.x * t.width;
+  const int groups = static_cast<int>(t.width) / kRun;
+  const int ti = threadIdx.x / groups, c0 = (threadIdx.x % groups) * kRun;
+  const int64_t fill = t.rows * p.scale * t.pitch;
   const float divisor = unit_divisor(p.hr_type);
   for (int64_t plane = blockIdx.z; plane < p.batch * p.channels; plane += gridDim.z) {
     const int64_t b = plane / p.channels, c = plane % p.channels;
     __syncthreads();  // the previous plane's reads are done
-    const float* kernel_b = p.kernels + b * p.kernel_batch_stride;
-    for (int64_t e = threadIdx.x; e < t.kernel_floats; e += blockDim.x) kernel[e] = kernel_b[e];
+    for (int64_t e = threadIdx.x; e < t.kernel_floats; e += blockDim.x) fill_tile_kernel_element(p, t, b, e, kernel);
     for (int64_t e = threadIdx.x; e < fill; e += blockDim.x) fill_tile_element<T>(p, t, b, c, i0, j0, e, tile);
     __syncthreads();
-    const int64_t i = i0 + ti, j = j0 + tj;
-    if (i < p.out_height && j < p.out_width) {
+    const int64_t i = i0 + ti;
+    if (i < p.out_height && j0 + c0 < p.out_width) {
       assert_noise_choice(p, b);
-      const float blurred = tile_blur(t, tile, kernel, static_cast<int>(p.ksize), static_cast<int>(p.scale), ti, tj);
-      store_unit_value(p.out, p.out_strides.at(b, c, i, j), p.out_type, checked_noisy_sample(p, blurred / divisor, b, c, i, j));
+      float blurred[kRun];
+      tile_blur_run(t, tile, kernel, static_cast<int>(p.ksize), static_cast<int>(p.scale), ti, c0, blurred);
+#pragma unroll
+      for (int r = 0; r < kRun; ++r) {
+        const int64_t j = j0 + c0 + r;
+        if (j < p.out_width)
+          store_unit_value(p.out, p.out_strides.at(b, c, i, j), p.out_type, checked_noisy_sample(p, blurred[r] / divisor, b, c, i, j));
+      }
     }
   }
 }
 
+// The device's shared memory per block with opt-in (every GPU since Volta: 96 KiB or more).
+int smem_limit() {
+  int device = 0, optin = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess)
+    return kDefaultSmemLimit;
+  return optin > kDefaultSmemLimit ? optin : kDefaultSmemLimit;
+}
+
 template <typename T>
 cudaError_t launch_blur(const DegradeParams& p, cudaStream_t stream) {
-  const DegradeTile t = choose_degrade_tile(p, kTileSmemLimit);
+  const DegradeTile t = choose_degrade_tile(p, smem_limit());
   if (t.side == 0) {
     degrade_direct_kernel<T><<<grid_for(p.batch * p.channels * p.out_height * p.out_width), kThreads, 0, stream>>>(p);
     return cudaGetLastError();
   }
-  const dim3 grid(static_cast<unsigned int>(blocks_for(p.out_width, t.side, kMaxGridX)),
+  if (t.smem_bytes > kDefaultSmemLimit) {
+    const cudaError_t err = cudaFuncSetAttribute(degrade_tiled_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(t.smem_bytes));
+    if (err != cudaSuccess) return err;
+  }
+  const dim3 grid(static_cast<unsigned int>(blocks_for(p.out_width, t.width, kMaxGridX)),
                   static_cast<unsigned int>(blocks_for(p.out_height, t.side, kMaxGridYZ)),
                   static_cast<unsigned int>(blocks_for(p.batch * p.channels, 1, kMaxGridYZ)));
-  degrade_tiled_kernel<T><<<grid, static_cast<unsigned int>(t.side * t.side), t.smem_bytes, stream>>>(p, t);
+  degrade_tiled_kernel<T><<<grid, static_cast<unsigned int>(t.threads), t.smem_bytes, stream>>>(p, t);
   return cudaGetLastError();
 }
 

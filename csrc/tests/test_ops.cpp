@@ -406,16 +406,17 @@ void test_launch_geometry() {
   int64_t wrong = 0;
   for (const uint8_t v : seen) wrong += v != 1;
   EXPECT(wrong == 0, "grid-stride loop: %ld items not visited exactly once", wrong);
-  // Two tile rows of a warp (16 threads each) land on 32 distinct shared-memory banks.
+  // Tile geometry: float4 loads stay 16-byte aligned, and a run's window (its last float4 starts at
+  // column c0 + taps of its phase row) stays inside the row; a quarter warp's float4 loads (8 threads
+  // of one tile row) are 128 consecutive bytes.
   for (int64_t scale = 1; scale <= 8; ++scale)
     for (int64_t k = 1; k <= 40; k += 3) {
       const DegradeTile t = plan_degrade_tile(k, scale, 16);
-      std::vector<int> banks;
-      for (int64_t lane = 0; lane < 32; ++lane) banks.push_back(static_cast<int>(((lane / 16) * scale * scale * t.pitch + lane % 16) % 32));
-      std::sort(banks.begin(), banks.end());
-      const bool distinct = std::adjacent_find(banks.begin(), banks.end()) == banks.end();
-      EXPECT(distinct || scale % 8 == 0, "k=%ld s=%ld pitch %ld: bank conflicts", k, scale, t.pitch);
-      EXPECT(t.pitch >= t.phase_cols && t.rows == scale * 15 + k, "tile geometry k=%ld s=%ld", k, scale);
+      EXPECT(t.pitch % 4 == 0 && t.kernel_floats % 4 == 0 && t.taps % 4 == 0, "tile alignment k=%ld s=%ld", k, scale);
+      EXPECT(t.taps * scale >= k && (t.taps - 4) * scale < k, "taps k=%ld s=%ld: %ld", k, scale, t.taps);
+      EXPECT(t.width - kRun + t.taps + 4 <= t.pitch && t.real_cols <= t.pitch, "window overrun k=%ld s=%ld", k, scale);
+      EXPECT(t.rows == scale * 15 + k && t.threads == 16 * t.width / kRun && t.width / kRun == 8,
+             "tile geometry k=%ld s=%ld", k, scale);
     }
 }
 
@@ -448,6 +449,8 @@ void test_degrade_tiles_match_cpu_op() {
           if (team.rank() == 0) p.noise_mean[plane] = mean;
         });
       const DegradeTile t = plan_degrade_tile(cs.k, cs.scale, cs.side);
+      EXPECT(choose_degrade_tile(p, t.smem_bytes).side == cs.side, "k=%ld s=%ld: the tile chosen for its own size",
+             cs.k, cs.scale);
       std::vector<float> smem(t.smem_bytes / sizeof(float));
       float* kernel = smem.data();
       float* tile = kernel + t.kernel_floats;
@@ -460,16 +463,18 @@ void test_degrade_tiles_match_cpu_op() {
       };
       for (int64_t plane = 0; plane < batch * 3; ++plane)
         for (int64_t i0 = 0; i0 < out_h; i0 += t.side)
-          for (int64_t j0 = 0; j0 < out_w; j0 += t.side) {
+          for (int64_t j0 = 0; j0 < out_w; j0 += t.width) {
             const int64_t b = plane / 3, c = plane % 3;
             std::fill(smem.begin(), smem.end(), NAN);  // a read of an unfilled element shows up
-            for (int64_t e = 0; e < t.kernel_floats; ++e) kernel[e] = p.kernels[b * p.kernel_batch_stride + e];
-            for (int64_t e = 0; e < t.rows * cs.scale * t.phase_cols; ++e) fill(b, c, i0, j0, e);
+            for (int64_t e = 0; e < t.kernel_floats; ++e) fill_tile_kernel_element(p, t, b, e, kernel);
+            for (int64_t e = 0; e < t.rows * cs.scale * t.pitch; ++e) fill(b, c, i0, j0, e);
             for (int64_t ti = 0; ti < t.side && i0 + ti < out_h; ++ti)
-              for (int64_t tj = 0; tj < t.side && j0 + tj < out_w; ++tj) {
-                const float blurred = tile_blur(t, tile, kernel, cs.k, cs.scale, ti, tj) / unit_divisor(p.hr_type);
-                store_unit_value(p.out, p.out_strides.at(b, c, i0 + ti, j0 + tj), p.out_type,
-                                 checked_noisy_sample(p, blurred, b, c, i0 + ti, j0 + tj));
+              for (int c0 = 0; c0 < t.width && j0 + c0 < out_w; c0 += kRun) {
+                float blurred[kRun];
+                tile_blur_run(t, tile, kernel, cs.k, cs.scale, static_cast<int>(ti), c0, blurred);
+                for (int r = 0; r < kRun && j0 + c0 + r < out_w; ++r)
+                  store_unit_value(p.out, p.out_strides.at(b, c, i0 + ti, j0 + c0 + r), p.out_type,
+                                   checked_noisy_sample(p, blurred[r] / unit_divisor(p.hr_type), b, c, i0 + ti, j0 + c0 + r));
               }
           }
       const double worst = (call.out - want).abs().max().item<double>();
