@@ -292,7 +292,7 @@ def test_cli_exports_fp16_with_automatic_fp32_islands(tiny, tmp_path):
 def test_cli_exports_df2k_fp16_with_its_automatic_fp32_islands(tmp_path, monkeypatch):
     """`realsr export onnx --precision fp16` of the real df2k weights: the measured fp32 units keep
     fp32 convs, every other conv is fp16, and the graph matches fp32 torch on a photo crop."""
-    from realsr_fast.inference.backends import load_fp32_model
+    from realsr_fast.models.loading import load_model
 
     monkeypatch.setenv("REALSR_FAST_HOME", str(tmp_path / "cache"))
     path = tmp_path / "df2k_fp16.onnx"
@@ -300,7 +300,7 @@ def test_cli_exports_df2k_fp16_with_its_automatic_fp32_islands(tmp_path, monkeyp
     info, convs = check_fp16_convs_follow_units(path)
     assert info.nf == 64 and info.scale == 4
     assert convs == 351  # every conv of the 23-block RRDBNet
-    model, _ = load_fp32_model("df2k")
+    model = load_model("df2k")
     x = photo_crops(24, 24)[:1]
     with torch.no_grad():
         expected = model(x).clamp(0, 1).numpy()
