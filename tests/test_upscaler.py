@@ -248,6 +248,30 @@ def test_auto_tile_memory_measured_by_the_os(df2k_width_weights, monkeypatch, pr
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_tile_memory_measured_by_cuda(df2k_width_weights, monkeypatch) -> None:
+    """The CUDA twin of the test above, in fp16 (CUDA's default): the peak is the caching
+    allocator's count of bytes in use (cuDNN's workspaces included), not the planner's model."""
+    budget = 256 << 20
+    monkeypatch.setattr(tile_size, "available_memory",
+                        lambda device: budget / tile_size.MEMORY_FRACTION["cuda"])
+    up = Upscaler(df2k_width_weights, device="cuda", tile_pad=4)
+    assert up.precision == "fp16"
+    tile = up.tile_size(1, 4000, 4000)
+    assert tile is not None and tile > tile_size.MIN_TILE
+    side = tile + 2 * up.tile_pad
+    x = torch.rand(1, 3, side, side, device="cuda")
+    up.upscale_tensor(x[..., :32, :32])  # cuDNN's one-time setup is not a tile's memory
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    up.upscale_tensor(x)
+    peak = torch.cuda.max_memory_allocated() - before
+    assert peak <= 0.9 * budget, f"a {side} px tile peaked at {peak / budget:.0%} of its budget"
+    assert peak >= 0.4 * budget, f"a {side} px tile used only {peak / budget:.0%} of its budget"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_fp16_matches_cpu_fp32(small_weights) -> None:
     path, _ = small_weights
     x = rand(1, 3, 24, 24, seed=5)
