@@ -10,7 +10,7 @@ import torch
 
 from realsr_fast import cli
 from realsr_fast.errors import RealSRError
-from realsr_fast.export.onnx_export import export_onnx, read_onnx_info
+from realsr_fast.export.onnx_export import OnnxInfo, export_onnx, read_onnx_info
 from realsr_fast.export.precision import (
     FP16_MAX,
     HEADROOM,
@@ -154,13 +154,19 @@ def test_activation_peaks_match_a_direct_computation(tiny):
     assert peaks[f"RRDB_trunk.{len(tiny.RRDB_trunk) - 1}"] >= float(last_in.abs().max()) * (1 - 1e-6)
 
 
-def test_overflowing_units_are_measured_and_kept_in_fp32(tiny):
+def overflowing_copy(tiny: RRDBNet) -> RRDBNet:
+    """tiny with activations far past fp16's range from upconv1 on (the weights themselves still
+    fit fp16): the units before upconv1 are safe in fp16, upconv1 and later ones are not."""
     hot = RRDBNet(nf=8, nb=2, gc=4).eval()
     hot.load_state_dict(tiny.state_dict())
     with torch.no_grad():
-        # activations far past fp16's range from upconv1 on (the weights themselves still fit)
         hot.upconv1.weight.mul_(3e4)
         hot.HRconv.weight.mul_(3e4)
+    return hot
+
+
+def test_overflowing_units_are_measured_and_kept_in_fp32(tiny):
+    hot = overflowing_copy(tiny)
     x = photo_crops(8, 8)
     units = overflowing_units(activation_peaks(hot, x))
     assert "upconv1" in units and "conv_first" not in units and "RRDB_trunk.0" not in units
@@ -172,6 +178,24 @@ def test_overflowing_units_are_measured_and_kept_in_fp32(tiny):
     assert torch.isfinite(mixed).all()
     assert torch.allclose(mixed, reference, rtol=2e-2, atol=2e-2 * float(reference.abs().max()))
     assert overflowing_units({"a": FP16_MAX / HEADROOM * 0.99, "b": FP16_MAX / HEADROOM}) == ["b"]
+
+
+@pytest.mark.xfail(strict=True, reason="open: a unit kept in fp32 may output more than fp16 holds, and "
+                   "the next unit, in fp16, casts that input to inf; only the unit's own activations are measured")
+def test_fp16_unit_after_an_fp32_island_gets_a_representable_input(tiny):
+    """upconv1 outputs ~1e6 (kept fp32); upconv2 scales it back down, so its own activations are
+    small and it is left in fp16 - but its input cannot be cast to fp16."""
+    hot = RRDBNet(nf=8, nb=2, gc=4).eval()
+    hot.load_state_dict(tiny.state_dict())
+    with torch.no_grad():
+        hot.upconv1.weight.mul_(1e6)
+        hot.upconv1.bias.mul_(1e6)
+        hot.upconv2.weight.div_(1e6)
+    x = photo_crops(8, 8)
+    units = overflowing_units(activation_peaks(hot, x))
+    with torch.no_grad():
+        assert torch.isfinite(hot(x)).all()
+        assert torch.isfinite(mixed_precision(hot, units)(x)).all(), units
 
 
 def test_weights_hash_depends_on_values_not_order(tiny):
@@ -245,26 +269,56 @@ def test_df2k_onnx_matches_torch_on_a_photo_crop(tmp_path):
         assert psnr(np.clip(run_onnx(path, x.numpy()), 0, 1), expected) >= 50
 
 
+def check_fp16_convs_follow_units(path) -> tuple[OnnxInfo, int]:
+    """A valid fp16 graph whose convs are fp32 inside its recorded fp32 units and fp16 elsewhere;
+    returns its metadata and its number of convs."""
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    info = read_onnx_info(path)
+    assert info.precision == "fp16"
+    types = conv_weight_types(proto)
+    for name, dtype in types.items():
+        in_kept_unit = any(f"/{unit}/" in name for unit in info.fp32_units)
+        assert dtype == (onnx.TensorProto.FLOAT if in_kept_unit else onnx.TensorProto.FLOAT16), name
+    return info, len(types)
+
+
+def test_cli_exports_fp16_with_automatic_fp32_islands(tiny, tmp_path):
+    """The fast twin of the df2k export below, on a tiny RRDBNet with df2k's units whose upconv1
+    overflows fp16: `realsr export onnx --precision fp16` measures the units itself (calibration
+    images, no fp32_units given), keeps the hot ones in fp32, and the graph matches fp32 torch.
+    (That the same model overflows without islands is shown in torch above: ONNX Runtime's CPU
+    provider runs fp16 convs in fp32, so it cannot show it.)"""
+    hot = overflowing_copy(tiny)
+    weights = tmp_path / "hot.safetensors"
+    save_safetensors(weights, hot.state_dict(), hot.config())
+    path = tmp_path / "hot_fp16.onnx"
+    assert cli.main(["export", "onnx", "--model", str(weights), "--precision", "fp16", "-o", str(path)]) == 0
+    info, convs = check_fp16_convs_follow_units(path)
+    assert convs == len([m for m in hot.modules() if isinstance(m, torch.nn.Conv2d)])
+    assert {"upconv1", "HRconv"} <= set(info.fp32_units)
+    assert not {"conv_first", "RRDB_trunk.0", "RRDB_trunk.1", "trunk_conv"} & set(info.fp32_units)
+    x = photo_crops(8, 8)
+    with torch.no_grad():
+        reference = hot(x).numpy()
+    got = run_onnx(path, x.numpy())
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, reference, rtol=2e-2, atol=2e-2 * float(np.abs(reference).max()))
+
+
 @pytest.mark.heavy  # island measurement + export of the full model: 7 min on a busy 2-core CPU (-m heavy)
 def test_cli_exports_df2k_fp16_with_its_automatic_fp32_islands(tmp_path, monkeypatch):
     """`realsr export onnx --precision fp16` of the real df2k weights: the measured fp32 units keep
     fp32 convs, every other conv is fp16, and the graph matches fp32 torch on a photo crop."""
-    from realsr_fast.inference.backends import load_fp32_model
+    from realsr_fast.models.loading import load_model
 
     monkeypatch.setenv("REALSR_FAST_HOME", str(tmp_path / "cache"))
     path = tmp_path / "df2k_fp16.onnx"
     assert cli.main(["export", "onnx", "--precision", "fp16", "-o", str(path)]) == 0
-    proto = onnx.load(str(path))
-    onnx.checker.check_model(proto)
-    info = read_onnx_info(path)
-    assert info.precision == "fp16" and info.nf == 64 and info.scale == 4
-    kept = info.fp32_units
-    types = conv_weight_types(proto)
-    assert len(types) == 351  # every conv of the 23-block RRDBNet
-    for name, dtype in types.items():
-        in_kept_unit = any(f"/{unit}/" in name for unit in kept)
-        assert dtype == (onnx.TensorProto.FLOAT if in_kept_unit else onnx.TensorProto.FLOAT16), name
-    model, _ = load_fp32_model("df2k")
+    info, convs = check_fp16_convs_follow_units(path)
+    assert info.nf == 64 and info.scale == 4
+    assert convs == 351  # every conv of the 23-block RRDBNet
+    model = load_model("df2k")
     x = photo_crops(24, 24)[:1]
     with torch.no_grad():
         expected = model(x).clamp(0, 1).numpy()

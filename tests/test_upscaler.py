@@ -3,6 +3,9 @@ RRDBNet, precisions and devices resolve as documented, overflowing tiles are red
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from realsr_fast.errors import RealSRError
+from realsr_fast.inference.torch_runner import cpu_has_native_bf16
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.models.formats import save_safetensors
 from realsr_fast.models.rrdbnet import RRDBNet
 from realsr_fast.tiling import tile_size
 from realsr_fast.tiling.tiler import plan_tiles, upscale_tiled
 
+ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"in_nc": 3, "out_nc": 3, "nf": 8, "nb": 1, "gc": 4, "scale": 4}
 
 
@@ -190,6 +195,79 @@ def test_auto_tile_is_used_for_large_inputs(small_weights, monkeypatch) -> None:
     up = Upscaler(small_weights[0], device="cpu")
     assert up.tile_size(1, 16, 16) is None
     assert up.tile_size(1, 200, 300) == 100 - 2 * up.tile_pad
+
+
+@pytest.fixture(scope="module")
+def df2k_width_weights(tmp_path_factory) -> Path:
+    """RRDBNet as wide as df2k (nf 64, gc 32) with one block: the HR layers that set a tile's
+    peak memory are df2k's; the LR trunk's length barely matters."""
+    config = {"in_nc": 3, "out_nc": 3, "nf": 64, "nb": 1, "gc": 32, "scale": 4}
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("w64") / "nf64.safetensors"
+    save_safetensors(path, RRDBNet(**config).state_dict(), config)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK),
+                    reason="measures the peak RSS through Linux's /proc/self/clear_refs")
+@pytest.mark.parametrize("precision, budget_mib", [
+    ("fp32", 64),
+    pytest.param("bf16", 14, marks=pytest.mark.xfail(
+        not cpu_has_native_bf16(), strict=True,
+        reason="open: without native bf16, oneDNN's bf16 convolutions take ~10 x scale^2 * nf * 2 "
+               "bytes per LR pixel (measured on an AVX2 EPYC), ~2.5x what the planner assumes")),
+])
+def test_auto_tile_memory_measured_by_the_os(df2k_width_weights, monkeypatch, precision,
+                                             budget_mib) -> None:
+    """The automatic tile, run for real, keeps within its memory budget and is not needlessly small.
+
+    Independent of `tile_size`'s memory model: the peak is the resident memory the kernel counts
+    while the Upscaler runs the largest tile it would cut (core + pad on both sides) in a fresh
+    process (tests/tile_memory_probe.py). Measured peaks, in scale^2 * nf * itemsize bytes per LR
+    pixel: fp32 2.0-2.6 (AVX2 EPYC), 2.3-2.9 (AVX-512/AMX Xeon), bf16 2.8 (Xeon), CUDA 2.26;
+    the planner assumes 4, so the tile uses 50-72 % of its budget. The bounds fail if the
+    planner were off by 2x either way (halved: 140 %, doubled: 31 %, on the EPYC).
+    """
+    budget = budget_mib << 20
+    monkeypatch.setattr(tile_size, "available_memory",
+                        lambda device: budget / tile_size.MEMORY_FRACTION["cpu"])
+    up = Upscaler(df2k_width_weights, device="cpu", precision=precision, tile_pad=4)
+    tile = up.tile_size(1, 1000, 1000)
+    assert tile is not None and tile > tile_size.MIN_TILE  # set by the budget, not the floor
+    side = tile + 2 * up.tile_pad
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    probe = subprocess.run([sys.executable, str(ROOT / "tests" / "tile_memory_probe.py"),
+                            str(df2k_width_weights), precision, str(side)],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr
+    peak = int(probe.stdout.split()[-1])
+    assert peak <= 0.9 * budget, f"a {side} px tile peaked at {peak / budget:.0%} of its budget"
+    assert peak >= 0.4 * budget, f"a {side} px tile used only {peak / budget:.0%} of its budget"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_tile_memory_measured_by_cuda(df2k_width_weights, monkeypatch) -> None:
+    """The CUDA twin of the test above, in fp16 (CUDA's default): the peak is the caching
+    allocator's count of bytes in use (cuDNN's workspaces included), not the planner's model."""
+    budget = 256 << 20
+    monkeypatch.setattr(tile_size, "available_memory",
+                        lambda device: budget / tile_size.MEMORY_FRACTION["cuda"])
+    up = Upscaler(df2k_width_weights, device="cuda", tile_pad=4)
+    assert up.precision == "fp16"
+    tile = up.tile_size(1, 4000, 4000)
+    assert tile is not None and tile > tile_size.MIN_TILE
+    side = tile + 2 * up.tile_pad
+    x = torch.rand(1, 3, side, side, device="cuda")
+    up.upscale_tensor(x[..., :32, :32])  # cuDNN's one-time setup is not a tile's memory
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    up.upscale_tensor(x)
+    peak = torch.cuda.max_memory_allocated() - before
+    assert peak <= 0.9 * budget, f"a {side} px tile peaked at {peak / budget:.0%} of its budget"
+    assert peak >= 0.4 * budget, f"a {side} px tile used only {peak / budget:.0%} of its budget"
 
 
 @pytest.mark.cuda
