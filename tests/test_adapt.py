@@ -15,6 +15,7 @@ from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.split import split_names
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import write_image
+from realsr_fast.kernelgan.estimate import estimate_kernel_folder
 from realsr_fast.kernelgan.fallback import FALLBACK_SIGMA, fallback_kernel, training_kernels
 from realsr_fast.models.loading import load_model
 
@@ -168,3 +169,17 @@ def test_one_seed_says_trust_was_not_checked(tmp_path, rng):
     write_estimates(tmp_path / "estimates", rng, {"a": {"runs": 1}, "b": {"runs": 1}})
     choices = training_kernels(tmp_path / "estimates", tmp_path / "used", 4)
     assert {c.trust for c in choices} == {"not checked"} and {c.used for c in choices} == {"estimate"}
+
+
+def test_real_multi_seed_reports_are_read(tmp_path, rng):
+    """The verdict comes from what `estimate_kernel_folder --seeds 2` really writes, not a hand-made report."""
+    smooth_photos(tmp_path / "photos", rng, count=2, side=96)
+    summary = estimate_kernel_folder(tmp_path / "photos", tmp_path / "kernels", scale=4, iterations=2, runs=2,
+                                     device="cpu", progress=False)
+    assert summary.done == ["photo0", "photo1"]
+    choices = training_kernels(tmp_path / "kernels", tmp_path / "used", 4)
+    for choice in choices:
+        report = json.loads((tmp_path / "kernels" / choice.photo / f"{choice.photo}_report.json").read_text())
+        assert choice.trust == ("trusted" if report["trusted"] else "untrusted")
+        assert choice.used == ("estimate" if report["trusted"] else "fallback")
+        assert choice.seed_agreement_db == report["seed_agreement_db"]
