@@ -366,9 +366,13 @@ def test_adapted_column_is_trained_without_the_held_out_photo(demo):
     assert len(section["images"]) == 2 * 5
 
 
-def test_negative_adapt_iterations_refused(tmp_path):
+def test_adapt_settings_refused_before_any_work(tmp_path):
     with pytest.raises(RealSRError, match="--adapt-iterations must be 0"):
         run_demo(tmp_path / "out", adapt_iterations=-1, progress=False)
+    photos = tmp_path / "photos"
+    write_image(photos / "only.png", np.full((96, 96, 3), 128, np.uint8))
+    with pytest.raises(RealSRError, match="needs 2 photos or more.*--adapt-iterations 0"):
+        run_demo(tmp_path / "out", samples_dir=photos, progress=False)
     assert not (tmp_path / "out").exists()
 
 

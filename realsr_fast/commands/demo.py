@@ -26,7 +26,7 @@ EPILOG = """\
 examples:
   realsr demo
   realsr demo -o /tmp/realsr_demo --iters 300      # quicker, rougher kernels
-  realsr demo --adapt-iterations 0                   # no adapted model (saves ~2 min on a CPU)"""
+  realsr demo --adapt-iterations 0                 # no adapted model (saves ~2 min on a CPU)"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -39,6 +39,8 @@ class AdaptedModel:
     model: Path
     train: list[str]
     held_out: list[str]
+    held_out_hr: Path
+    """Folder of the held-out photos' HR (`<name>.png`)."""
     iterations: int
     seconds: float
     curve: list[dict[str, float]]
@@ -62,16 +64,16 @@ def adapt_to_samples(out: Path, hr_dir: Path, names: Sequence[str], iterations: 
     overrides = [f"val.every={iterations}", f"run.checkpoint_every={iterations}", f"run.progress={str(progress).lower()}"]
     config = fine_tune_config(folder / "train", folder / "held_out", out / "kernels", out / "noise", folder / "run",
                               "psnr", device, iterations, seed, overrides=overrides)
-    threads = torch.get_num_threads()
-    if resolve_device(device).type == "cpu":
-        # one thread: on a shared CPU two threads spin-wait for each other, measured 4-20x slower per
-        # training step than one (docs/adapt.md)
+    threads, where = torch.get_num_threads(), resolve_device(device)
+    if where.type == "cpu":
+        # one thread: on a shared CPU two threads spin-wait for each other, measured 3.5x to 20x slower
+        # per training step than one (docs/adapt.md)
         torch.set_num_threads(1)
     try:
         result = fine_tune(config, folder, keep_best=False)
     finally:
         torch.set_num_threads(threads)
     shutil.rmtree(folder / "run" / CHECKPOINT_DIR, ignore_errors=True)
-    settings = {"patch": config.data.patch, "batch": config.data.batch, "lr_g": config.optim.lr_g,
-                "device": str(resolve_device(device))}
-    return AdaptedModel(folder / MODEL_NAME, train, held_out, result.iteration, result.seconds, result.curve, settings)
+    settings = {"patch": config.data.patch, "batch": config.data.batch, "lr_g": config.optim.lr_g, "device": str(where)}
+    return AdaptedModel(folder / MODEL_NAME, train, held_out, folder / "held_out", result.iteration, result.seconds,
+                        result.curve, settings)

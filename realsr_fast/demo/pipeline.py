@@ -199,6 +199,9 @@ def run_demo(
             prepare_image(read_image(photo))
         except RealSRError as exc:
             raise RealSRError(f"{photo}: {exc}") from None
+    if adapt_iterations and len(photos) < 2:
+        raise RealSRError(f"the adapted model needs 2 photos or more (one is held out), {samples_dir} has "
+                          f"{len(photos)}; use --adapt-iterations 0")
     out.mkdir(parents=True, exist_ok=True)
     clock = StageClock(total=9 if adapt_iterations else 7, progress=progress)
     names = [photo.stem for photo in photos]
@@ -248,8 +251,8 @@ def run_demo(
         held_out_evaluations = {} if adapted is None else held_out_scores(out, evaluations[ADAPTED_RECIPE], adapted)
     result = DemoResult(out, out / "report.html", clock.timings, evaluations, adapted, held_out_evaluations)
     settings = {"iterations": iterations, "official_iterations": ITERATIONS, "seed": seed, "scale": SCALE,
-                "noise": asdict(NOISE_SETTINGS), "noise_patches": noise_report.patches, "samples": str(samples_dir)}
-    settings["adapt_iterations"] = adapt_iterations
+                "noise": asdict(NOISE_SETTINGS), "noise_patches": noise_report.patches, "samples": str(samples_dir),
+                "adapt_iterations": adapt_iterations}
     sections = report_sections(out, names, pairs, outputs, result, settings)
     write_report(result.report, "RealSR demo", sections,
                  subtitle=f"{len(photos)} sample photos, x{SCALE}, KernelGAN at {iterations} of {ITERATIONS} iterations")
@@ -262,8 +265,8 @@ def held_out_scores(out: Path, evaluations: dict[str, Evaluation], adapted: Adap
     held = set(adapted.held_out)
     scores = {m: Evaluation(e.metric_names, [i for i in e.images if i.name in held], e.problems, e.notes, e.settings)
               for m, e in evaluations.items() if m in ADAPTED_METHODS}
-    scores["adapted"] = evaluate_folders(sr_dir(out, ADAPTED_RECIPE, "adapted"), out / "adapt" / "held_out",
-                                         crop_border=SCALE, lpips=True)
+    scores["adapted"] = evaluate_folders(sr_dir(out, ADAPTED_RECIPE, "adapted"), adapted.held_out_hr, crop_border=SCALE,
+                                         lpips=True)
     return scores
 
 
