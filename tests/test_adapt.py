@@ -1,16 +1,22 @@
 """`realsr adapt` end to end on the CPU with a tiny generator: the files, the held-out split, the
-resume (no stage redone, training continues), and a held-out score that rises on a learnable case."""
+resume (no stage redone, training continues), and a held-out score that rises on a learnable case;
+untrusted kernel estimates are not trained on (the constant fallback replaces them, and the
+outputs say so), estimates whose trust was not checked (one seed) are used as they are."""
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
+from scipy.signal import convolve2d
 
-from realsr_fast.adaptation.split import split_names
 from realsr_fast.cli import main
+from realsr_fast.data.kernel_bank import load_kernel_bank
+from realsr_fast.data.split import split_names
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import write_image
+from realsr_fast.kernelgan.estimate import estimate_kernel_folder
+from realsr_fast.kernelgan.fallback import FALLBACK_SIGMA, fallback_kernel, training_kernels
 from realsr_fast.models.loading import load_model
 
 # A tiny generator from scratch: its starting model is poor and smooth images are quickly learnt.
@@ -81,3 +87,99 @@ def test_split_is_by_photo_stable_and_leaves_both_sides_nonempty():
 def test_split_refuses_what_cannot_be_split(names, fraction):
     with pytest.raises(RealSRError):
         split_names(names, fraction)
+
+
+def reference_fallback_x4(sigma: float) -> np.ndarray:
+    """From the spec: a 17x17 isotropic Gaussian centred at 8.5 (KernelGAN's x2 alignment), then
+    the x4 kernel of two x2 steps: the kernel convolved with itself dilated by 2, centre 33x33."""
+    d = np.arange(17) - 8.5
+    line = np.exp(-0.5 * (d / sigma) ** 2)
+    k2 = np.outer(line, line) / np.outer(line, line).sum()
+    dilated = np.zeros((33, 33))
+    dilated[::2, ::2] = k2
+    big = convolve2d(dilated, k2)
+    return big[8:-8, 8:-8] / big[8:-8, 8:-8].sum()
+
+
+def write_estimates(folder, rng, verdicts: dict[str, dict | None]) -> dict[str, np.ndarray]:
+    """`realsr kernels`' layout: `<photo>/<photo>_kernel_x4.npy` and `<photo>_report.json` (None: no report)."""
+    kernels = {}
+    for photo, report in verdicts.items():
+        (folder / photo).mkdir(parents=True)
+        kernel = rng.uniform(0, 1, (33, 33))
+        kernels[photo] = kernel / kernel.sum()
+        np.save(folder / photo / f"{photo}_kernel_x4.npy", kernels[photo])
+        if report is not None:
+            (folder / photo / f"{photo}_report.json").write_text(json.dumps(report))
+    return kernels
+
+
+VERDICTS = {
+    "photo0": {"runs": 2, "seed_agreement_db": 31.5, "trusted": False},
+    "photo1": {"runs": 2, "seed_agreement_db": 52.0, "trusted": True},
+    "photo2": {"runs": 1},
+    "photo3": None,
+}
+
+
+def test_fallback_is_the_documented_gaussian():
+    assert np.abs(fallback_kernel(4) - reference_fallback_x4(FALLBACK_SIGMA)).max() < 1e-12
+    x2 = fallback_kernel(2)
+    assert x2.shape == (17, 17) and abs(x2.sum() - 1) < 1e-12
+
+
+def test_training_kernels_replace_only_untrusted_estimates(tmp_path, rng):
+    estimates = write_estimates(tmp_path / "estimates", rng, VERDICTS)
+    (tmp_path / "used" / "stale").mkdir(parents=True)  # what an earlier run left is removed
+    choices = {c.photo: c for c in training_kernels(tmp_path / "estimates", tmp_path / "used", 4)}
+    assert [(c.used, c.trust) for c in choices.values()] == [
+        ("fallback", "untrusted"), ("estimate", "trusted"), ("estimate", "not checked"), ("estimate", "not checked")]
+    assert "31.5 dB < 45 dB" in choices["photo0"].why and "--seeds 2" in choices["photo2"].why
+    assert not (tmp_path / "used" / "stale").exists()
+    for photo, estimate in estimates.items():
+        used = np.load(tmp_path / "used" / photo / f"{photo}_kernel_x4.npy")
+        expected = reference_fallback_x4(FALLBACK_SIGMA) if photo == "photo0" else estimate
+        assert np.abs(used - expected).max() < 1e-12, photo
+
+
+def test_adapt_trains_on_the_fallback_and_reports_it(tmp_path, rng):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    smooth_photos(photos, rng, count=4, side=96)
+    estimates = write_estimates(tmp_path / "kernels", rng, {f"photo{i}": v for i, v in enumerate(VERDICTS.values())})
+    args = ["adapt", str(photos), "-o", str(out), "--iterations", "1", "--kernels", str(tmp_path / "kernels"),
+            "--noise-patch", "16", "--held-out", "0.25", "--device", "cpu"]
+    tiny = [s for s in TINY if not s.startswith(("val.every", "run.checkpoint_every"))] + ["val.every=1", "val.crop=32"]
+    assert main(args + [item for setting in tiny for item in ("--set", setting)]) == 0
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kernels"]["fell_back"] == ["photo0"] and summary["kernels"]["trust_checked"]
+    # the bank the Trainer read: the fallback in place of photo0's estimate, the others untouched
+    bank = load_kernel_bank(summary["settings"]["kernels"], 4)
+    by_photo = {path.parent.name: kernel.double().numpy() for kernel, path in zip(bank.kernels, bank.files)}
+    assert sorted(by_photo) == sorted(estimates)
+    assert np.abs(by_photo["photo0"] - reference_fallback_x4(FALLBACK_SIGMA)).max() < 1e-6
+    for photo in ("photo1", "photo2", "photo3"):
+        assert np.abs(by_photo[photo] - estimates[photo]).max() < 1e-6, photo
+    assert np.array_equal(np.load(tmp_path / "kernels" / "photo0" / "photo0_kernel_x4.npy"), estimates["photo0"])
+    html = (out / "report.html").read_text()
+    assert "1 of 4 estimates were not trusted" in html and "photo0 use the fallback" in html
+
+
+def test_one_seed_says_trust_was_not_checked(tmp_path, rng):
+    write_estimates(tmp_path / "estimates", rng, {"a": {"runs": 1}, "b": {"runs": 1}})
+    choices = training_kernels(tmp_path / "estimates", tmp_path / "used", 4)
+    assert {c.trust for c in choices} == {"not checked"} and {c.used for c in choices} == {"estimate"}
+
+
+def test_real_multi_seed_reports_are_read(tmp_path, rng):
+    """The verdict comes from what `estimate_kernel_folder --seeds 2` really writes, not a hand-made report."""
+    smooth_photos(tmp_path / "photos", rng, count=2, side=96)
+    summary = estimate_kernel_folder(tmp_path / "photos", tmp_path / "kernels", scale=4, iterations=2, runs=2,
+                                     device="cpu", progress=False)
+    assert summary.done == ["photo0", "photo1"]
+    choices = training_kernels(tmp_path / "kernels", tmp_path / "used", 4)
+    for choice in choices:
+        report = json.loads((tmp_path / "kernels" / choice.photo / f"{choice.photo}_report.json").read_text())
+        assert choice.trust == ("trusted" if report["trusted"] else "untrusted")
+        assert choice.used == ("estimate" if report["trusted"] else "fallback")
+        assert choice.seed_agreement_db == report["seed_agreement_db"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 from scipy import ndimage
 from skimage.metrics import structural_similarity
@@ -21,6 +22,7 @@ from realsr_fast.data.imresize import bicubic_kernel
 from realsr_fast.demo.pipeline import (
     KERNEL_FLAGS,
     LR_RECIPES,
+    METHOD_TITLES,
     SAMPLES_DIR,
     amplified_noise,
     busiest_window,
@@ -46,8 +48,8 @@ from realsr_fast.demo.report import (
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_image
 
-SECTIONS = ["overview", "kernels", "noise", "pairs", "comparison", "metrics", "timings"]
-STAGES = ["noise", "kernels", "pairs", "load model", "RealSR x4", "bicubic x4", "metrics"]
+SECTIONS = ["overview", "kernels", "noise", "pairs", "comparison", "metrics", "adapted", "timings"]
+STAGES = ["noise", "kernels", "pairs", "load model", "RealSR x4", "bicubic x4", "adapt", "adapted x4", "metrics"]
 SAMPLE_NAMES = sorted(p.stem for p in SAMPLES_DIR.glob("*.png"))
 
 
@@ -117,11 +119,13 @@ def decode_png(uri: str) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> tuple[Path, str, ReportParser, dict]:
-    """One run of `realsr demo` with very few KernelGAN iterations: (folder, stdout, parsed report, summary)."""
+    """One run of `realsr demo` with very few KernelGAN and fine-tuning iterations: (folder, stdout, parsed
+    report, summary)."""
     out = tmp_path_factory.mktemp("demo") / "result"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = main(["demo", "-o", str(out), "--iters", "3", "--seed", "1", "--device", "cpu", "--quiet"])
+        code = main(["demo", "-o", str(out), "--iters", "3", "--adapt-iterations", "2", "--seed", "1", "--device", "cpu",
+                     "--quiet"])
     assert code == 0
     parser = ReportParser()
     parser.feed((out / "report.html").read_text(encoding="utf-8"))
@@ -287,7 +291,9 @@ def test_metrics_tables_deltas_and_winners(demo):
                     deltas.append((metric, realsr - bicubic))
     widths = [float(re.search(r"width: ([0-9.]+)%", style)[1]) for style in parser.styles["bar pos"] +
               parser.styles["bar neg"]]
-    assert len(widths) == len(deltas) == 2 * len(LR_RECIPES) * len(SAMPLE_NAMES)
+    assert len(deltas) == 2 * len(LR_RECIPES) * len(SAMPLE_NAMES)
+    # the adapted section's charts: PSNR-Y and SSIM-Y, RealSR and adapted minus bicubic, per held-out photo
+    assert len(widths) == len(deltas) + 2 * 2 * len(summary["adapted"]["held_out"])
     for metric in ("psnr_y", "ssim_y"):  # a chart per metric: the largest |Δ| spans half the track
         largest = max(abs(d) for m, d in deltas if m == metric)
         expected = sorted(round(50 * abs(d) / largest, 2) for m, d in deltas if m == metric)
@@ -313,6 +319,61 @@ def test_noise_and_kernels_are_explained(demo):
     assert flags  # 3 iterations: at least "not converged"
     for flag in flags:
         assert f"{flag}: {KERNEL_FLAGS[flag]}" in kernel_text
+
+
+@pytest.mark.slow
+def test_adapted_column_is_trained_without_the_held_out_photo(demo):
+    """The adapted model never saw a crop of the held-out photo; its column is scored on that photo alone,
+    beside bicubic and the official model, and the scores agree with an independent computation."""
+    out, stdout, parser, summary = demo
+    adapted = summary["adapted"]
+    train, held_out = adapted["train"], adapted["held_out"]
+    assert sorted(train + held_out) == SAMPLE_NAMES and len(held_out) == 1 and not set(train) & set(held_out)
+    assert adapted["iterations"] == 2 and [row["iteration"] for row in adapted["curve"]] == [0, 2]
+    # what the Trainer read: the training photos' HR only (the run's own record of its settings)
+    config = yaml.safe_load((out / "adapt" / "run" / "config.yaml").read_text())
+    assert Path(config["data"]["hr"]) == out / "adapt" / "train" and config["optim"]["iterations"] == 2
+    assert sorted(p.stem for p in (out / "adapt" / "train").iterdir()) == train
+    for name in train:
+        assert np.array_equal(read_image(out / "adapt" / "train" / f"{name}.png"), read_image(out / "pairs" / "HR" / f"{name}.png"))
+    assert not (out / "adapt" / "run" / "checkpoints").exists()  # 190 MB the demo never resumes from
+    assert sorted(p.stem for p in sr_dir(out, "kernel+noise", "adapted").iterdir()) == held_out
+    assert not sr_dir(out, "bicubic+noise", "adapted").exists()
+
+    name = held_out[0]
+    hr = y_channel(read_image(out / "pairs" / "HR" / f"{name}.png"))[4:-4, 4:-4]
+    images = {m: read_image(sr_dir(out, "kernel+noise", m) / f"{name}.png") for m in ("bicubic", "realsr", "adapted")}
+    assert not np.array_equal(images["adapted"], images["realsr"])  # fine-tuning changed the model
+    for method, image in images.items():
+        psnr = 10 * np.log10(255**2 / np.mean((y_channel(image)[4:-4, 4:-4] - hr) ** 2))
+        assert adapted["scores"][method][name]["psnr_y"] == pytest.approx(psnr, abs=1e-9)
+        assert adapted["mean"][method]["psnr_y"] == pytest.approx(psnr, abs=1e-9)
+        if method != "adapted":
+            assert summary["scores"]["kernel+noise"][method][name]["psnr_y"] == pytest.approx(psnr, abs=1e-9)
+        line = f"held out ({name}), LR kernel+noise {METHOD_TITLES[method]:>10}: PSNR-Y {psnr:.2f} dB"
+        assert line in stdout
+
+    section = parser.sections["adapted"]
+    text = "".join(section["text"])
+    assert f"on crops of {', '.join(train)}" in text and f"Held out: {name};" in text
+    header = [cell for cell, _ in section["tables"][0][0]]
+    assert header[:4] == ["image", "PSNR-Y (dB) bicubic x4", "PSNR-Y (dB) RealSR x4", "PSNR-Y (dB) adapted x4"]
+    rows = section["tables"][0][1:]
+    assert [row[0][0] for row in rows] == [name, "mean"]
+    assert [cell for cell, _ in rows[0][1:4]] == [f"{adapted['scores'][m][name]['psnr_y']:.2f}"
+                                                for m in ("bicubic", "realsr", "adapted")]
+    # per LR recipe and held-out photo: LR, the three methods and HR, framed then zoomed
+    assert len(section["images"]) == 2 * 5
+
+
+def test_adapt_settings_refused_before_any_work(tmp_path):
+    with pytest.raises(RealSRError, match="--adapt-iterations must be 0"):
+        run_demo(tmp_path / "out", adapt_iterations=-1, progress=False)
+    photos = tmp_path / "photos"
+    write_image(photos / "only.png", np.full((96, 96, 3), 128, np.uint8))
+    with pytest.raises(RealSRError, match="needs 2 photos or more.*--adapt-iterations 0"):
+        run_demo(tmp_path / "out", samples_dir=photos, progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_no_noise_patch_fails_before_kernelgan(tmp_path, rng):

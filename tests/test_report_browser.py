@@ -35,9 +35,9 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Pyt
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
-    """A demo report made with 3 KernelGAN iterations (as in test_demo)."""
+    """A demo report made with 3 KernelGAN and 2 fine-tuning iterations (as in test_demo)."""
     out = tmp_path_factory.mktemp("demo") / "result"
-    run_demo(out, iterations=3, seed=1, device="cpu", progress=False)
+    run_demo(out, iterations=3, seed=1, device="cpu", progress=False, adapt_iterations=2)
     return out / "report.html"
 
 

@@ -3,6 +3,8 @@
 Stages, each cached in OUT so that running the same command again resumes and never redoes:
 1. `OUT/hr/`: clean-up (MATLAB bicubic 1/2 of each photo, `data.cleanup`);
 2. `OUT/kernels/`: KernelGAN x4 on the photos (`kernelgan.estimate_kernel_folder`), or `kernels=`;
+   `OUT/kernels_used/`: what training reads, each estimate or, where its `seeds` runs disagree
+   (untrusted), the constant fallback kernel (`kernelgan.fallback`);
 3. `OUT/noise/`: noise patches mined from the photos (`data.noise_mining`), or `noise=`;
 4. `OUT/split/train/`, `OUT/split/val/`: the HR of whole photos, split by `split.split_names`;
 5. `OUT/run/`: the Trainer's run folder (checkpoints), `OUT/curve.json`, `OUT/model.safetensors`;
@@ -17,24 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from realsr_fast.adaptation.finetune import FineTuneResult, fine_tune
 from realsr_fast.adaptation.report import write_outputs
-from realsr_fast.adaptation.split import materialise, split_names
 from realsr_fast.batch import refuse_output_in_sources, source_images
 from realsr_fast.data.cleanup import cleanup_folder
 from realsr_fast.data.noise_bank import MANIFEST_NAME
 from realsr_fast.data.noise_mining import NoiseSettings, mine_noise_folder
-from realsr_fast.device import resolve_device
+from realsr_fast.data.split import materialise, split_names
 from realsr_fast.errors import RealSRError
 from realsr_fast.kernelgan.estimate import estimate_kernel_folder
-from realsr_fast.train.config import TrainConfig, load_config
+from realsr_fast.kernelgan.fallback import training_kernels
+from realsr_fast.train.finetune import PRESETS, FineTuneResult, fine_tune, fine_tune_config
 
 SCALE = 4
-#: The presets, beside the package in a source checkout (configs/adapt.yaml: PSNR mode, CPU sizes).
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-PRESETS = {"psnr": "adapt.yaml", "gan": "adapt_gan.yaml"}
-#: On a GPU the paper's crop and batch (docs/METHOD.md §7) replace the preset's CPU sizes.
-GPU_OVERRIDES = ("data.patch=128", "data.batch=16", "data.workers=4", "val.crop=256")
 
 
 @dataclass
@@ -58,6 +54,7 @@ def adapt(
     kernels: str | os.PathLike | None = None,
     noise: str | os.PathLike | None = None,
     kernel_iterations: int = 3000,
+    seeds: int = 1,
     noise_patch: int = 256,
     device: str = "auto",
     seed: int = 0,
@@ -77,6 +74,8 @@ def adapt(
         held_out: fraction of photos kept for validation (at least one).
         kernels, noise: existing kernel / noise folders instead of estimating them from the photos.
         kernel_iterations: KernelGAN iterations per photo (official 3000).
+        seeds: KernelGAN runs per photo; with 2 or more an estimate whose runs disagree is not
+            trained on (the constant fallback kernel replaces it); with 1 trust is not checked.
         noise_patch: side of the mined noise patches (RealSR: 256; smaller for small photos).
         device: `auto`, `cpu` or `cuda`.
         config: a preset other than `configs/adapt*.yaml`; `overrides`: dotted `key=value` on top.
@@ -106,7 +105,7 @@ def adapt(
     if kernels is None:
         kernels = out / "kernels"
         summary = estimate_kernel_folder(photos, kernels, scale=SCALE, iterations=kernel_iterations, seed=seed,
-                                         device=device, progress=progress)
+                                         runs=seeds, device=device, progress=progress)
         if summary.failed:
             raise RealSRError("KernelGAN failed for " + "; ".join(f"{n}: {why}" for n, why in summary.failed.items()))
     if noise is None:
@@ -118,19 +117,10 @@ def adapt(
                 raise RealSRError(f"no flat noise patch found in {photos}: {mined.hint}; try a smaller --noise-patch "
                                   "or pass --noise NOISE_DIR")
 
-    train_config = adapt_config(out, mode, device, iterations, seed, kernels, noise, config, overrides)
+    kernel_choices = training_kernels(kernels, out / "kernels_used", SCALE)
+    train_config = fine_tune_config(out / "split" / "train", out / "split" / "val", out / "kernels_used", noise,
+                                    out / "run", mode, device, iterations, seed, config, overrides)
     result = fine_tune(train_config, out, minutes)
-    paths = write_outputs(out, train_config, result, train_names, val_names, Path(kernels), Path(noise), minutes)
+    paths = write_outputs(out, train_config, result, train_names, val_names, kernel_choices, Path(kernels), Path(noise),
+                          minutes)
     return AdaptResult(out, out / "model.safetensors", paths.report, paths.summary, train_names, val_names, result)
-
-
-def adapt_config(out: Path, mode: str, device: str, iterations: int | None, seed: int, kernels, noise,
-                 config: str | os.PathLike | None, overrides: Sequence[str]) -> TrainConfig:
-    """The Trainer config: the adapt preset, the run's folders, GPU sizes on CUDA, then `overrides`."""
-    settings = [f"data.hr={out / 'split' / 'train'}", f"val.hr={out / 'split' / 'val'}", f"data.kernels={kernels}",
-                f"data.noise={noise}", f"run.out={out / 'run'}", f"run.device={device}", f"run.seed={seed}"]
-    if resolve_device(device).type == "cuda":
-        settings += GPU_OVERRIDES
-    if iterations is not None:
-        settings.append(f"optim.iterations={iterations}")
-    return load_config(config or CONFIG_DIR / PRESETS[mode], [*settings, *overrides])

@@ -2,21 +2,22 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from realsr_fast.adaptation.finetune import MODEL_NAME, FineTuneResult
 from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.noise_bank import load_noise_bank
 from realsr_fast.demo.pipeline import amplified_noise, kernel_image
 from realsr_fast.demo.report import Figure, Layer, Section, compare, gallery, paragraph, table, write_report
 from realsr_fast.io import atomic_write, write_json
+from realsr_fast.kernelgan.fallback import FALLBACK_SIGMA, KernelChoice
 from realsr_fast.models.loading import load_model
 from realsr_fast.train.config import TrainConfig
+from realsr_fast.train.finetune import MODEL_NAME, FineTuneResult
 
 MAX_SHOWN = 8  # kernels, noise patches and held-out photos shown in the report
 
@@ -29,8 +30,10 @@ class OutputPaths:
 
 
 def write_outputs(out: Path, config: TrainConfig, result: FineTuneResult, train: Sequence[str], held_out: Sequence[str],
-                  kernels: Path, noise: Path, minutes: float | None) -> OutputPaths:
-    """Write `out/curve.png`, `out/report.html` and `out/summary.json` for a finished (or stopped) run."""
+                  kernel_choices: Sequence[KernelChoice], kernels: Path, noise: Path, minutes: float | None) -> OutputPaths:
+    """Write `out/curve.png`, `out/report.html` and `out/summary.json` for a finished (or stopped) run.
+
+    `kernels` holds the estimates; training read `config.data.kernels`, made from them as `kernel_choices` say."""
     paths = OutputPaths(out / "report.html", out / "summary.json", out / "curve.png")
     curve_png = plot_curve(result.curve)
     with atomic_write(paths.curve) as file:
@@ -44,8 +47,12 @@ def write_outputs(out: Path, config: TrainConfig, result: FineTuneResult, train:
         "start": start, "best": best, "last": last,
         "gain_db": round(best["psnr"] - start["psnr"], 4), "curve": result.curve,
         "settings": {"lr_g": config.optim.lr_g, "patch": config.data.patch, "batch": config.data.batch,
-                     "init": config.generator.init, "device": config.run.device, "kernels": str(kernels),
-                     "noise": str(noise)},
+                     "init": config.generator.init, "device": config.run.device, "kernels": config.data.kernels,
+                     "kernel_estimates": str(kernels), "noise": str(noise)},
+        "kernels": {"fallback": f"isotropic Gaussian, sigma {FALLBACK_SIGMA} px at x2 (its analytic x4 kernel)",
+                    "fell_back": [c.photo for c in kernel_choices if c.used == "fallback"],
+                    "trust_checked": any(c.trust != "not checked" for c in kernel_choices),
+                    "photos": [asdict(c) for c in kernel_choices]},
     }
     write_json(paths.summary, summary)
     rows = [[label, f"{row['iteration']}"] + [f"{row[m]:.4f}" for m in metrics]
@@ -59,7 +66,8 @@ def write_outputs(out: Path, config: TrainConfig, result: FineTuneResult, train:
             table(["model", "iteration"] + [f"{m.upper()}-Y" if m != "lpips" else "LPIPS" for m in metrics], rows)]),
         Section("curve", "Learning curve", [gallery([Figure(_decode_png(curve_png), "held-out PSNR-Y per validation")])]),
         Section("compare", "Before / after on held-out photos", _comparisons(out, config, result)),
-        Section("camera", "Kernels and noise", _camera_figures(kernels, noise, config.generator.scale)),
+        Section("camera", "Kernels and noise", _kernel_trust(kernel_choices)
+                + _camera_figures(Path(config.data.kernels), noise, config.generator.scale)),
     ]
     write_report(paths.report, "RealSR adapt", sections,
                  subtitle=f"{best['psnr'] - start['psnr']:+.2f} dB PSNR-Y on held-out photos over the starting model")
@@ -113,6 +121,22 @@ def _comparisons(out: Path, config: TrainConfig, result: FineTuneResult) -> list
 
 def _to_image(x: torch.Tensor) -> np.ndarray:
     return x[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _kernel_trust(choices: Sequence[KernelChoice]) -> list[str]:
+    """Which photos' estimates training used and which fell back to the constant kernel, and why."""
+    fell_back = [c.photo for c in choices if c.used == "fallback"]
+    if not any(c.trust != "not checked" for c in choices):
+        summary = ("Trust in the kernel estimates was not checked (one KernelGAN run per photo; `--seeds 2` or more "
+                   "compares runs): every estimate is used as it is.")
+    elif fell_back:
+        summary = (f"{len(fell_back)} of {len(choices)} estimates were not trusted (their KernelGAN runs disagree) and "
+                   f"are not trained on: {', '.join(fell_back)} use the fallback, an isotropic Gaussian of sigma "
+                   f"{FALLBACK_SIGMA} px at x2 (the best constant kernel of the kernel yardstick, docs/kernel_prior.md).")
+    else:
+        summary = "Every estimate was trusted (its KernelGAN runs agree) and is used."
+    rows = [[c.photo, c.used, c.trust, c.why] for c in choices[:MAX_SHOWN * 4]]
+    return [paragraph(summary, note=bool(fell_back)), table(["photo", "kernel used", "trust", "why"], rows)]
 
 
 def _camera_figures(kernels: Path, noise: Path, scale: int) -> list[str]:

@@ -51,6 +51,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--noise", metavar="DIR", default=None, help="use these noise patches instead of mining them")
     parser.add_argument("--kernel-iters", type=positive_int, default=3000,
                         help="KernelGAN iterations per photo (default: %(default)s, the official setting)")
+    parser.add_argument("--seeds", type=positive_int, default=1,
+                        help="KernelGAN runs per photo (default: %(default)s); with 2 or more, a photo whose runs "
+                        "disagree (seed agreement below the trust threshold) is not trained on with its estimate "
+                        "but with a constant isotropic Gaussian kernel (docs/adapt.md); costs that many times "
+                        "KernelGAN's time; cached estimates are reused as they are")
     parser.add_argument("--noise-patch", type=positive_int, default=256,
                         help="side of mined noise patches (default: %(default)s, RealSR's)")
     parser.add_argument("--already-clean", action="store_true",
@@ -78,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     result = adapt(args.photos, args.out, mode=args.mode, minutes=args.minutes, iterations=args.iterations,
                    held_out=args.held_out, kernels=args.kernels, noise=args.noise, kernel_iterations=args.kernel_iters,
-                   noise_patch=args.noise_patch, device=args.device, seed=args.seed, config=args.config,
-                   overrides=args.overrides, clean=not args.already_clean)
+                   seeds=args.seeds, noise_patch=args.noise_patch, device=args.device, seed=args.seed,
+                   config=args.config, overrides=args.overrides, clean=not args.already_clean)
     start, best = result.fine_tune.curve[0], result.fine_tune.best
     print(f"held-out PSNR-Y {start['psnr']:.2f} -> {best['psnr']:.2f} dB ({best['psnr'] - start['psnr']:+.2f}) at "
           f"iteration {best['iteration']}; model {result.model}, report {result.report}")

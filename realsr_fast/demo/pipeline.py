@@ -12,10 +12,12 @@ Stages, each timed (docs/METHOD.md §1):
    (HR * k)↓4 + n with a random estimated kernel and a random real-noise crop, and bicubic↓4 + n,
    the degradation the released DF2K model was trained on;
 4. upscale: the LR images x4 with the official RealSR DF2K model and with MATLAB bicubic;
-5. metrics: PSNR / SSIM (Y, crop 4) and LPIPS when available, against the HR.
+5. adapt (unless `adapt_iterations` is 0): the official model fine-tuned on the photos not held
+   out (:mod:`realsr_fast.demo.adapted`), then the held-out photos' kernel+noise LR x4 with it;
+6. metrics: PSNR / SSIM (Y, crop 4) and LPIPS when available, against the HR.
 
 Output folder: `noise/`, `kernels/`, `pairs/HR`, `pairs/LR_<recipe>`, `sr/<recipe>/<method>`,
-`summary.json` and `report.html` (self-contained, see :mod:`realsr_fast.demo.report`).
+`adapt/`, `summary.json` and `report.html` (self-contained, see :mod:`realsr_fast.demo.report`).
 
 Example:
     >>> result = run_demo("realsr_demo")      # a few minutes on a 2-core CPU
@@ -45,6 +47,7 @@ from realsr_fast.data.noise_bank import load_noise_bank
 from realsr_fast.data.noise_mining import NoiseSettings, mine_noise_folder
 from realsr_fast.data.paired import degrade_image
 from realsr_fast.data.recipes import RECIPES
+from realsr_fast.demo.adapted import ADAPT_ITERATIONS, AdaptedModel, adapt_to_samples
 from realsr_fast.demo.report import (
     Bar,
     Box,
@@ -79,7 +82,10 @@ SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 LR_RECIPES = {name: RECIPES[name].description for name in ("kernel+noise", "bicubic+noise")}
 """The degradations shown, each with what it is (Degrader recipe names)."""
 METHODS = ("bicubic", "realsr")
-METHOD_TITLES = {"bicubic": "bicubic x4", "realsr": "RealSR x4"}
+METHOD_TITLES = {"bicubic": "bicubic x4", "realsr": "RealSR x4", "adapted": "adapted x4"}
+ADAPTED_RECIPE = "kernel+noise"
+"""The degradation the adapted model is trained for and shown on (the photos' own kernels and noise)."""
+ADAPTED_METHODS = ("bicubic", "realsr", "adapted")
 ZOOM = 40
 """Side of the zoomed HR crop (a multiple of SCALE)."""
 ZOOM_SCALE = 8
@@ -136,6 +142,9 @@ class DemoResult:
     report: Path
     timings: list[StageTime] = field(default_factory=list)
     evaluations: dict[str, dict[str, Evaluation]] = field(default_factory=dict)
+    adapted: AdaptedModel | None = None
+    held_out_evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    """:data:`ADAPTED_METHODS`' scores on the held-out photos' :data:`ADAPTED_RECIPE` LR images."""
 
 
 class StageClock:
@@ -162,6 +171,7 @@ def run_demo(
     device: str = "auto",
     samples_dir: str | os.PathLike = SAMPLES_DIR,
     progress: bool = True,
+    adapt_iterations: int = ADAPT_ITERATIONS,
 ) -> DemoResult:
     """Run the pipeline of the module docstring on `samples_dir` and write `out_dir/report.html`.
 
@@ -172,12 +182,15 @@ def run_demo(
         device: "auto", "cpu" or "cuda" (KernelGAN and the SR model).
         samples_dir: folder of photos, at least 84x84 each (KernelGAN's minimum).
         progress: stage lines and progress bars on screen.
+        adapt_iterations: fine-tuning iterations of the adapted model (0: no adapted column).
 
     Raises:
         RealSRError: a photo cannot be used, no noise patch qualifies, or the model is missing.
     """
     if iterations < 1:
         raise RealSRError(f"--iters must be at least 1, got {iterations}")
+    if adapt_iterations < 0:
+        raise RealSRError(f"--adapt-iterations must be 0 (no adapted model) or more, got {adapt_iterations}")
     out = Path(out_dir)
     refuse_output_in_sources(out, [samples_dir])
     photos = source_images(samples_dir, "photo")
@@ -186,8 +199,11 @@ def run_demo(
             prepare_image(read_image(photo))
         except RealSRError as exc:
             raise RealSRError(f"{photo}: {exc}") from None
+    if adapt_iterations and len(photos) < 2:
+        raise RealSRError(f"the adapted model needs 2 photos or more (one is held out), {samples_dir} has "
+                          f"{len(photos)}; use --adapt-iterations 0")
     out.mkdir(parents=True, exist_ok=True)
-    clock = StageClock(total=7, progress=progress)
+    clock = StageClock(total=9 if adapt_iterations else 7, progress=progress)
     names = [photo.stem for photo in photos]
 
     with clock("noise", f"flat {NOISE_SETTINGS.patch}x{NOISE_SETTINGS.patch} patches (RealSR: 256; the samples "
@@ -213,6 +229,15 @@ def run_demo(
     with clock("bicubic x4", f"{len(lr_images)} LR images, MATLAB bicubic imresize"):
         for recipe, pair in lr_images:
             outputs[recipe]["bicubic"][pair.name] = tensor_to_image(imresize(image_to_tensor(pair.lr), SCALE))
+    adapted = None
+    if adapt_iterations:
+        with clock("adapt", f"fine-tune the official model {adapt_iterations} iterations on the photos not held out, "
+                   f"LR made on the fly with their kernels and noise ({ADAPTED_RECIPE})"):
+            adapted = adapt_to_samples(out, out / "pairs" / "HR", names, adapt_iterations, seed, device, progress)
+        held_out = [pair for pair in pairs[ADAPTED_RECIPE] if pair.name in adapted.held_out]
+        with clock("adapted x4", f"{len(held_out)} held-out {ADAPTED_RECIPE} LR image(s) through the adapted model"):
+            adapted_upscaler = Upscaler(str(adapted.model), device=device)
+            outputs[ADAPTED_RECIPE]["adapted"] = {pair.name: adapted_upscaler(pair.lr) for pair in held_out}
     for recipe, methods in outputs.items():
         for method, images in methods.items():
             for name, image in images.items():
@@ -223,14 +248,26 @@ def run_demo(
                                               lpips=True) for method in METHODS}
             for recipe in LR_RECIPES
         }
-    result = DemoResult(out, out / "report.html", clock.timings, evaluations)
+        held_out_evaluations = {} if adapted is None else held_out_scores(out, evaluations[ADAPTED_RECIPE], adapted)
+    result = DemoResult(out, out / "report.html", clock.timings, evaluations, adapted, held_out_evaluations)
     settings = {"iterations": iterations, "official_iterations": ITERATIONS, "seed": seed, "scale": SCALE,
-                "noise": asdict(NOISE_SETTINGS), "noise_patches": noise_report.patches, "samples": str(samples_dir)}
+                "noise": asdict(NOISE_SETTINGS), "noise_patches": noise_report.patches, "samples": str(samples_dir),
+                "adapt_iterations": adapt_iterations}
     sections = report_sections(out, names, pairs, outputs, result, settings)
     write_report(result.report, "RealSR demo", sections,
                  subtitle=f"{len(photos)} sample photos, x{SCALE}, KernelGAN at {iterations} of {ITERATIONS} iterations")
     _write_summary(out / "summary.json", result, settings, pairs)
     return result
+
+
+def held_out_scores(out: Path, evaluations: dict[str, Evaluation], adapted: AdaptedModel) -> dict[str, Evaluation]:
+    """Bicubic's and RealSR's scores restricted to the held-out photos, and the adapted model's."""
+    held = set(adapted.held_out)
+    scores = {m: Evaluation(e.metric_names, [i for i in e.images if i.name in held], e.problems, e.notes, e.settings)
+              for m, e in evaluations.items() if m in ADAPTED_METHODS}
+    scores["adapted"] = evaluate_folders(sr_dir(out, ADAPTED_RECIPE, "adapted"), adapted.held_out_hr, crop_border=SCALE,
+                                         lpips=True)
+    return scores
 
 
 def recipe_slug(recipe: str) -> str:
@@ -348,15 +385,17 @@ def report_sections(out: Path, names: list[str], pairs: Pairs, outputs: Outputs,
 
     `methods` are compared in this order; the first is the baseline that differences are taken from.
     """
-    return [
+    sections = [
         _overview_section(settings, len(names)),
         _kernels_section(out, names, settings["iterations"]),
         _noise_section(out, len(names)),
         _pairs_section(pairs),
         _comparison_section(pairs, outputs, result.evaluations, methods),
         _metrics_section(result.evaluations, methods),
-        _timings_section(result.timings),
     ]
+    if result.adapted is not None:
+        sections.append(_adapted_section(pairs, outputs, result.held_out_evaluations, result.adapted))
+    return sections + [_timings_section(result.timings)]
 
 
 def _overview_section(settings: dict, photos: int) -> Section:
@@ -488,6 +527,34 @@ def _comparison_section(pairs: Pairs, outputs: Outputs, evaluations: dict[str, d
     return Section("comparison", "LR, " + ", ".join(METHOD_TITLES[m] for m in methods) + " and HR", body)
 
 
+def _adapted_section(pairs: Pairs, outputs: Outputs, evaluations: dict[str, Evaluation],
+                     adapted: AdaptedModel) -> Section:
+    """Bicubic, the official model and the adapted one side by side on the held-out photos."""
+    held = {ADAPTED_RECIPE: [pair for pair in pairs[ADAPTED_RECIPE] if pair.name in adapted.held_out]}
+    start, last = adapted.curve[0], adapted.curve[-1]
+    intro = [
+        paragraph(
+            f"The official model fine-tuned for these photos, as `realsr adapt` does it (PSNR mode: L1, "
+            f"{adapted.settings['patch']} px HR crops x {adapted.settings['batch']}, learning rate "
+            f"{adapted.settings['lr_g']:g}, from the official DF2K weights): {adapted.iterations} iterations in "
+            f"{format_seconds(adapted.seconds)} on {adapted.settings['device']}, on crops of "
+            f"{', '.join(adapted.train)} degraded on the fly with the kernels and noise above. Held out: "
+            f"{', '.join(adapted.held_out)}; no crop of it was trained on "
+            "(the kernel and noise banks are the camera's, from every photo, as in `realsr adapt`). The adapted "
+            "model is the last one, not the best on the held-out photo, since that photo is what it is judged on."),
+        paragraph(
+            f"The training's own check on the held-out photo (its LR drawn anew with a fixed seed): PSNR-Y "
+            f"{start['psnr']:.2f} dB for the official model, {last['psnr']:.2f} dB after {last['iteration']} "
+            f"iterations ({last['psnr'] - start['psnr']:+.2f} dB). A few minutes on a CPU is a short run: "
+            "`realsr adapt` on more photos and for longer is what makes a model for a camera (docs/adapt.md).",
+            note=True),
+    ]
+    by_recipe = {ADAPTED_RECIPE: evaluations}
+    body = (intro + _comparison_section(held, outputs, by_recipe, ADAPTED_METHODS).body
+            + _metrics_section(by_recipe, ADAPTED_METHODS).body)
+    return Section("adapted", "Adapted to these photos: bicubic, official and adapted on held-out photos", body)
+
+
 def _caption_scores(scores: dict[str, dict[str, float]], method: str) -> str:
     """One line per metric of `method`'s scores ("\nPSNR-Y 23.34 dB"), the best of `scores` in bold."""
     lines = ""
@@ -565,6 +632,14 @@ def _write_summary(path: Path, result: DemoResult, settings: dict, pairs: Pairs)
                    for recipe, by_method in result.evaluations.items()},
         "mean": {recipe: {m: e.mean for m, e in by_method.items()} for recipe, by_method in result.evaluations.items()},
         "pairs": {recipe: {pair.name: pair.choices() for pair in recipe_pairs} for recipe, recipe_pairs in pairs.items()},
+        "adapted": None if result.adapted is None else {
+            "recipe": ADAPTED_RECIPE, "train": result.adapted.train, "held_out": result.adapted.held_out,
+            "iterations": result.adapted.iterations, "seconds": round(result.adapted.seconds, 2),
+            "model": str(result.adapted.model), "curve": result.adapted.curve, "settings": result.adapted.settings,
+            "scores": {m: {image.name: image.scores for image in e.images}
+                       for m, e in result.held_out_evaluations.items()},
+            "mean": {m: e.mean for m, e in result.held_out_evaluations.items()},
+        },
         "report": str(result.report),
     }
     with atomic_write(path, "w") as file:

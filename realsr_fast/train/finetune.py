@@ -5,23 +5,32 @@ runs in chunks of `val.every` iterations; between chunks the held-out split is s
 learning curve (`curve.json`, the starting model at iteration 0 first) is extended and the best
 generator so far is written to `model.safetensors`. A time budget shortens the last chunk from
 the measured seconds per iteration. Re-running with a larger budget resumes from the checkpoint.
+Used by `realsr adapt` (`adaptation/`) and by the demo's adapted column (`demo/adapted.py`).
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
+from realsr_fast.device import resolve_device
 from realsr_fast.io import write_json
 from realsr_fast.models.formats import save_safetensors
 from realsr_fast.train import checkpoint as ckpt
-from realsr_fast.train.config import TrainConfig
+from realsr_fast.train.config import TrainConfig, load_config
 from realsr_fast.train.distributed import init_distributed
 from realsr_fast.train.trainer import Trainer
 
 CURVE_NAME = "curve.json"
 MODEL_NAME = "model.safetensors"
+#: The presets, beside the package in a source checkout (configs/adapt.yaml: PSNR mode, CPU sizes).
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+PRESETS = {"psnr": "adapt.yaml", "gan": "adapt_gan.yaml"}
+#: On a GPU the paper's crop and batch (docs/METHOD.md §7) replace the preset's CPU sizes.
+GPU_OVERRIDES = ("data.patch=128", "data.batch=16", "data.workers=4", "val.crop=256")
 
 
 @dataclass
@@ -36,10 +45,26 @@ class FineTuneResult:
     validation: list = field(default_factory=list)  # the Trainer's held-out ValidationImage pairs
 
 
-def fine_tune(config: TrainConfig, out: Path, minutes: float | None = None) -> FineTuneResult:
+def fine_tune_config(train_hr: Path, val_hr: Path, kernels: str | os.PathLike, noise: str | os.PathLike, run_dir: Path,
+                     mode: str = "psnr", device: str = "auto", iterations: int | None = None, seed: int = 0,
+                     config: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """The Trainer config of a fine-tune: the `mode` preset (or `config`), the data and run folders,
+    the paper's sizes on CUDA, then `overrides` (dotted `key=value`, last wins)."""
+    settings = [f"data.hr={train_hr}", f"val.hr={val_hr}", f"data.kernels={kernels}", f"data.noise={noise}",
+                f"run.out={run_dir}", f"run.device={device}", f"run.seed={seed}"]
+    if resolve_device(device).type == "cuda":
+        settings += GPU_OVERRIDES
+    if iterations is not None:
+        settings.append(f"optim.iterations={iterations}")
+    return load_config(config or CONFIG_DIR / PRESETS[mode], [*settings, *overrides])
+
+
+def fine_tune(config: TrainConfig, out: Path, minutes: float | None = None, keep_best: bool = True) -> FineTuneResult:
     """Train `config` (its `run.out` holds the checkpoints) up to `optim.iterations` or `minutes` of
-    training and validating (summed over resumed calls), whichever comes first; write `out/curve.json` and `out/model.safetensors` (the best
-    held-out PSNR-Y so far, the starting model included). Resumes where an earlier call stopped."""
+    training and validating (summed over resumed calls), whichever comes first; write `out/curve.json` and
+    `out/model.safetensors`: the best held-out PSNR-Y so far, the starting model included, or with
+    `keep_best=False` the last generator (when the held-out set is also what the model is judged on,
+    choosing by it would flatter the result). Resumes where an earlier call stopped."""
     context = init_distributed(config.run.device)
     run_dir = Path(config.run.out)
     resume = run_dir if (run_dir / ckpt.CHECKPOINT_DIR / ckpt.LATEST).exists() else None
@@ -72,6 +97,7 @@ def fine_tune(config: TrainConfig, out: Path, minutes: float | None = None) -> F
         curve.append({**row, "seconds": round(trained, 2)})
         if row["psnr"] > best["psnr"]:
             best = curve[-1]
+        if curve[-1] is best or not keep_best:
             _save_generator(trainer, model_path, trainer.iteration)
         write_json(curve_path, curve)
         if result.interrupted:
