@@ -85,7 +85,8 @@ struct DegradeTile {
   int64_t pitch;       // columns stored per phase row: width + taps (the window's float4 overrun), zeros
                        // beyond real_cols; a multiple of 4
   int64_t kernel_floats;  // k * s * taps: the kernel by (row, phase, tap), zero-padded; stored first
-  int64_t smem_bytes;     // kernel + rows * s * pitch floats
+  int64_t tile_floats;    // rows * s * pitch, after the kernel
+  int64_t smem_bytes;     // kernel and tile floats, then `rows` int64 row offsets (tile_row_source)
 };
 
 HOST_DEVICE int64_t round_up4(int64_t n) { return (n + 3) / 4 * 4; }
@@ -100,7 +101,9 @@ HOST_DEVICE DegradeTile plan_degrade_tile(int64_t ksize, int64_t scale, int64_t 
   t.real_cols = kTileWidth + (ksize - 1) / scale;
   t.pitch = kTileWidth + t.taps;
   t.kernel_floats = ksize * scale * t.taps;
-  t.smem_bytes = static_cast<int64_t>(sizeof(float)) * (t.kernel_floats + t.rows * scale * t.pitch);
+  t.tile_floats = t.rows * scale * t.pitch;
+  t.smem_bytes = static_cast<int64_t>(sizeof(float)) * (t.kernel_floats + t.tile_floats) +
+                 static_cast<int64_t>(sizeof(int64_t)) * t.rows;  // both float counts are multiples of 4
   return t;
 }
 
@@ -118,31 +121,41 @@ HOST_DEVICE DegradeTile choose_degrade_tile(const DegradeParams& p, int64_t smem
 }
 
 // Fills element e (of t.kernel_floats) of sample b's kernel in tile order: row u, phase ph, tap m
-// holds K[u][ph + s m], 0 where ph + s m >= k.
-HOST_DEVICE void fill_tile_kernel_element(const DegradeParams& p, const DegradeTile& t, int64_t b, int64_t e,
+// holds K[u][ph + s m], 0 where ph + s m >= k. (32-bit index arithmetic: a 64-bit division is a
+// long instruction sequence on a GPU.)
+HOST_DEVICE void fill_tile_kernel_element(const DegradeParams& p, const DegradeTile& t, int64_t b, int e,
                                           float* kernel) {
-  const int64_t per_row = p.scale * t.taps;
-  const int64_t u = e / per_row, ph = (e % per_row) / t.taps, m = e % t.taps;
-  const int64_t v = ph + p.scale * m;
-  kernel[e] = v < p.ksize ? p.kernels[b * p.kernel_batch_stride + u * p.ksize + v] : 0.0f;
+  const int scale = static_cast<int>(p.scale), taps = static_cast<int>(t.taps), ksize = static_cast<int>(p.ksize);
+  const int per_row = scale * taps;
+  const int u = e / per_row, ph = (e % per_row) / taps, m = e % taps;
+  const int v = ph + scale * m;
+  kernel[e] = v < ksize ? p.kernels[b * p.kernel_batch_stride + u * ksize + v] : 0.0f;
 }
 
-// Fills shared-memory element e (of t.rows * s * t.pitch) of the tile whose first output is
-// (i0, j0) in plane (b, c): raw stored value of the extended HR, 0 outside a zero-padded border
-// and beyond t.real_cols. Consecutive e are consecutive HR columns, so a block's loads are coalesced.
+// Element offset of tile row r's HR row (border extension applied) in a plane, or -1 for a zero
+// row. The same for every plane, so a block computes its t.rows values once.
+HOST_DEVICE int64_t tile_row_source(const DegradeParams& p, int64_t i0, int64_t r) {
+  const int64_t y = map_coordinate(p.scale * i0 - p.ksize / 2 + r, p.height, p.padding);
+  return y < 0 ? -1 : y * p.hr_strides.h;
+}
+
+// Fills HR column cx (of s * t.pitch) of the tile whose first output column is j0, every tile row,
+// from plane `img` with `row_source` from tile_row_source: raw stored values, 0 outside a
+// zero-padded border and beyond t.real_cols. Column cx is phase cx % s, phase column cx / s.
+// Threads of a block take consecutive columns, so each row's loads are coalesced.
 template <typename T>
-HOST_DEVICE void fill_tile_element(const DegradeParams& p, const DegradeTile& t, int64_t b, int64_t c, int64_t i0,
-                                   int64_t j0, int64_t e, float* tile) {
-  const int64_t cols = p.scale * t.pitch;
-  const int64_t r = e / cols, cx = e % cols, m = cx / p.scale, ph = cx % p.scale;
-  float v = 0.0f;
-  if (m < t.real_cols) {
-    const int64_t y = map_coordinate(p.scale * i0 - p.ksize / 2 + r, p.height, p.padding);
-    const int64_t x = map_coordinate(p.scale * j0 - p.ksize / 2 + cx, p.width, p.padding);
-    const T* img = static_cast<const T*>(p.hr) + b * p.hr_strides.n + c * p.hr_strides.c;
-    if (y >= 0 && x >= 0) v = static_cast<float>(img[y * p.hr_strides.h + x * p.hr_strides.w]);
+HOST_DEVICE void fill_tile_column(const DegradeParams& p, const DegradeTile& t, const T* img, const int64_t* row_source,
+                                  int64_t j0, int cx, float* tile) {
+  const int scale = static_cast<int>(p.scale), pitch = static_cast<int>(t.pitch);
+  const int m = cx / scale;
+  const int64_t x = m < t.real_cols ? map_coordinate(p.scale * j0 - p.ksize / 2 + cx, p.width, p.padding) : -1;
+  const int64_t column = x * p.hr_strides.w;
+  float* dst = tile + (cx % scale) * pitch + m;
+  const int row_step = scale * pitch;
+  for (int r = 0; r < static_cast<int>(t.rows); ++r) {
+    const int64_t row = row_source[r];
+    dst[r * row_step] = (x < 0 || row < 0) ? 0.0f : static_cast<float>(img[row + column]);
   }
-  tile[(r * p.scale + ph) * t.pitch + m] = v;
 }
 
 // dst[0..3] = src[0..3], one 16-byte load on the device (src 16-byte aligned).

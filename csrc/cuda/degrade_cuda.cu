@@ -47,16 +47,19 @@ __global__ void degrade_tiled_kernel(const __grid_constant__ DegradeParams p, co
   extern __shared__ __align__(16) float smem[];
   float* kernel = smem;
   float* tile = smem + t.kernel_floats;
+  int64_t* row_source = reinterpret_cast<int64_t*>(tile + t.tile_floats);
   const int64_t i0 = blockIdx.y * t.side, j0 = blockIdx.x * t.width;
   const int groups = static_cast<int>(t.width) / kRun;
   const int ti = threadIdx.x / groups, c0 = (threadIdx.x % groups) * kRun;
-  const int64_t fill = t.rows * p.scale * t.pitch;
+  const int kernel_floats = static_cast<int>(t.kernel_floats), cols = static_cast<int>(p.scale * t.pitch);
   const float divisor = unit_divisor(p.hr_type);
+  for (int r = threadIdx.x; r < t.rows; r += blockDim.x) row_source[r] = tile_row_source(p, i0, r);
   for (int64_t plane = blockIdx.z; plane < p.batch * p.channels; plane += gridDim.z) {
     const int64_t b = plane / p.channels, c = plane % p.channels;
-    __syncthreads();  // the previous plane's reads are done
-    for (int64_t e = threadIdx.x; e < t.kernel_floats; e += blockDim.x) fill_tile_kernel_element(p, t, b, e, kernel);
-    for (int64_t e = threadIdx.x; e < fill; e += blockDim.x) fill_tile_element<T>(p, t, b, c, i0, j0, e, tile);
+    const T* img = static_cast<const T*>(p.hr) + b * p.hr_strides.n + c * p.hr_strides.c;
+    __syncthreads();  // the previous plane's reads are done (and, the first time, row_source is written)
+    for (int e = threadIdx.x; e < kernel_floats; e += blockDim.x) fill_tile_kernel_element(p, t, b, e, kernel);
+    for (int cx = threadIdx.x; cx < cols; cx += blockDim.x) fill_tile_column<T>(p, t, img, row_source, j0, cx, tile);
     __syncthreads();
     const int64_t i = i0 + ti;
     if (i < p.out_height && j0 + c0 < p.out_width) {

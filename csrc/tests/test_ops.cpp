@@ -451,14 +451,19 @@ void test_degrade_tiles_match_cpu_op() {
       const DegradeTile t = plan_degrade_tile(cs.k, cs.scale, cs.side);
       EXPECT(choose_degrade_tile(p, t.smem_bytes).side == cs.side, "k=%ld s=%ld: the tile chosen for its own size",
              cs.k, cs.scale);
-      std::vector<float> smem(t.smem_bytes / sizeof(float));
+      std::vector<float> smem(t.kernel_floats + t.tile_floats);
+      std::vector<int64_t> row_source(t.rows);
       float* kernel = smem.data();
       float* tile = kernel + t.kernel_floats;
-      const auto fill = [&](int64_t b, int64_t c, int64_t i0, int64_t j0, int64_t e) {
+      const auto fill = [&](int64_t b, int64_t c, int64_t j0, int cx) {
+        const int64_t plane = b * p.hr_strides.n + c * p.hr_strides.c;
         switch (p.hr_type) {
-          case Scalar::UInt8: return fill_tile_element<uint8_t>(p, t, b, c, i0, j0, e, tile);
-          case Scalar::Float16: return fill_tile_element<c10::Half>(p, t, b, c, i0, j0, e, tile);
-          default: return fill_tile_element<float>(p, t, b, c, i0, j0, e, tile);
+          case Scalar::UInt8:
+            return fill_tile_column(p, t, static_cast<const uint8_t*>(p.hr) + plane, row_source.data(), j0, cx, tile);
+          case Scalar::Float16:
+            return fill_tile_column(p, t, static_cast<const c10::Half*>(p.hr) + plane, row_source.data(), j0, cx, tile);
+          default:
+            return fill_tile_column(p, t, static_cast<const float*>(p.hr) + plane, row_source.data(), j0, cx, tile);
         }
       };
       for (int64_t plane = 0; plane < batch * 3; ++plane)
@@ -466,8 +471,9 @@ void test_degrade_tiles_match_cpu_op() {
           for (int64_t j0 = 0; j0 < out_w; j0 += t.width) {
             const int64_t b = plane / 3, c = plane % 3;
             std::fill(smem.begin(), smem.end(), NAN);  // a read of an unfilled element shows up
-            for (int64_t e = 0; e < t.kernel_floats; ++e) fill_tile_kernel_element(p, t, b, e, kernel);
-            for (int64_t e = 0; e < t.rows * cs.scale * t.pitch; ++e) fill(b, c, i0, j0, e);
+            for (int64_t r = 0; r < t.rows; ++r) row_source[r] = tile_row_source(p, i0, r);
+            for (int e = 0; e < t.kernel_floats; ++e) fill_tile_kernel_element(p, t, b, e, kernel);
+            for (int cx = 0; cx < cs.scale * t.pitch; ++cx) fill(b, c, j0, cx);
             for (int64_t ti = 0; ti < t.side && i0 + ti < out_h; ++ti)
               for (int c0 = 0; c0 < t.width && j0 + c0 < out_w; c0 += kRun) {
                 float blurred[kRun];
