@@ -389,8 +389,9 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def run(dry_run: bool, out: Path, build: bool = True) -> dict:
-    """Runs every stage; writes gpu_check.json and gpu_check.md into `out`; returns the report."""
+def run(dry_run: bool, out: Path, build: bool = True, only: list[str] | None = None) -> dict:
+    """Runs every stage (or the build and those in `only`); writes gpu_check.json and gpu_check.md into
+    `out`; returns the report."""
     import torch
 
     if not dry_run and not torch.cuda.is_available():
@@ -404,6 +405,8 @@ def run(dry_run: bool, out: Path, build: bool = True) -> dict:
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as scratch:
         ctx.scratch = scratch
         for name, stage in STAGES:
+            if only and name not in only and name != "build":
+                continue
             print(f"gpu_check: {name} ...", file=sys.stderr, flush=True)
             began = time.perf_counter()
             try:
@@ -436,10 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="CPU only, tiny sizes, every stage through its CPU fallback")
     parser.add_argument("--out", type=Path, help="folder for gpu_check.json / .md (default: benchmarks/results/)")
     parser.add_argument("--no-build", action="store_true", help="use the extension as built")
+    parser.add_argument("--only", metavar="STAGE", action="append", choices=[name for name, _ in STAGES],
+                        help="run this stage (repeatable; the build stage always runs), e.g. --only ops after a kernel change")
     args = parser.parse_args(argv)
     out = args.out or (Path(tempfile.mkdtemp(prefix="gpu_check_out_")) if args.dry_run else ROOT / "benchmarks" / "results")
     sys.path.insert(0, str(ROOT))
-    report = run(args.dry_run, out, build=not args.no_build)
+    report = run(args.dry_run, out, build=not args.no_build, only=args.only)
     print((out / "gpu_check.md").read_text())
     print(f"gpu_check: wrote {out / 'gpu_check.json'}")
     return 1 if any(s["status"] == FAILED for s in report["stages"].values()) else 0
