@@ -151,10 +151,17 @@ HOST_DEVICE void fill_tile_column(const DegradeParams& p, const DegradeTile& t, 
   const int64_t x = m < t.real_cols ? map_coordinate(p.scale * j0 - p.ksize / 2 + cx, p.width, p.padding) : -1;
   const int64_t column = x * p.hr_strides.w;
   float* dst = tile + (cx % scale) * pitch + m;
-  const int row_step = scale * pitch;
-  for (int r = 0; r < static_cast<int>(t.rows); ++r) {
-    const int64_t row = row_source[r];
-    dst[r * row_step] = (x < 0 || row < 0) ? 0.0f : static_cast<float>(img[row + column]);
+  const int row_step = scale * pitch, rows = static_cast<int>(t.rows);
+  // Eight loads issued before their stores: a load's latency is hidden behind the next seven rather
+  // than waited out row by row (the compiler cannot move a global load past a shared store itself).
+  constexpr int kLoadsInFlight = 8;
+  for (int r0 = 0; r0 < rows; r0 += kLoadsInFlight) {
+    float v[kLoadsInFlight];
+    for (int q = 0; q < kLoadsInFlight; ++q) {
+      const int64_t row = r0 + q < rows ? row_source[r0 + q] : -1;
+      v[q] = (x < 0 || row < 0) ? 0.0f : static_cast<float>(img[row + column]);
+    }
+    for (int q = 0; q < kLoadsInFlight && r0 + q < rows; ++q) dst[(r0 + q) * row_step] = v[q];
   }
 }
 
