@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 from scipy.signal import convolve2d
 
 from realsr_fast.cli import main
@@ -183,3 +184,25 @@ def test_real_multi_seed_reports_are_read(tmp_path, rng):
         assert choice.trust == ("trusted" if report["trusted"] else "untrusted")
         assert choice.used == ("estimate" if report["trusted"] else "fallback")
         assert choice.seed_agreement_db == report["seed_agreement_db"]
+
+
+def test_gan_mode_trains_generator_and_discriminator_end_to_end(tmp_path, rng):
+    """`realsr adapt --mode gan`: the paper's losses (L1 + VGG + RaGAN, the adapt_gan preset's weights)
+    with a PatchGAN discriminator; tiny networks and a randomly initialised VGG keep it offline."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    smooth_photos(photos, rng, count=4, side=96)
+    write_estimates(tmp_path / "kernels", rng, {f"photo{i}": None for i in range(4)})
+    args = ["adapt", str(photos), "-o", str(out), "--mode", "gan", "--iterations", "2", "--kernels",
+            str(tmp_path / "kernels"), "--noise-patch", "16", "--held-out", "0.25", "--device", "cpu"]
+    tiny = [s for s in TINY if not s.startswith(("val.every", "run.checkpoint_every"))]
+    tiny += ["val.every=2", "val.crop=32", "run.checkpoint_every=2", "discriminator.ndf=4", "discriminator.n_layers=2",
+             "loss.vgg_random_init_test_only=true"]
+    assert main(args + [item for setting in tiny for item in ("--set", setting)]) == 0
+
+    summary = json.loads((out / "summary.json").read_text())
+    config = yaml.safe_load((out / "run" / "config.yaml").read_text())
+    assert config["loss"]["mode"] == "gan" and config["discriminator"]["arch"] == "patchgan"
+    assert (config["loss"]["pixel_weight"], config["loss"]["perceptual_weight"], config["loss"]["gan_weight"]) == (0.01, 1.0, 0.005)
+    assert [row["iteration"] for row in summary["curve"]] == [0, 2]
+    assert all(np.isfinite(row["psnr"]) for row in summary["curve"])
+    assert load_model(out / "model.safetensors").nf == 8

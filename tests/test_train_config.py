@@ -7,10 +7,31 @@ import pytest
 import torch
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.train.config import load_config
+from realsr_fast.train.config import PRESET_DIR, load_config
 from realsr_fast.train.data import StreamSampler, synthetic_kernel_bank, synthetic_noise_bank
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def test_presets_ship_in_the_package_and_load_by_name_from_any_folder(tmp_path, monkeypatch):
+    """`realsr adapt` and the demo read presets from an installed wheel (no source checkout), so the
+    presets live in the package and its package-data pattern must cover every one of them."""
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["realsr_fast"]
+    package = PRESET_DIR.parent
+    shipped = {p for pattern in patterns for p in package.glob(pattern)}
+    presets = sorted(PRESET_DIR.glob("*.yaml"))
+    assert {"adapt", "adapt_gan", "smoke"} <= {p.stem for p in presets}
+    assert set(presets) <= shipped
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    for name in ("smoke", "smoke.yaml", "configs/smoke.yaml"):
+        assert load_config(name).optim.iterations == load_config(PRESET_DIR / "smoke.yaml").optim.iterations
+    with pytest.raises(RealSRError, match="packaged presets are .*smoke"):
+        load_config("no_such_preset")
+    with pytest.raises(RealSRError, match="does not exist"):
+        load_config(tmp_path / "elsewhere" / "smoke.yaml")  # a real path is never swapped for a preset
 
 
 @pytest.mark.parametrize("preset, recipe, arch", [("realsr_dped", "kernel+noise", "patchgan"),

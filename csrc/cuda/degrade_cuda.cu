@@ -5,6 +5,8 @@
 // running degrade_sample().
 // Noise choices are checked here, on the device (a device-side assert; the output is NaN if
 // asserts are compiled out), so a call never waits for the GPU.
+#include <atomic>
+
 #include "block_team.cuh"
 #include "grid.h"
 #include "launchers.h"
@@ -76,26 +78,38 @@ __global__ void degrade_tiled_kernel(const __grid_constant__ DegradeParams p, co
   }
 }
 
-// The device's shared memory per block with opt-in (every GPU since Volta: 96 KiB or more).
-int smem_limit() {
-  int device = 0, optin = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess)
-    return kDefaultSmemLimit;
-  return optin > kDefaultSmemLimit ? optin : kDefaultSmemLimit;
+constexpr int kMaxDevices = 64;
+
+// The current device's shared memory per block with opt-in (every GPU since Volta: 96 KiB or
+// more), queried once per device: a training step calls degrade every iteration.
+int smem_limit(int device) {
+  static std::atomic<int> limits[kMaxDevices] = {};
+  if (device < kMaxDevices && limits[device].load(std::memory_order_relaxed) > 0)
+    return limits[device].load(std::memory_order_relaxed);
+  int optin = 0;
+  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess)
+    optin = kDefaultSmemLimit;
+  const int limit = optin > kDefaultSmemLimit ? optin : kDefaultSmemLimit;
+  if (device < kMaxDevices) limits[device].store(limit, std::memory_order_relaxed);
+  return limit;
 }
 
 template <typename T>
 cudaError_t launch_blur(const DegradeParams& p, cudaStream_t stream) {
-  const DegradeTile t = choose_degrade_tile(p, smem_limit());
+  int device = 0;
+  if (const cudaError_t err = cudaGetDevice(&device); err != cudaSuccess) return err;
+  const int limit = smem_limit(device);
+  const DegradeTile t = choose_degrade_tile(p, limit);
   if (t.side == 0) {
     degrade_direct_kernel<T><<<grid_for(p.batch * p.channels * p.out_height * p.out_width), kThreads, 0, stream>>>(p);
     return cudaGetLastError();
   }
-  if (t.smem_bytes > kDefaultSmemLimit) {
-    const cudaError_t err = cudaFuncSetAttribute(degrade_tiled_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 static_cast<int>(t.smem_bytes));
+  // Opt the tiled kernel in to the whole limit once per device (the attribute is per function and device).
+  static std::atomic<bool> opted_in[kMaxDevices] = {};
+  if (t.smem_bytes > kDefaultSmemLimit && (device >= kMaxDevices || !opted_in[device].load(std::memory_order_relaxed))) {
+    const cudaError_t err = cudaFuncSetAttribute(degrade_tiled_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, limit);
     if (err != cudaSuccess) return err;
+    if (device < kMaxDevices) opted_in[device].store(true, std::memory_order_relaxed);
   }
   const dim3 grid(static_cast<unsigned int>(blocks_for(p.out_width, t.width, kMaxGridX)),
                   static_cast<unsigned int>(blocks_for(p.out_height, t.side, kMaxGridYZ)),

@@ -3,8 +3,8 @@
 fp16 RRDBNet can overflow (inf/NaN, black tiles; first seen at conv_up1 of Real-ESRGAN models,
 docs/METHOD.md §10). Whether it does depends on the weights, so the fp32 units are measured per
 model at export: the fp32 model runs on calibration inputs (crops of the sample photos plus bright,
-saturated and high-contrast synthetic images) and every unit whose activations (any conv output
-inside it, and its own output) reach FP16_MAX / HEADROOM stays fp32.
+saturated and high-contrast synthetic images) and every unit whose activations (its input, any
+conv output inside it, and its own output) reach FP16_MAX / HEADROOM stays fp32.
 
 How this plays out for the shipped df2k model (no unit needs fp32) is measured in
 benchmarks/README.md, "fp16 units".
@@ -60,8 +60,9 @@ def calibration_inputs(size: int = CALIBRATION_SIZE) -> torch.Tensor:
 
 
 def activation_peaks(model: RRDBNet, inputs: torch.Tensor) -> dict[str, float]:
-    """The largest |activation| of each unit (its conv outputs and its output) on `inputs`
-    (N, 3, h, w), running the fp32 `model` one input at a time."""
+    """The largest |activation| of each unit (its input, its conv outputs and its output) on
+    `inputs` (N, 3, h, w), running the fp32 `model` one input at a time. The input counts because
+    an fp16 unit casts it to fp16: after a unit kept in fp32 it may hold more than fp16 can."""
     units = dict(zip(unit_names(model), (model.get_submodule(n) for n in unit_names(model))))
     peaks = dict.fromkeys(units, 0.0)
 
@@ -70,8 +71,14 @@ def activation_peaks(model: RRDBNet, inputs: torch.Tensor) -> dict[str, float]:
             peaks[unit] = max(peaks[unit], float(output.detach().abs().max()))
         return hook
 
+    def input_recorder(unit: str):
+        def hook(module: nn.Module, args: tuple) -> None:
+            peaks[unit] = max(peaks[unit], float(args[0].detach().abs().max()))
+        return hook
+
     handles = [sub.register_forward_hook(recorder(unit)) for unit, module in units.items()
                for sub in module.modules() if isinstance(sub, nn.Conv2d) or sub is module]
+    handles += [module.register_forward_pre_hook(input_recorder(unit)) for unit, module in units.items()]
     try:
         with torch.inference_mode():
             for x in inputs.float():

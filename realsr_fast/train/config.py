@@ -152,13 +152,29 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+#: The presets shipped in the package (`configs/` in a source checkout links here).
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
+
+
+def resolve_preset(path: str | os.PathLike) -> Path:
+    """`path` if it is a file, else the packaged preset it names: `smoke`, `smoke.yaml` or
+    `configs/smoke.yaml` work from any folder, with or without a source checkout."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    packaged = PRESET_DIR / (path.name if path.suffix else f"{path.name}.yaml")
+    if path.parent in (Path("."), Path("configs")) and packaged.is_file():
+        return packaged
+    names = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+    raise RealSRError(f"config file {path} does not exist; the packaged presets are {names} (e.g. `realsr train smoke`)")
+
+
 def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML preset (None: all defaults), apply `key=value` overrides, check everything."""
+    """Read a YAML preset (a file, or a packaged preset's name; None: all defaults), apply
+    `key=value` overrides, check everything."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise RealSRError(f"config file {path} does not exist (presets live in configs/)")
+        path = resolve_preset(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:

@@ -20,14 +20,13 @@ from realsr_fast.device import resolve_device
 from realsr_fast.io import write_json
 from realsr_fast.models.formats import save_safetensors
 from realsr_fast.train import checkpoint as ckpt
-from realsr_fast.train.config import TrainConfig, load_config
+from realsr_fast.train.config import PRESET_DIR, TrainConfig, load_config
 from realsr_fast.train.distributed import init_distributed
 from realsr_fast.train.trainer import Trainer
 
 CURVE_NAME = "curve.json"
 MODEL_NAME = "model.safetensors"
-#: The presets, beside the package in a source checkout (configs/adapt.yaml: PSNR mode, CPU sizes).
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+#: The packaged presets of each mode (adapt.yaml: PSNR mode, CPU sizes).
 PRESETS = {"psnr": "adapt.yaml", "gan": "adapt_gan.yaml"}
 #: On a GPU the paper's crop and batch (docs/METHOD.md §7) replace the preset's CPU sizes.
 GPU_OVERRIDES = ("data.patch=128", "data.batch=16", "data.workers=4", "val.crop=256")
@@ -56,7 +55,7 @@ def fine_tune_config(train_hr: Path, val_hr: Path, kernels: str | os.PathLike, n
         settings += GPU_OVERRIDES
     if iterations is not None:
         settings.append(f"optim.iterations={iterations}")
-    return load_config(config or CONFIG_DIR / PRESETS[mode], [*settings, *overrides])
+    return load_config(config or PRESET_DIR / PRESETS[mode], [*settings, *overrides])
 
 
 def fine_tune(config: TrainConfig, out: Path, minutes: float | None = None, keep_best: bool = True) -> FineTuneResult:
