@@ -222,7 +222,7 @@ def df2k_width_weights(tmp_path_factory) -> Path:
                     reason="measures the peak RSS through Linux's /proc/self/clear_refs")
 @pytest.mark.parametrize("precision, budget_mib", [
     ("fp32", 64),
-    ("bf16", 14),
+    ("bf16", 56),  # on CPUs without native bf16 the planner counts 8 bytes: the same ~42 px tile
 ])
 def test_auto_tile_memory_measured_by_the_os(df2k_width_weights, monkeypatch, precision,
                                              budget_mib) -> None:
