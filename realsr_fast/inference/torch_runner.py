@@ -31,10 +31,11 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-# Without native bf16, oneDNN converts to fp32 around each convolution: measured peaks of 9-12 x
-# scale^2 * nf * 2 bytes per LR pixel on an AVX2 EPYC, against 2-3 for fp32 in its own units, so
-# such a tile is planned as if each activation took 8 bytes.
-EMULATED_BF16_ITEMSIZE = 8
+# Without native bf16, oneDNN converts to fp32 around each convolution, with scratch buffers per
+# thread: measured peaks of 9-15 x scale^2 * nf * 2 bytes per LR pixel on an AVX2 EPYC (1-2
+# threads), against 2-3 for fp32 in its own units, so such a tile is planned as if each activation
+# took 12 bytes (24 in those units).
+EMULATED_BF16_ITEMSIZE = 12
 
 
 def planning_itemsize(precision: str, device: torch.device) -> int:
