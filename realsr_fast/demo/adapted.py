@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from realsr_fast.data.split import materialise, split_names
 from realsr_fast.device import resolve_device
 from realsr_fast.train.checkpoint import CHECKPOINT_DIR
@@ -64,15 +62,8 @@ def adapt_to_samples(out: Path, hr_dir: Path, names: Sequence[str], iterations: 
     overrides = [f"val.every={iterations}", f"run.checkpoint_every={iterations}", f"run.progress={str(progress).lower()}"]
     config = fine_tune_config(folder / "train", folder / "held_out", out / "kernels", out / "noise", folder / "run",
                               "psnr", device, iterations, seed, overrides=overrides)
-    threads, where = torch.get_num_threads(), resolve_device(device)
-    if where.type == "cpu":
-        # one thread: on a shared CPU two threads spin-wait for each other, measured 3.5x to 20x slower
-        # per training step than one (docs/adapt.md)
-        torch.set_num_threads(1)
-    try:
-        result = fine_tune(config, folder, keep_best=False)
-    finally:
-        torch.set_num_threads(threads)
+    where = resolve_device(device)
+    result = fine_tune(config, folder, keep_best=False)
     shutil.rmtree(folder / "run" / CHECKPOINT_DIR, ignore_errors=True)
     settings = {"patch": config.data.patch, "batch": config.data.batch, "lr_g": config.optim.lr_g, "device": str(where)}
     return AdaptedModel(folder / MODEL_NAME, train, held_out, folder / "held_out", result.iteration, result.seconds,
