@@ -120,12 +120,14 @@ def test_ncnn_refusals(tmp_path, monkeypatch) -> None:
 # --- backend auto --------------------------------------------------------------------------
 
 @pytest.fixture
-def timings(monkeypatch) -> list[calibration.Fp32Timing]:
-    """Fake calibration timings (ncnn faster unless a test changes it); records each measurement."""
+def timings(monkeypatch, tmp_path) -> list[calibration.Fp32Timing]:
+    """Fake calibration timings (ncnn faster unless a test changes it), cached in a fresh home (never
+    the user's); records each measurement."""
+    monkeypatch.setenv(zoo.HOME_ENV, str(tmp_path / "home"))
     measured: list[calibration.Fp32Timing] = []
     answer = calibration.Fp32Timing(ncnn=1.0, torch=1.5)
 
-    def fake_measure(settings):
+    def fake_measure(settings, side):
         measured.append(answer)
         return measured[-1]
 
@@ -136,14 +138,16 @@ def timings(monkeypatch) -> list[calibration.Fp32Timing]:
 def test_calibration_is_measured_once_and_cached(timings, tmp_path, monkeypatch) -> None:
     settings = UpscalerSettings("df2k", "cpu", "fp32", backend="auto")
     path = tmp_path / "calibration.json"
-    first = calibration.fp32_timing(settings, path)
-    assert calibration.fp32_timing(settings, path) == first and len(timings) == 1
+    first = calibration.fp32_timing(settings, 128, path)
+    assert calibration.fp32_timing(settings, 128, path) == first and len(timings) == 1
+    calibration.fp32_timing(settings, 256, path)  # another tile size: measured anew
+    assert len(timings) == 2
     monkeypatch.setattr(torch, "get_num_threads", lambda: 7)  # another machine setting: measured anew
-    calibration.fp32_timing(settings, path)
-    assert len(timings) == 2 and len(json.loads(path.read_text())) == 2
+    calibration.fp32_timing(settings, 128, path)
+    assert len(timings) == 3 and len(json.loads(path.read_text())) == 3
     path.write_text("{not json")
-    calibration.fp32_timing(settings, path)
-    assert len(timings) == 3
+    calibration.fp32_timing(settings, 128, path)
+    assert len(timings) == 4
 
 
 def test_calibration_times_a_real_runner() -> None:
@@ -155,19 +159,36 @@ def test_calibration_times_a_real_runner() -> None:
     assert 0.12 <= calibration.time_tile(Sleepy(), 128) < 0.5  # the warm-up tile is not counted
 
 
-@pytest.mark.parametrize("ncnn_s, torch_s, expected", [(1.0, 1.5, "ncnn"), (2.0, 1.4, "torch")])
-def test_auto_fp32_takes_the_calibrated_winner(ncnn_s, torch_s, expected, monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr(calibration, "measure", lambda settings: calibration.Fp32Timing(ncnn_s, torch_s))
+@pytest.mark.parametrize("small_winner", ["torch", "ncnn"])
+def test_auto_fp32_runs_each_tile_on_the_winner_at_its_size(small_winner, monkeypatch, tmp_path, caplog) -> None:
+    """The calibration at 128 px decides small tiles, the one at 256 px large ones (and no other is timed)."""
+    large_winner = "ncnn" if small_winner == "torch" else "torch"
+    timed: list[int] = []
+
+    def fake_measure(settings, side):
+        timed.append(side)
+        winner = small_winner if side == 128 else large_winner
+        return calibration.Fp32Timing(ncnn=1.0 if winner == "ncnn" else 2.0, torch=1.0 if winner == "torch" else 2.0)
+
+    monkeypatch.setattr(calibration, "measure", fake_measure)
     monkeypatch.setenv(zoo.HOME_ENV, str(tmp_path))
     choice = auto_choice.choose(UpscalerSettings("df2k", "cpu", "fp32", backend="auto"), CPU)
-    assert (choice.backend, choice.precision, choice.device) == (expected, "fp32", "cpu")
-    assert f"{expected} was the faster here" in choice.reason
+    assert (choice.backend, choice.precision, choice.device) == (auto_choice.PER_TILE_SIZE, "fp32", "cpu")
+    runner = auto_choice.load_runner(UpscalerSettings("df2k", "cpu", "fp32", backend="auto"), CPU)
+    ran: list[str] = []
+    for name in ("ncnn", "torch"):
+        runner._runners[name] = lambda x, name=name: ran.append(name) or x
+    with caplog.at_level(logging.WARNING):
+        for side in (40, 128, 150, 180, 190, 256, 600):
+            runner(torch.zeros(1, 3, side, side))
+    assert ran == [small_winner] * 4 + [large_winner] * 3 and timed == [128, 256]
+    assert f"{large_winner} for tiles near 256 px" in caplog.text
 
 @pytest.mark.parametrize("native_bf16, model, device, precision, expected", [
     (True, "df2k", "cpu", "auto", ("torch", "bf16")),
-    (True, "df2k", "cpu", "fp32", ("ncnn", "fp32")),
-    (False, "df2k", "cpu", "auto", ("ncnn", "fp32")),
-    (False, "df2k", "auto", "auto", ("ncnn", "fp32")),
+    (True, "df2k", "cpu", "fp32", (auto_choice.PER_TILE_SIZE, "fp32")),
+    (False, "df2k", "cpu", "auto", (auto_choice.PER_TILE_SIZE, "fp32")),
+    (False, "df2k", "auto", "auto", (auto_choice.PER_TILE_SIZE, "fp32")),
     (False, "net.pth", "cpu", "auto", ("torch", "fp32")),
     (False, "df2k", "cpu", "bf16", ("torch", "bf16")),
     (False, "df2k", "vulkan", "auto", ("ncnn", "auto")),
@@ -189,7 +210,7 @@ def test_auto_takes_a_vulkan_gpu_but_not_a_software_one(monkeypatch, timings) ->
     kinds.pop()
     monkeypatch.setattr(auto_choice, "cpu_has_native_bf16", lambda: False)
     choice = auto_choice.choose(UpscalerSettings("df2k", "auto", "auto", backend="auto"), CPU)
-    assert (choice.backend, choice.device) == ("ncnn", "cpu")
+    assert (choice.backend, choice.device) == (auto_choice.PER_TILE_SIZE, "cpu")
 
 
 def test_auto_keeps_cuda_on_torch() -> None:
@@ -201,9 +222,12 @@ def test_auto_says_what_it_chose(monkeypatch, caplog, timings) -> None:
     monkeypatch.setattr(auto_choice, "cpu_has_native_bf16", lambda: False)
     with caplog.at_level(logging.WARNING):
         up = Upscaler("df2k", device="cpu", backend="auto")
-    assert up._runner.__class__.__name__ == "NcnnRunner" and up.precision == "fp32"
+    assert isinstance(up._runner, auto_choice.PerTileSize) and up.precision == "fp32"
     lines = [r.message for r in caplog.records if r.message.startswith("backend auto")]
-    assert len(lines) == 1 and "ncnn fp32 on cpu" in lines[0] and "ncnn was the faster" in lines[0]
+    assert len(lines) == 1 and "ncnn|torch by tile size fp32 on cpu" in lines[0] and "whichever was the faster" in lines[0]
+    with caplog.at_level(logging.WARNING):
+        up(np.zeros((8, 8, 3), np.uint8))
+    assert "backend auto: ncnn for tiles near 128 px (ncnn 1.00 s vs torch 1.50 s" in caplog.text
 
 
 def test_cli_default_is_auto_and_ncnn_can_be_forced(tmp_path, monkeypatch, caplog, rng, timings) -> None:
@@ -213,7 +237,7 @@ def test_cli_default_is_auto_and_ncnn_can_be_forced(tmp_path, monkeypatch, caplo
     Image.fromarray(rng.integers(0, 256, (8, 10, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     with caplog.at_level(logging.WARNING):
         assert cli.main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "auto.png")]) == 0
-    assert "backend auto: ncnn fp32 on cpu" in caplog.text
+    assert "backend auto: ncnn|torch by tile size fp32 on cpu" in caplog.text and "ncnn for tiles near" in caplog.text
     caplog.clear()
     assert cli.main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "forced.png"),
                      "--backend", "torch", "--precision", "fp32"]) == 0

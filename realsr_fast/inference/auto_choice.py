@@ -7,8 +7,9 @@ The rule, from benchmarks/bench_upscale.py (table in benchmarks/README.md, "Upsc
   and an ncnn model: ncnn on that GPU;
 - a CPU that computes bf16 natively (AVX512-BF16 or AMX), precision auto: torch bf16 (about 3x
   torch fp32 and 2x ncnn fp32, >= 40 dB from fp32);
-- otherwise fp32: whichever of ncnn (Winograd 3x3 convolutions; needs the model in ncnn form)
-  and torch is faster on this CPU, timed once and cached (`inference.calibration`).
+- otherwise fp32: for each tile, whichever of ncnn (Winograd 3x3 convolutions; needs the model
+  in ncnn form) and torch was faster on this CPU for tiles of about that size, timed once per
+  size and cached (`inference.calibration`; `PerTileSize` runs it).
 `--precision bf16` / `fp16` always mean torch. Every choice can be forced with `--backend`.
 The choice and its reason are logged in one line.
 """
@@ -22,10 +23,14 @@ import torch
 from realsr_fast.errors import RealSRError
 from realsr_fast.inference.backends import TileRunner, UpscalerSettings
 from realsr_fast.inference.backends import load_runner as load_backend
-from realsr_fast.inference.calibration import CALIBRATION_TILE, fp32_timing
+from realsr_fast.inference.calibration import CALIBRATION_SIDES, fp32_timing, nearest_side
 from realsr_fast.inference.torch_runner import cpu_has_native_bf16
 
 logger = logging.getLogger(__name__)
+
+
+#: `Choice.backend` when ncnn or torch is picked per tile by its size (`PerTileSize`).
+PER_TILE_SIZE = "ncnn|torch by tile size"
 
 
 @dataclass(frozen=True)
@@ -70,10 +75,10 @@ def choose(settings: UpscalerSettings, device: torch.device) -> Choice:
         return Choice("torch", "bf16", asked, "this CPU computes bf16 natively (AVX512-BF16/AMX): "
                       "torch bf16 is ~2x ncnn fp32; --precision fp32 for exact")
     if why_not is None:
-        timing = fp32_timing(settings)
-        return Choice(timing.faster, "fp32", "cpu",
-                      f"fp32 on the CPU: {timing.faster} was the faster here, ncnn {timing.ncnn:.2f} s "
-                      f"vs torch {timing.torch:.2f} s on a {CALIBRATION_TILE} px tile")
+        sides = " and ".join(str(side) for side in CALIBRATION_SIDES)
+        return Choice(PER_TILE_SIZE, "fp32", "cpu",
+                      f"fp32 on the CPU: each tile on ncnn or torch, whichever was the faster here on tiles "
+                      f"of about its size, timed once at {sides} px")
     return Choice("torch", "fp32", asked, f"fp32 on the CPU: torch, as ncnn cannot run it ({why_not})")
 
 
@@ -82,5 +87,43 @@ def load_runner(settings: UpscalerSettings, device: torch.device) -> TileRunner:
     choice = choose(settings, device)
     logger.warning("backend auto: %s %s on %s (%s)", choice.backend, choice.precision, choice.device,
                    choice.reason)
+    if choice.backend == PER_TILE_SIZE:
+        return PerTileSize(replace(settings, precision="fp32", device="cpu"), device)
     return load_backend(replace(settings, backend=choice.backend, precision=choice.precision,
                                 device=choice.device), device)
+
+
+class PerTileSize(TileRunner):
+    """fp32 on the CPU through ncnn or torch, picked for each tile by the calibration nearest its size.
+
+    Both runners are loaded on first use; the edge tiles of a grid are within a pixel of the
+    others (`tiling.tiler`), so one image normally runs on one backend.
+    """
+
+    def __init__(self, settings: UpscalerSettings, device: torch.device) -> None:
+        self._settings = settings
+        self._device = device
+        self._runners: dict[str, TileRunner] = {}
+        first = self._runner("ncnn")
+        self.scale, self.nf, self.device, self.precision = first.scale, first.nf, first.device, "fp32"
+        self.itemsize = first.itemsize
+        self._logged: set[int] = set()
+
+    def _runner(self, backend: str) -> TileRunner:
+        if backend not in self._runners:
+            self._runners[backend] = load_backend(replace(self._settings, backend=backend), self._device)
+        return self._runners[backend]
+
+    def backend_for(self, height: int, width: int) -> str:
+        """"ncnn" or "torch": the faster one here on tiles of about `height` x `width` (timed once)."""
+        side = nearest_side(round((height * width) ** 0.5))
+        timing = fp32_timing(self._settings, side)
+        if side not in self._logged:
+            self._logged.add(side)
+            logger.warning("backend auto: %s for tiles near %d px (ncnn %.2f s vs torch %.2f s on a %d px tile)",
+                           timing.faster, side, timing.ncnn, timing.torch, side)
+        return timing.faster
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) float tile -> (B, 3, scale*h, scale*w) float32 in [0, 1], on the chosen backend."""
+        return self._runner(self.backend_for(x.shape[-2], x.shape[-1]))(x)

@@ -1,16 +1,18 @@
-"""Which fp32 CPU backend, ncnn or torch, is faster on this machine: measured once, then cached.
+"""Which fp32 CPU backend, ncnn or torch, is faster on this machine for a tile size: measured once, cached.
 
-Neither wins everywhere: on an AMD EPYC (AVX2, 2 threads) ncnn's Winograd 3x3 convolutions were
-as fast as torch fp32 at 128 px and 1.5x faster at 256 px, while on an Intel Sapphire Rapids
-(AVX-512, 2 threads) torch fp32 was 1.4x ncnn at 128 px (benchmarks/README.md). So `--backend
-auto` times one 128 x 128 tile on each (after a small warm-up tile) the first time it needs the
-answer, and keeps it per CPU model, thread count and model in the cache folder
-(`calibration/fp32-cpu.json`); delete that file to measure again.
+Neither wins everywhere, and the winner changes with the tile size: on an AMD EPYC (AVX2, 2
+threads) torch fp32 was 1.08x ncnn at 128 px while ncnn's Winograd 3x3 convolutions were 1.04x
+torch at 256 px (1.5x in another session); on an Intel Sapphire Rapids (AVX-512, 2 threads) torch
+fp32 was 1.4x ncnn at 128 px (benchmarks/README.md). So `--backend auto` times one tile of each
+side in `CALIBRATION_SIDES` on each backend (after a small warm-up tile) the first time a tile
+near that side is run, and keeps the answer per CPU model, thread count, model and side in the
+cache folder (`calibration/fp32-cpu.json`); delete that file to measure again.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +24,14 @@ from realsr_fast.io import write_json
 
 logger = logging.getLogger(__name__)
 
-#: Side of the timed tile: the size of a typical tile or small photo, where the two are closest.
-CALIBRATION_TILE = 128
+#: Sides of the timed tiles: a small photo or tile, and a large one. A tile is run by the backend
+#: that was faster at the nearest of them (in ratio); larger tiles behave like 256 px ones.
+CALIBRATION_SIDES = (128, 256)
 
 
 @dataclass(frozen=True)
 class Fp32Timing:
-    """Seconds for one CALIBRATION_TILE tile on each fp32 CPU backend."""
+    """Seconds for one calibration tile on each fp32 CPU backend."""
 
     ncnn: float
     torch: float
@@ -59,20 +62,26 @@ def time_tile(runner: TileRunner, side: int) -> float:
     return time.perf_counter() - start
 
 
-def measure(settings: UpscalerSettings) -> Fp32Timing:
-    """Time both fp32 CPU backends on `settings.model` (a few seconds)."""
+def nearest_side(side: int) -> int:
+    """The calibrated side closest to a tile of `side` px (closest in ratio)."""
+    return min(CALIBRATION_SIDES, key=lambda timed: abs(math.log(max(side, 1) / timed)))
+
+
+def measure(settings: UpscalerSettings, side: int) -> Fp32Timing:
+    """Time both fp32 CPU backends on `settings.model` on a `side` x `side` tile (seconds to a minute)."""
     cpu = torch.device("cpu")
     seconds = {}
     for backend in ("ncnn", "torch"):
         runner = load_runner(UpscalerSettings(settings.model, "cpu", "fp32", backend=backend), cpu)
-        seconds[backend] = time_tile(runner, CALIBRATION_TILE)
+        seconds[backend] = time_tile(runner, side)
     return Fp32Timing(**seconds)
 
 
-def fp32_timing(settings: UpscalerSettings, path: Path | None = None) -> Fp32Timing:
-    """The cached timing for this machine and model, measured (and cached) when missing."""
+def fp32_timing(settings: UpscalerSettings, side: int, path: Path | None = None) -> Fp32Timing:
+    """The cached timing on a `side` px tile (one of `CALIBRATION_SIDES`) for this machine and model,
+    measured (and cached) when missing."""
     path = path or cache_file("calibration", "fp32-cpu.json")
-    key = machine_key(settings.model)
+    key = f"{machine_key(settings.model)} | {side} px"
     try:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -81,7 +90,7 @@ def fp32_timing(settings: UpscalerSettings, path: Path | None = None) -> Fp32Tim
         return Fp32Timing(**cached[key])
     except (KeyError, TypeError):
         pass
-    logger.warning("backend auto: timing ncnn and torch fp32 on this CPU once (a few seconds)")
-    timing = measure(settings)
+    logger.warning("backend auto: timing ncnn and torch fp32 on a %d px tile on this CPU, once", side)
+    timing = measure(settings, side)
     write_json(path, {**cached, key: {"ncnn": timing.ncnn, "torch": timing.torch}})
     return timing

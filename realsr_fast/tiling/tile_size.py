@@ -11,11 +11,12 @@ import os
 
 import torch
 
-#: At most this much memory for one tile on the CPU (larger tiles gain no speed there).
-CPU_TILE_BUDGET = 4 << 30
 #: The smallest tile chosen (or retried after running out of memory).
 MIN_TILE = 32
-#: Fraction of the memory available now that one tile may use.
+#: Fraction of the memory available now that one tile may use. There is no fixed cap on the
+#: CPU: every tile recomputes `pad` pixels of context on each side, so splitting an image that
+#: fits costs time (a 512x512 photo cut into 4 tiles ran 1.22x slower than whole on ncnn,
+#: benchmarks/README.md, "Upscale by size").
 MEMORY_FRACTION = {"cpu": 0.25, "cuda": 0.6}
 
 
@@ -42,12 +43,10 @@ def auto_tile(batch: int, height: int, width: int, pad: int, device: torch.devic
               itemsize: int, nf: int, scale: int) -> int | None:
     """The tile side for a (batch, 3, height, width) input, or None when the whole image fits.
 
-    The tile (with its padding) is the largest square that fits the memory budget: a fraction
-    of the available memory, and at most CPU_TILE_BUDGET on the CPU; never below MIN_TILE.
+    The tile (with its padding) is the largest square that fits the memory budget, a fraction
+    of the available memory; never below MIN_TILE.
     """
     budget = available_memory(device) * MEMORY_FRACTION[device.type]
-    if device.type == "cpu":
-        budget = min(budget, CPU_TILE_BUDGET)
     pixels = budget / (batch * bytes_per_pixel(nf, scale, itemsize))
     if height * width <= pixels:
         return None
