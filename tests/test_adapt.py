@@ -11,6 +11,7 @@ import pytest
 import yaml
 from scipy.signal import convolve2d
 
+from realsr_fast.adaptation import job
 from realsr_fast.cli import main
 from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.split import split_names
@@ -71,6 +72,21 @@ def test_adapt_end_to_end_split_files_resume_and_learning(tmp_path, rng):
     # the learnable case: the held-out PSNR rises well above the random starting model's
     assert summary["best"]["psnr"] > summary["start"]["psnr"] + 3
     assert summary["best"]["iteration"] > 0
+
+
+@pytest.mark.parametrize("extra, prior", [([], "none"), (["--prior", "fkp"], "fkp")])
+def test_adapt_estimates_kernels_with_the_asked_prior(tmp_path, rng, monkeypatch, capsys, extra, prior):
+    photos = tmp_path / "photos"
+    smooth_photos(photos, rng, count=3, side=96)
+    asked = {}
+
+    def estimate(*args, **kwargs):
+        asked.update(kwargs)
+        raise RealSRError("stopped after the kernel stage was asked for")
+
+    monkeypatch.setattr(job, "estimate_kernel_folder", estimate)
+    assert main(adapt_args(photos, tmp_path / "out", 4) + extra) != 0
+    assert asked["prior"] == prior and "stopped after the kernel stage" in capsys.readouterr().err
 
 
 def test_split_is_by_photo_stable_and_leaves_both_sides_nonempty():

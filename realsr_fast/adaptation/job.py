@@ -28,6 +28,7 @@ from realsr_fast.data.split import materialise, split_names
 from realsr_fast.errors import RealSRError
 from realsr_fast.kernelgan.estimate import estimate_kernel_folder
 from realsr_fast.kernelgan.fallback import training_kernels
+from realsr_fast.kernelgan.training import Prior
 from realsr_fast.train.finetune import PRESETS, FineTuneResult, fine_tune, fine_tune_config
 
 SCALE = 4
@@ -55,6 +56,7 @@ def adapt(
     noise: str | os.PathLike | None = None,
     kernel_iterations: int = 3000,
     seeds: int = 1,
+    prior: Prior = "none",
     noise_patch: int = 256,
     device: str = "auto",
     seed: int = 0,
@@ -76,6 +78,8 @@ def adapt(
         kernel_iterations: KernelGAN iterations per photo (official 3000).
         seeds: KernelGAN runs per photo; with 2 or more an estimate whose runs disagree is not
             trained on (the constant fallback kernel replaces it); with 1 trust is not checked.
+        prior: KernelGAN's kernel parameterisation, `none` (official) or `fkp` (flow prior);
+            kernels already estimated in `out` are reused whichever prior made them.
         noise_patch: side of the mined noise patches (RealSR: 256; smaller for small photos).
         device: `auto`, `cpu` or `cuda`.
         config: a preset other than `configs/adapt*.yaml`; `overrides`: dotted `key=value` on top.
@@ -105,7 +109,7 @@ def adapt(
     if kernels is None:
         kernels = out / "kernels"
         summary = estimate_kernel_folder(photos, kernels, scale=SCALE, iterations=kernel_iterations, seed=seed,
-                                         runs=seeds, device=device, progress=progress)
+                                         runs=seeds, device=device, progress=progress, prior=prior)
         if summary.failed:
             raise RealSRError("KernelGAN failed for " + "; ".join(f"{n}: {why}" for n, why in summary.failed.items()))
     if noise is None:

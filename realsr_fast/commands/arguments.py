@@ -75,6 +75,14 @@ def add_device_argument(parser: argparse.ArgumentParser,
     parser.add_argument("--device", default="auto", choices=DEVICES, help=help)
 
 
+def add_prior_argument(parser: argparse.ArgumentParser) -> None:
+    """`--prior none|fkp`: how KernelGAN parameterises its kernel (`kernelgan.training.Prior`)."""
+    parser.add_argument("--prior", choices=("none", "fkp"), default="none",
+                        help="none: official KernelGAN (default); fkp (experimental, scores below the official "
+                        "mode so far, see docs/kernel_prior.md): the kernel is decoded from a latent by a flow "
+                        "trained on DIV2KRK-style kernels (KernelGAN-FKP, Liang et al. CVPR 2021)")
+
+
 def add_model_argument(parser: argparse.ArgumentParser,
                        help: str = "a named model or a weights file (default: %(default)s)") -> None:
     """`--model NAME|PATH`, default the package's default model."""

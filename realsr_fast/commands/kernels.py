@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from realsr_fast.commands.arguments import add_device_argument, positive_int
+from realsr_fast.commands.arguments import add_device_argument, add_prior_argument, positive_int
 from realsr_fast.kernelgan.training import ITERATIONS
 
 
@@ -30,10 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bicubic-weight", type=float, choices=(5.0, 20.0), default=5.0,
                         help="starting weight of KernelGAN's bicubic loss: 5 as upstream KernelGAN (default), "
                         "20 as the copy of KernelGAN inside Real-SR's code")
-    parser.add_argument("--prior", choices=("none", "fkp"), default="none",
-                        help="none: official KernelGAN; fkp (experimental, scores below the official mode "
-                        "so far, see docs/kernel_prior.md): the kernel is decoded from a latent by a flow "
-                        "trained on DIV2KRK-style kernels (KernelGAN-FKP, Liang et al. CVPR 2021)")
+    add_prior_argument(parser)
     add_device_argument(parser, help="where KernelGAN runs (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="redo images that already have results")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
