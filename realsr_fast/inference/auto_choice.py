@@ -96,8 +96,9 @@ def load_runner(settings: UpscalerSettings, device: torch.device) -> TileRunner:
 class PerTileSize(TileRunner):
     """fp32 on the CPU through ncnn or torch, picked for each tile by the calibration nearest its size.
 
-    Both runners are loaded on first use; the edge tiles of a grid are within a pixel of the
-    others (`tiling.tiler`), so one image normally runs on one backend.
+    ncnn is loaded at once (it describes the model: scale, width), torch when a tile first needs it.
+    The tiles of a grid are within a pixel of each other (`tiling.tiler`), so one image normally
+    runs on one backend.
     """
 
     def __init__(self, settings: UpscalerSettings, device: torch.device) -> None:

@@ -2,7 +2,7 @@
 
 Neither wins everywhere, and the winner changes with the tile size: on an AMD EPYC (AVX2, 2
 threads) torch fp32 was 1.08x ncnn at 128 px while ncnn's Winograd 3x3 convolutions were 1.04x
-torch at 256 px (1.5x in another session); on an Intel Sapphire Rapids (AVX-512, 2 threads) torch
+torch at 256 px in one by-size run and 1.40x in a calibration the same day; on an Intel Sapphire Rapids (AVX-512, 2 threads) torch
 fp32 was 1.4x ncnn at 128 px (benchmarks/README.md). So `--backend auto` times one tile of each
 side in `CALIBRATION_SIDES` on each backend (after a small warm-up tile) the first time a tile
 near that side is run, and keeps the answer per CPU model, thread count, model and side in the
