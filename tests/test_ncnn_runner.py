@@ -150,6 +150,24 @@ def test_calibration_is_measured_once_and_cached(timings, tmp_path, monkeypatch)
     assert len(timings) == 4
 
 
+def test_calibration_keeps_each_backends_fastest_interleaved_run(monkeypatch) -> None:
+    calls: list[str] = []
+    seconds = {"ncnn": iter([3.0, 1.0]), "torch": iter([2.0, 2.5])}  # ncnn's first run was disturbed
+
+    def fake_load(settings, device):
+        return settings.backend
+
+    def fake_time(backend, side):
+        calls.append(backend)
+        return next(seconds[backend])
+
+    monkeypatch.setattr(calibration, "load_runner", fake_load)
+    monkeypatch.setattr(calibration, "time_tile", fake_time)
+    timing = calibration.measure(UpscalerSettings("df2k", "cpu", "fp32", backend="auto"), 256)
+    assert calls == ["ncnn", "torch", "ncnn", "torch"] and timing == calibration.Fp32Timing(ncnn=1.0, torch=2.0)
+    assert timing.faster == "ncnn"
+
+
 def test_calibration_times_a_real_runner() -> None:
     class Sleepy:
         def __call__(self, x):

@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 #: Sides of the timed tiles: a small photo or tile, and a large one. A tile is run by the backend
 #: that was faster at the nearest of them (in ratio); larger tiles behave like 256 px ones.
 CALIBRATION_SIDES = (128, 256)
+#: Timed runs per backend, interleaved (ncnn, torch, ncnn, torch), the fastest kept: near 256 px the
+#: two are close, and one timing on a shared machine picked ncnn (1.40x) where a benchmark of the
+#: same size had torch 1.20x faster (benchmarks/README.md, "Upscale by size").
+TIMED_RUNS = 2
 
 
 @dataclass(frozen=True)
@@ -68,12 +72,15 @@ def nearest_side(side: int) -> int:
 
 
 def measure(settings: UpscalerSettings, side: int) -> Fp32Timing:
-    """Time both fp32 CPU backends on `settings.model` on a `side` x `side` tile (seconds to a minute)."""
+    """Time both fp32 CPU backends on `settings.model` on a `side` x `side` tile (seconds to minutes):
+    `TIMED_RUNS` runs each, interleaved, the fastest of each kept."""
     cpu = torch.device("cpu")
-    seconds = {}
-    for backend in ("ncnn", "torch"):
-        runner = load_runner(UpscalerSettings(settings.model, "cpu", "fp32", backend=backend), cpu)
-        seconds[backend] = time_tile(runner, side)
+    runners = {backend: load_runner(UpscalerSettings(settings.model, "cpu", "fp32", backend=backend), cpu)
+               for backend in ("ncnn", "torch")}
+    seconds = {backend: math.inf for backend in runners}
+    for _ in range(TIMED_RUNS):
+        for backend, runner in runners.items():
+            seconds[backend] = min(seconds[backend], time_tile(runner, side))
     return Fp32Timing(**seconds)
 
 
