@@ -23,7 +23,7 @@ import torch
 from realsr_fast.errors import RealSRError
 from realsr_fast.inference.backends import TileRunner, UpscalerSettings
 from realsr_fast.inference.backends import load_runner as load_backend
-from realsr_fast.inference.calibration import CALIBRATION_SIDES, fp32_timing, nearest_side
+from realsr_fast.inference.calibration import CALIBRATION_SIDES, Fp32Timing, fp32_timing, nearest_side
 from realsr_fast.inference.torch_runner import cpu_has_native_bf16
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class PerTileSize(TileRunner):
         first = self._runner("ncnn")
         self.scale, self.nf, self.device, self.precision = first.scale, first.nf, first.device, "fp32"
         self.itemsize = first.itemsize
-        self._logged: set[int] = set()
+        self._timings: dict[int, Fp32Timing] = {}  # per calibrated side: the cache file is read once
 
     def _runner(self, backend: str) -> TileRunner:
         if backend not in self._runners:
@@ -118,9 +118,9 @@ class PerTileSize(TileRunner):
     def backend_for(self, height: int, width: int) -> str:
         """"ncnn" or "torch": the faster one here on tiles of about `height` x `width` (timed once)."""
         side = nearest_side(round((height * width) ** 0.5))
-        timing = fp32_timing(self._settings, side)
-        if side not in self._logged:
-            self._logged.add(side)
+        timing = self._timings.get(side)
+        if timing is None:
+            timing = self._timings[side] = fp32_timing(self._settings, side)
             logger.warning("backend auto: %s for tiles near %d px (ncnn %.2f s vs torch %.2f s on a %d px tile)",
                            timing.faster, side, timing.ncnn, timing.torch, side)
         return timing.faster
