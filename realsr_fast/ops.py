@@ -7,8 +7,11 @@
   for KernelGAN's discriminator (section 6), whose small maps make the stock ops' overhead dominate.
 - :func:`correlation_kernel_grad`: the kernel gradient of a strided correlation (KernelGAN's
   collapsed generator), which the stock convolution backward computes slowly for large kernels.
+- :func:`winograd_input_transform` / :func:`winograd_output_transform`: the tile transforms of a
+  Winograd F(4x4, 3x3) convolution (docs/winograd.md), for fp32 RRDBNet inference on the CPU
+  (CPU only, no gradient; the products between them are a stock batched GEMM).
 
-All run on CPU and CUDA tensors through the dispatcher (``torch.ops.realsr_fast.*``) and have fake
+The first four run on CPU and CUDA tensors through the dispatcher (``torch.ops.realsr_fast.*``) and have fake
 implementations, so ``torch.compile`` can trace code that calls them. The fakes and the autograd
 formulas are registered here, in Python (the gradient of ``degrade`` is that of its stock
 composition, which lives here), so the ops are complete once this module is imported, as every part
@@ -180,6 +183,67 @@ def correlation_kernel_grad(x: torch.Tensor, grad: torch.Tensor, stride: int, si
         raise RealSRError(str(exc)) from None
 
 
+#: G of Winograd F(4x4, 3x3), the kernel transform U = G g G^T (Lavin & Gray 2016; the input and
+#: output transforms B^T and A^T are in csrc/winograd.h, and all three in docs/winograd.md).
+WINOGRAD_KERNEL_TRANSFORM = (
+    (1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
+    (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1),
+)
+#: Output tile side, input window side, and channels per vector (the ops need a multiple of it).
+WINOGRAD_TILE, WINOGRAD_WINDOW, WINOGRAD_CHANNEL_MULTIPLE = 4, 6, 8
+
+
+def winograd_kernels(weight: torch.Tensor) -> torch.Tensor:
+    """A 3x3 convolution's weight in the Winograd domain: ``(Cout, Cin, 3, 3) -> (36, Cin, Cout)``
+    float32, ``U[6p + q, i, o] = (G w[o, i] G^T)[p, q]``, computed in float64."""
+    g = torch.tensor(WINOGRAD_KERNEL_TRANSFORM, dtype=torch.float64)
+    u = torch.einsum("pa,oiab,qb->pqio", g, weight.detach().to("cpu", torch.float64), g)
+    return u.reshape(WINOGRAD_WINDOW**2, weight.shape[1], weight.shape[0]).float().contiguous()
+
+
+def winograd_tile_count(batch: int, height: int, width: int) -> int:
+    """T, the number of 4x4 output tiles of a (batch, height, width) image."""
+    return batch * -(-height // WINOGRAD_TILE) * -(-width // WINOGRAD_TILE)
+
+
+def winograd_input_transform(x: torch.Tensor, out: torch.Tensor, channel_offset: int = 0) -> None:
+    """Writes ``B^T d B`` of every 6x6 window (4x4 output tiles, one pixel of zero padding) of ``x``
+    into channels ``[channel_offset, channel_offset + C)`` of ``out``. CPU, float32, for inference
+    (no gradient).
+
+    Args:
+        x: ``(N, H, W, C)`` contiguous NHWC, C a multiple of 8.
+        out: ``(36, T, C')`` with ``T = winograd_tile_count(N, H, W)`` (tiles in n, row, column
+            order) and unit channel stride; ``out[6p + q, t, c] = (B^T d_{t,c} B)[p, q]``.
+    """
+    try:
+        torch.ops.realsr_fast.winograd_input_transform(x, out, channel_offset)
+    except ValueError as exc:
+        raise RealSRError(str(exc)) from None
+
+
+def winograd_output_transform(m: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, *,
+                              negative_slope: Optional[float] = None, residual: Optional[torch.Tensor] = None,
+                              residual_scale: float = 1.0) -> None:
+    """Writes ``residual + residual_scale * act(A^T M A + bias)`` of every tile into ``out``, with
+    ``act`` a LeakyReLU of ``negative_slope`` (none when None). CPU, float32, for inference.
+
+    Args:
+        m: ``(36, T, C)`` products summed over input channels (``bmm`` of the transformed input
+            and `winograd_kernels`), unit channel stride.
+        bias: ``(C,)``.
+        out: ``(N, H, W, C)`` contiguous NHWC with ``winograd_tile_count(N, H, W) == T``; tiles
+            are cropped at its right and bottom edges.
+        residual: None or a tensor like ``out`` (may be ``out`` itself).
+    """
+    try:
+        torch.ops.realsr_fast.winograd_output_transform(
+            m, bias, out, 0.0 if negative_slope is None else negative_slope, negative_slope is not None,
+            residual, residual_scale)
+    except ValueError as exc:
+        raise RealSRError(str(exc)) from None
+
+
 def cpu_isa() -> str:
     """The instruction set the CPU ops' hot loops run: ``baseline``, ``avx2`` or ``avx512``.
 
@@ -316,6 +380,16 @@ def _batchnorm_relu_fake(x, weight, bias, eps):
 @torch.library.register_fake("realsr_fast::batchnorm_relu_backward")
 def _batchnorm_relu_backward_fake(grad_y, x, y, mean, invstd, weight):
     return _rows_and_two_vectors(x)
+
+
+@torch.library.register_fake("realsr_fast::winograd_input_transform")
+def _winograd_input_transform_fake(x, out, channel_offset):
+    return None
+
+
+@torch.library.register_fake("realsr_fast::winograd_output_transform")
+def _winograd_output_transform_fake(m, bias, out, negative_slope, leaky_relu, residual, residual_scale):
+    return None
 
 
 @torch.library.register_fake("realsr_fast::correlation_kernel_grad")

@@ -22,6 +22,7 @@
 #include "launch_plan.h"
 #include "op_args.h"
 #include "patch_stats.h"
+#include "winograd.h"
 
 using namespace realsr_fast;
 
@@ -541,6 +542,37 @@ void test_kernelgan_teams_match_cpu_ops() {
            (cc.grad_kernel - want).abs().max().item<double>());
   }
 }
+
+// The tile transforms of winograd.h on plain floats against B^T d B and A^T m A with the matrices
+// of Lavin & Gray (2016) written out, on random windows.
+void test_winograd_tiles_match_matrices() {
+  const double bt[6][6] = {{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                           {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  const double at[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+  at::manual_seed(11);
+  const at::Tensor values = at::randn({2, 36}, at::kDouble);
+  float d[36], v[36], y[16];
+  for (int k = 0; k < 36; ++k) d[k] = static_cast<float>(values[0][k].item<double>());
+  winograd_input_tile(d, v);
+  for (int p = 0; p < 6; ++p)
+    for (int q = 0; q < 6; ++q) {
+      double want = 0;
+      for (int a = 0; a < 6; ++a)
+        for (int b = 0; b < 6; ++b) want += bt[p][a] * d[a * 6 + b] * bt[q][b];
+      EXPECT(std::abs(v[p * 6 + q] - want) <= 1e-4 * (1 + std::abs(want)), "V[%d][%d] = %g, want %g", p, q,
+             v[p * 6 + q], want);
+    }
+  for (int k = 0; k < 36; ++k) d[k] = static_cast<float>(values[1][k].item<double>());
+  winograd_output_tile(d, y);
+  for (int r = 0; r < 4; ++r)
+    for (int s = 0; s < 4; ++s) {
+      double want = 0;
+      for (int p = 0; p < 6; ++p)
+        for (int q = 0; q < 6; ++q) want += at[r][p] * d[p * 6 + q] * at[s][q];
+      EXPECT(std::abs(y[r * 4 + s] - want) <= 1e-4 * (1 + std::abs(want)), "Y[%d][%d] = %g, want %g", r, s,
+             y[r * 4 + s], want);
+    }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -557,6 +589,7 @@ int main(int argc, char** argv) {
       {"launch_geometry", test_launch_geometry},
       {"degrade_tiles_match_cpu_op", test_degrade_tiles_match_cpu_op},
       {"kernelgan_teams_match_cpu_ops", test_kernelgan_teams_match_cpu_ops},
+      {"winograd_tiles_match_matrices", test_winograd_tiles_match_matrices},
   };
   int ran = 0;
   for (const auto& [name, test] : tests) {

@@ -31,6 +31,9 @@ CALIBRATION_SIDES = (128, 256)
 #: two are close, and one timing on a shared machine picked ncnn (1.40x) where a benchmark of the
 #: same size had torch 1.20x faster (benchmarks/README.md, "Upscale by size").
 TIMED_RUNS = 2
+#: Part of the cache key, raised when a backend's fp32 path changes so that old timings are not
+#: reused (2: torch fp32 runs its trunk as Winograd F(4x4, 3x3)).
+PATHS_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def fp32_timing(settings: UpscalerSettings, side: int, path: Path | None = None)
     """The cached timing on a `side` px tile (one of `CALIBRATION_SIDES`) for this machine and model,
     measured (and cached) when missing."""
     path = path or cache_file("calibration", "fp32-cpu.json")
-    key = f"{machine_key(settings.model)} | {side} px"
+    key = f"{machine_key(settings.model)} | {side} px | paths r{PATHS_REVISION}"
     try:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):

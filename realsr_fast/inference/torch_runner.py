@@ -1,8 +1,10 @@
 """The torch backend: RRDBNet in eager PyTorch, one tile at a time.
 
-Precision: fp32 on the CPU by default, bf16 on the CPU on request (about 4x faster on CPUs with
-AMX / AVX512-BF16); fp16 by default on CUDA, where RRDBNet can overflow (docs/METHOD.md,
-"fp16"): each tile's output is checked and a tile that is not finite is run again in fp32.
+Precision: fp32 on the CPU by default, its trunk's 3x3 convolutions as Winograd F(4x4, 3x3)
+(`winograd_rrdbnet`, 1.6x the stock convolutions); bf16 on the CPU on request (about 4x faster
+on CPUs with AMX / AVX512-BF16); fp16 by default on CUDA, where RRDBNet can overflow
+(docs/METHOD.md, "fp16"): each tile's output is checked and a tile that is not finite is run
+again in fp32.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import torch
 
 from realsr_fast.errors import RealSRError
 from realsr_fast.inference.backends import TileRunner, UpscalerSettings
+from realsr_fast.inference.winograd_rrdbnet import WinogradRRDBNet, supports_winograd
 from realsr_fast.models.loading import load_model
 from realsr_fast.models.rrdbnet import RRDBNet
 
@@ -69,10 +72,13 @@ class TorchRunner(TileRunner):
         self.itemsize = planning_itemsize(precision, device)
         self._network = network
         self._model = self._build(DTYPES[precision])
-        self._fp32_model: RRDBNet | None = self._model if precision == "fp32" else None
+        self._fp32_model: RRDBNet | WinogradRRDBNet | None = self._model if precision == "fp32" else None
 
-    def _build(self, dtype: torch.dtype) -> RRDBNet:
-        return copy.deepcopy(self._network).to(self.device, dtype, memory_format=torch.channels_last)
+    def _build(self, dtype: torch.dtype) -> RRDBNet | WinogradRRDBNet:
+        model = copy.deepcopy(self._network).to(self.device, dtype, memory_format=torch.channels_last)
+        if dtype == torch.float32 and self.device.type == "cpu" and supports_winograd(model):
+            return WinogradRRDBNet(model)
+        return model
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
@@ -82,7 +88,7 @@ class TorchRunner(TileRunner):
                 y = self._fp32()(x)
             return y.float().clamp_(0, 1)
 
-    def _fp32(self) -> RRDBNet:
+    def _fp32(self) -> RRDBNet | WinogradRRDBNet:
         """The fp32 model for tiles that overflow in reduced precision (built once, when needed)."""
         if self._fp32_model is None:
             logger.warning("a tile overflowed in %s; such tiles are redone in fp32 (slower)",
