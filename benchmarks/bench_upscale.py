@@ -17,7 +17,9 @@ Groups (the `_ours` row is the reference of each):
 - cuda (with a GPU): fp16 vs fp32 on the GPU;
 - by size (`test_by_size_*`, one group per input size): what `realsr upscale` runs by default
   (`backend="auto"`, the reference row) vs the ncnn package alone, and each of our paths forced:
-  torch fp32, torch bf16, and our ncnn backend (fp32 on the CPU).
+  torch fp32 (Winograd trunk), torch bf16, and our ncnn backend (fp32 on the CPU); and stock
+  PyTorch: the same RRDBNet's own forward (oneDNN direct convolutions, channels-last, inference
+  mode, whole image), the baseline of the Winograd trunk.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import torch
 
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.models import zoo
+from realsr_fast.models.loading import load_model
 from realsr_fast.tiling import DEFAULT_TILE_PAD
 
 ncnn = pytest.importorskip("ncnn")
@@ -143,6 +146,11 @@ FORCED = {  # Upscaler options of each of our paths, forced
 }
 
 
+def stock_forward(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return network(x.contiguous(memory_format=torch.channels_last)).clamp_(0, 1)
+
+
 def run_by_size(benchmark, size: str, **options) -> None:
     benchmark.group = f"upscale {size} x4 by path"
     image = np.ascontiguousarray(SIZES[size]())
@@ -150,6 +158,9 @@ def run_by_size(benchmark, size: str, **options) -> None:
     if options.pop("package", False):
         net = options["net"]
         out = benchmark.pedantic(ncnn_upscale, args=(net, x[0].numpy().copy()), **ROUNDS)[None]
+    elif options.pop("stock", False):
+        network = load_model("df2k").eval().to(memory_format=torch.channels_last)
+        out = benchmark.pedantic(stock_forward, args=(network, x), **ROUNDS)
     else:
         upscaler = Upscaler("df2k", device="cpu", **options)
         out = benchmark.pedantic(upscaler.upscale_tensor, args=(x,), **ROUNDS)
@@ -166,6 +177,12 @@ def test_by_size_auto_ours(benchmark, size) -> None:
 @pytest.mark.parametrize("size", SIZES)
 def test_by_size_forced(benchmark, size, path) -> None:
     run_by_size(benchmark, size, **FORCED[path])
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_by_size_stock_torch(benchmark, size) -> None:
+    """Stock PyTorch: RRDBNet.forward in fp32 (what the torch backend ran before its Winograd trunk)."""
+    run_by_size(benchmark, size, stock=True)
 
 
 @pytest.mark.parametrize("size", SIZES)

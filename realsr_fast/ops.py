@@ -8,7 +8,7 @@
 - :func:`correlation_kernel_grad`: the kernel gradient of a strided correlation (KernelGAN's
   collapsed generator), which the stock convolution backward computes slowly for large kernels.
 - :func:`winograd_input_transform` / :func:`winograd_output_transform`: the tile transforms of a
-  Winograd F(4x4, 3x3) convolution (docs/winograd.md), for fp32 RRDBNet inference on the CPU
+  Winograd F(6x6, 3x3) convolution (docs/winograd.md), for fp32 RRDBNet inference on the CPU
   (CPU only, no gradient; the products between them are a stock batched GEMM).
 
 The first four run on CPU and CUDA tensors through the dispatcher (``torch.ops.realsr_fast.*``) and have fake
@@ -183,38 +183,40 @@ def correlation_kernel_grad(x: torch.Tensor, grad: torch.Tensor, stride: int, si
         raise RealSRError(str(exc)) from None
 
 
-#: G of Winograd F(4x4, 3x3), the kernel transform U = G g G^T (Lavin & Gray 2016; the input and
-#: output transforms B^T and A^T are in csrc/winograd.h, and all three in docs/winograd.md).
+#: G of Winograd F(6x6, 3x3), the kernel transform U = G g G^T (Lavin & Gray 2016; the points 0, 1,
+#: -1, 2, -2, 1/2, -1/2, infinity; the input and output transforms B^T and A^T are in
+#: csrc/winograd.h, all three in docs/winograd.md).
 WINOGRAD_KERNEL_TRANSFORM = (
-    (1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
-    (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1),
+    (1, 0, 0), (-2 / 9, -2 / 9, -2 / 9), (-2 / 9, 2 / 9, -2 / 9),
+    (1 / 90, 1 / 45, 2 / 45), (1 / 90, -1 / 45, 2 / 45),
+    (32 / 45, 16 / 45, 8 / 45), (32 / 45, -16 / 45, 8 / 45), (0, 0, 1),
 )
 #: Output tile side, input window side, and channels per vector (the ops need a multiple of it).
-WINOGRAD_TILE, WINOGRAD_WINDOW, WINOGRAD_CHANNEL_MULTIPLE = 4, 6, 8
+WINOGRAD_TILE, WINOGRAD_WINDOW, WINOGRAD_CHANNEL_MULTIPLE = 6, 8, 8
 
 
 def winograd_kernels(weight: torch.Tensor) -> torch.Tensor:
-    """A 3x3 convolution's weight in the Winograd domain: ``(Cout, Cin, 3, 3) -> (36, Cin, Cout)``
-    float32, ``U[6p + q, i, o] = (G w[o, i] G^T)[p, q]``, computed in float64."""
+    """A 3x3 convolution's weight in the Winograd domain: ``(Cout, Cin, 3, 3) -> (64, Cin, Cout)``
+    float32, ``U[8p + q, i, o] = (G w[o, i] G^T)[p, q]``, computed in float64."""
     g = torch.tensor(WINOGRAD_KERNEL_TRANSFORM, dtype=torch.float64)
     u = torch.einsum("pa,oiab,qb->pqio", g, weight.detach().to("cpu", torch.float64), g)
     return u.reshape(WINOGRAD_WINDOW**2, weight.shape[1], weight.shape[0]).float().contiguous()
 
 
 def winograd_tile_count(batch: int, height: int, width: int) -> int:
-    """T, the number of 4x4 output tiles of a (batch, height, width) image."""
+    """T, the number of 6x6 output tiles of a (batch, height, width) image."""
     return batch * -(-height // WINOGRAD_TILE) * -(-width // WINOGRAD_TILE)
 
 
 def winograd_input_transform(x: torch.Tensor, out: torch.Tensor, channel_offset: int = 0) -> None:
-    """Writes ``B^T d B`` of every 6x6 window (4x4 output tiles, one pixel of zero padding) of ``x``
+    """Writes ``B^T d B`` of every 8x8 window (6x6 output tiles, one pixel of zero padding) of ``x``
     into channels ``[channel_offset, channel_offset + C)`` of ``out``. CPU, float32, for inference
     (no gradient).
 
     Args:
         x: ``(N, H, W, C)`` contiguous NHWC, C a multiple of 8.
-        out: ``(36, T, C')`` with ``T = winograd_tile_count(N, H, W)`` (tiles in n, row, column
-            order) and unit channel stride; ``out[6p + q, t, c] = (B^T d_{t,c} B)[p, q]``.
+        out: ``(64, T, C')`` with ``T = winograd_tile_count(N, H, W)`` (tiles in n, row, column
+            order) and unit channel stride; ``out[8p + q, t, c] = (B^T d_{t,c} B)[p, q]``.
     """
     try:
         torch.ops.realsr_fast.winograd_input_transform(x, out, channel_offset)
@@ -229,7 +231,7 @@ def winograd_output_transform(m: torch.Tensor, bias: torch.Tensor, out: torch.Te
     ``act`` a LeakyReLU of ``negative_slope`` (none when None). CPU, float32, for inference.
 
     Args:
-        m: ``(36, T, C)`` products summed over input channels (``bmm`` of the transformed input
+        m: ``(64, T, C)`` products summed over input channels (``bmm`` of the transformed input
             and `winograd_kernels`), unit channel stride.
         bias: ``(C,)``.
         out: ``(N, H, W, C)`` contiguous NHWC with ``winograd_tile_count(N, H, W) == T``; tiles

@@ -4,7 +4,7 @@
 // (realsr_fast.inference.winograd_rrdbnet).
 //
 // Layouts: images are NHWC float32, contiguous (N, H, W, C); the transformed tensors are
-// (36, T, C') with T = N * ceil(H/4) * ceil(W/4) tiles in (n, tile row, tile column) order, any
+// (64, T, C') with T = N * ceil(H/6) * ceil(W/6) tiles in (n, tile row, tile column) order, any
 // strides for the first two dimensions and unit stride for channels.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -19,14 +19,13 @@
 namespace realsr_fast {
 namespace {
 
-// Tiles per parallel task: a tile of 64 channels is about a microsecond of work.
+// Tiles per parallel task: a tile of 64 channels is a few microseconds of work.
 constexpr int64_t kTileGrain = 16;
 constexpr int64_t kLanes = 8;
 
+// Eight floats as one value (GCC/clang vector extension); aligned(4) allows unaligned loads. Read
+// and written through casts in place: a function returning one would change the baseline's ABI.
 typedef float Float8 __attribute__((vector_size(32), aligned(4)));
-
-REALSR_ALWAYS_INLINE Float8 load8(const float* p) { return *reinterpret_cast<const Float8*>(p); }
-REALSR_ALWAYS_INLINE void store8(float* p, const Float8& v) { *reinterpret_cast<Float8*>(p) = v; }
 
 // The tile grid of an (N, H, W, C) image.
 struct TileGrid {
@@ -53,7 +52,7 @@ void check_image(const at::Tensor& image, const char* op, const char* name) {
 void check_transformed(const at::Tensor& t, const TileGrid& grid, const char* op, const char* name) {
   TORCH_CHECK_VALUE(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.dim() == 3 &&
                         t.size(0) == kWinogradPoints && t.size(1) == grid.count() && t.stride(2) == 1,
-                    op, ": ", name, " must be a float32 CPU tensor (36, ", grid.count(),
+                    op, ": ", name, " must be a float32 CPU tensor (", kWinogradPoints, ", ", grid.count(),
                     ", C) with unit channel stride for this image, got ", t.scalar_type(), " on ", t.device(),
                     " with shape ", t.sizes(), " and strides ", t.strides());
 }
@@ -79,11 +78,11 @@ REALSR_ALWAYS_INLINE void input_tiles_impl(const InputParams& p, int64_t begin, 
         for (int b = 0; b < kWinogradWindow; ++b) {
           const int64_t y = y0 + a, x = x0 + b;
           window[a * kWinogradWindow + b] = inside || (y >= 0 && y < g.h && x >= 0 && x < g.w)
-                                                ? load8(p.x + ((n * g.h + y) * g.w + x) * g.c + c)
+                                                ? *reinterpret_cast<const Float8*>(p.x + ((n * g.h + y) * g.w + x) * g.c + c)
                                                 : zero;
         }
       winograd_input_tile(window, v);
-      for (int k = 0; k < kWinogradPoints; ++k) store8(out + k * p.point_stride + c, v[k]);
+      for (int k = 0; k < kWinogradPoints; ++k) *reinterpret_cast<Float8*>(out + k * p.point_stride + c) = v[k];
     }
   }
 }
@@ -109,16 +108,16 @@ REALSR_ALWAYS_INLINE void output_tiles_impl(const OutputParams& p, int64_t begin
     const float* in = p.m + tile * p.tile_stride;
     for (int64_t c = 0; c < g.c; c += kLanes) {
       Float8 m[kWinogradPoints], y[kWinogradTile * kWinogradTile];
-      for (int k = 0; k < kWinogradPoints; ++k) m[k] = load8(in + k * p.point_stride + c);
+      for (int k = 0; k < kWinogradPoints; ++k) m[k] = *reinterpret_cast<const Float8*>(in + k * p.point_stride + c);
       winograd_output_tile(m, y);
-      const Float8 bias = load8(p.bias + c);
+      const Float8 bias = *reinterpret_cast<const Float8*>(p.bias + c);
       for (int r = 0; r < rows; ++r)
         for (int s = 0; s < cols; ++s) {
           const int64_t at = ((n * g.h + kWinogradTile * i + r) * g.w + kWinogradTile * j + s) * g.c + c;
           Float8 value = y[r * kWinogradTile + s] + bias;
           if (p.leaky_relu) value = value > 0 ? value : value * p.negative_slope;
-          if (p.residual != nullptr) value = load8(p.residual + at) + p.residual_scale * value;
-          store8(p.out + at, value);
+          if (p.residual != nullptr) value = *reinterpret_cast<const Float8*>(p.residual + at) + p.residual_scale * value;
+          *reinterpret_cast<Float8*>(p.out + at) = value;
         }
     }
   }

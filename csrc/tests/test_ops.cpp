@@ -544,33 +544,40 @@ void test_kernelgan_teams_match_cpu_ops() {
 }
 
 // The tile transforms of winograd.h on plain floats against B^T d B and A^T m A with the matrices
-// of Lavin & Gray (2016) written out, on random windows.
+// of F(6x6, 3x3) written out (points 0, 1, -1, 2, -2, 1/2, -1/2, infinity), on random windows.
 void test_winograd_tiles_match_matrices() {
-  const double bt[6][6] = {{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
-                           {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
-  const double at[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+  const double bt[8][8] = {{1, 0, -5.25, 0, 5.25, 0, -1, 0},        {0, 1, 1, -4.25, -4.25, 1, 1, 0},
+                           {0, -1, 1, 4.25, -4.25, -1, 1, 0},       {0, 0.5, 0.25, -2.5, -1.25, 2, 1, 0},
+                           {0, -0.5, 0.25, 2.5, -1.25, -2, 1, 0},   {0, 2, 4, -2.5, -5, 0.5, 1, 0},
+                           {0, -2, 4, 2.5, -5, -0.5, 1, 0},         {0, -1, 0, 5.25, 0, -5.25, 0, 1}};
+  const double points[7] = {0, 1, -1, 2, -2, 0.5, -0.5};
+  double at[6][8];
+  for (int i = 0; i < 6; ++i) {
+    for (int j = 0; j < 7; ++j) at[i][j] = std::pow(points[j], i);
+    at[i][7] = i == 5 ? 1 : 0;
+  }
   at::manual_seed(11);
-  const at::Tensor values = at::randn({2, 36}, at::kDouble);
-  float d[36], v[36], y[16];
-  for (int k = 0; k < 36; ++k) d[k] = static_cast<float>(values[0][k].item<double>());
+  const at::Tensor values = at::randn({2, 64}, at::kDouble);
+  float d[64], v[64], y[36];
+  for (int k = 0; k < 64; ++k) d[k] = static_cast<float>(values[0][k].item<double>());
   winograd_input_tile(d, v);
-  for (int p = 0; p < 6; ++p)
-    for (int q = 0; q < 6; ++q) {
+  for (int p = 0; p < 8; ++p)
+    for (int q = 0; q < 8; ++q) {
       double want = 0;
-      for (int a = 0; a < 6; ++a)
-        for (int b = 0; b < 6; ++b) want += bt[p][a] * d[a * 6 + b] * bt[q][b];
-      EXPECT(std::abs(v[p * 6 + q] - want) <= 1e-4 * (1 + std::abs(want)), "V[%d][%d] = %g, want %g", p, q,
-             v[p * 6 + q], want);
+      for (int a = 0; a < 8; ++a)
+        for (int b = 0; b < 8; ++b) want += bt[p][a] * d[a * 8 + b] * bt[q][b];
+      EXPECT(std::abs(v[p * 8 + q] - want) <= 1e-4 * (1 + std::abs(want)), "V[%d][%d] = %g, want %g", p, q,
+             v[p * 8 + q], want);
     }
-  for (int k = 0; k < 36; ++k) d[k] = static_cast<float>(values[1][k].item<double>());
+  for (int k = 0; k < 64; ++k) d[k] = static_cast<float>(values[1][k].item<double>());
   winograd_output_tile(d, y);
-  for (int r = 0; r < 4; ++r)
-    for (int s = 0; s < 4; ++s) {
+  for (int r = 0; r < 6; ++r)
+    for (int s = 0; s < 6; ++s) {
       double want = 0;
-      for (int p = 0; p < 6; ++p)
-        for (int q = 0; q < 6; ++q) want += at[r][p] * d[p * 6 + q] * at[s][q];
-      EXPECT(std::abs(y[r * 4 + s] - want) <= 1e-4 * (1 + std::abs(want)), "Y[%d][%d] = %g, want %g", r, s,
-             y[r * 4 + s], want);
+      for (int p = 0; p < 8; ++p)
+        for (int q = 0; q < 8; ++q) want += at[r][p] * d[p * 8 + q] * at[s][q];
+      EXPECT(std::abs(y[r * 6 + s] - want) <= 1e-4 * (1 + std::abs(want)), "Y[%d][%d] = %g, want %g", r, s,
+             y[r * 6 + s], want);
     }
 }
 }  // namespace

@@ -32,7 +32,7 @@ CALIBRATION_SIDES = (128, 256)
 #: same size had torch 1.20x faster (benchmarks/README.md, "Upscale by size").
 TIMED_RUNS = 2
 #: Part of the cache key, raised when a backend's fp32 path changes so that old timings are not
-#: reused (2: torch fp32 runs its trunk as Winograd F(4x4, 3x3)).
+#: reused (2: torch fp32 runs its trunk as Winograd F(6x6, 3x3)).
 PATHS_REVISION = 2
 
 

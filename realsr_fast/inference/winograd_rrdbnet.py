@@ -1,17 +1,17 @@
-"""RRDBNet's fp32 forward on the CPU with its LR-resolution 3x3 convolutions as Winograd F(4x4, 3x3).
+"""RRDBNet's fp32 forward on the CPU with its LR-resolution 3x3 convolutions as Winograd F(6x6, 3x3).
 
 The 23-block trunk holds about 93 % of RRDBNet's multiply-adds at x4, all in 3x3 convolutions at
-the input's resolution. As Winograd F(4x4, 3x3) (docs/winograd.md) each takes 4x fewer
-multiplications: the compiled ops transform 6x6 input windows and 4x4 output tiles
-(`realsr_fast.ops.winograd_*`), and a batched GEMM (36 positions x tiles x channels) does the
+the input's resolution. As Winograd F(6x6, 3x3) (docs/winograd.md) each takes 5x fewer
+multiplications: the compiled ops transform 8x8 input windows and 6x6 output tiles
+(`realsr_fast.ops.winograd_*`), and a batched GEMM (64 positions x tiles x channels) does the
 products. Inside a dense block each feature map is transformed once and its transform reused by
 every later convolution (the concatenation becomes one wider GEMM), and the LeakyReLUs, biases and
 residual sums run inside the output transform. The HR-resolution layers (upsampling, HRconv,
 conv_last) and conv_first (3 input channels) stay stock PyTorch convolutions.
 
-Same fp32 arithmetic up to rounding: within 2e-6 of the stock forward per dense block, >= 50 dB
-over the whole network (tests/test_winograd.py); 1.6-1.8x the stock trunk on an AVX2 EPYC
-(benchmarks/README.md, "Upscale by size").
+fp32 arithmetic with more rounding: 110.7 dB PSNR from the stock forward over the whole default
+model (>= 50 dB asserted, tests/test_winograd.py); the whole network 1.8x the stock forward at
+128x128 and 2.1x at 256x256 on an AVX2 EPYC (docs/winograd.md, "Speed").
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class WinogradConv:
     input-channel groups it reads (`splits`) and its bias."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
-        self.weight = winograd_kernels(conv.weight)  # (36, Cin, Cout)
+        self.weight = winograd_kernels(conv.weight)  # (64, Cin, Cout)
         self.bias = conv.bias.detach().float().contiguous()
         self.out_channels = self.weight.shape[2]
 
@@ -50,8 +50,8 @@ class WinogradConv:
 class Workspace:
     """Buffers for one input shape, kept between tiles (fresh pages cost more than the work on them).
 
-    `transformed` (36, T, nf + 4 gc) holds a dense block's transformed features side by side; its
-    rows are one tile longer than T so that the 36 planes do not start at addresses a multiple of
+    `transformed` (64, T, nf + 4 gc) holds a dense block's transformed features side by side; its
+    rows are one tile longer than T so that the 64 planes do not start at addresses a multiple of
     4 KiB apart (which made the input transform 1.5x slower).
     """
 
