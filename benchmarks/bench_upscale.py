@@ -10,8 +10,9 @@ The table by input size alone (128², 256², 512², 500x375; `-k 128x128` for on
     python benchmarks/ratios.py benchmarks/results/upscale_sizes_cpu.json
 
 Groups (the `_ours` row is the reference of each):
-- fp32: `Upscaler(precision="fp32")` (eager, channels_last, inference mode) vs the ncnn
-  package running the same REALSR_DF2K_UP4X .param/.bin with its default CPU options;
+- fp32: `Upscaler(precision="fp32")` (its Winograd trunk, docs/winograd.md) vs the ncnn package
+  running the same REALSR_DF2K_UP4X .param/.bin with its default CPU options, and vs stock
+  PyTorch (the same RRDBNet's forward: eager, channels_last, inference mode);
 - bf16: `Upscaler(precision="bf16")` vs the same ncnn run;
 - tiling: one 128 x 128 image in 4 tiles of 64 (+ the default 24 px of context) vs in one piece (fp32);
 - cuda (with a GPU): fp16 vs fp32 on the GPU;
@@ -91,6 +92,14 @@ def test_fp32_ours(benchmark, tensor) -> None:
 @pytest.mark.benchmark(group="upscale 128x128 x4: fp32")
 def test_fp32_ncnn(benchmark, ncnn_net, tensor) -> None:
     run_ncnn(benchmark, ncnn_net, tensor)
+
+
+@pytest.mark.benchmark(group="upscale 128x128 x4: fp32")
+def test_fp32_stock_torch(benchmark, tensor) -> None:
+    """Stock PyTorch: the same RRDBNet's own forward, the baseline of the Winograd trunk."""
+    network = load_model("df2k").eval().to(memory_format=torch.channels_last)
+    out = benchmark.pedantic(stock_forward, args=(network, tensor), **ROUNDS)
+    assert out.shape == (1, 3, 4 * SIZE, 4 * SIZE)
 
 
 @NATIVE_BF16

@@ -5,11 +5,12 @@ The rule, from benchmarks/bench_upscale.py (table in benchmarks/README.md, "Upsc
 - CUDA: torch (fp16 by default, fp32 redo of overflowing tiles);
 - `--device auto` without CUDA but with a Vulkan GPU (AMD, Intel, Apple; not a software one)
   and an ncnn model: ncnn on that GPU;
-- a CPU that computes bf16 natively (AVX512-BF16 or AMX), precision auto: torch bf16 (about 3x
-  torch fp32 and 2x ncnn fp32, >= 40 dB from fp32);
-- otherwise fp32: for each tile, whichever of ncnn (Winograd 3x3 convolutions; needs the model
-  in ncnn form) and torch was faster on this CPU for tiles of about that size, timed once per
-  size and cached (`inference.calibration`; `PerTileSize` runs it).
+- a CPU that computes bf16 natively (AVX512-BF16 or AMX), precision auto: torch bf16 (2x ncnn
+  fp32 and 3x torch fp32 with stock convolutions on a Sapphire Rapids; against the Winograd fp32
+  trunk unmeasured; >= 40 dB from fp32);
+- otherwise fp32: for each tile, whichever of torch (its trunk as Winograd F(6x6, 3x3)) and ncnn
+  (needs the model in ncnn form) was faster on this CPU for tiles of about that size, timed once
+  per size and cached (`inference.calibration`; `PerTileSize` runs it).
 `--precision bf16` / `fp16` always mean torch. Every choice can be forced with `--backend`.
 The choice and its reason are logged in one line.
 """

@@ -1,9 +1,10 @@
 """Which fp32 CPU backend, ncnn or torch, is faster on this machine for a tile size: measured once, cached.
 
-Neither wins everywhere, and the winner changes with the tile size: on an AMD EPYC (AVX2, 2
-threads) torch fp32 was 1.08x ncnn at 128 px while ncnn's Winograd 3x3 convolutions were 1.04x
-torch at 256 px in one by-size run and 1.40x in a calibration the same day; on an Intel Sapphire Rapids (AVX-512, 2 threads) torch
-fp32 was 1.4x ncnn at 128 px (benchmarks/README.md). So `--backend auto` times one tile of each
+Neither need win everywhere, and the winner can change with the tile size. On an AMD EPYC (AVX2,
+2 threads), with stock convolutions, torch fp32 was 1.08x ncnn at 128 px while ncnn's Winograd was
+1.04-1.40x torch at 256 px; since torch runs its trunk as Winograd F(6x6, 3x3) too, torch was
+1.42x ncnn at 128 px and 1.78x at 256 px there (benchmarks/README.md, "Upscale by size"). On other
+CPUs (ARM, where ncnn is tuned most) the order is unmeasured. So `--backend auto` times one tile of each
 side in `CALIBRATION_SIDES` on each backend (after a small warm-up tile) the first time a tile
 near that side is run, and keeps the answer per CPU model, thread count, model and side in the
 cache folder (`calibration/fp32-cpu.json`); delete that file to measure again.
