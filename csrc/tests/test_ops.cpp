@@ -543,6 +543,18 @@ void test_kernelgan_teams_match_cpu_ops() {
   }
 }
 
+// Checks got (rows x rows, row-major) against L d L^T, with L (rows x 8) and d (8 x 8, row-major).
+void expect_two_sided_product(const char* name, const float* got, const double (*left)[8], int rows, const float* d) {
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < rows; ++j) {
+      double want = 0;
+      for (int a = 0; a < 8; ++a)
+        for (int b = 0; b < 8; ++b) want += left[i][a] * d[a * 8 + b] * left[j][b];
+      EXPECT(std::abs(got[i * rows + j] - want) <= 1e-4 * (1 + std::abs(want)), "%s[%d][%d] = %g, want %g", name, i,
+             j, got[i * rows + j], want);
+    }
+}
+
 // The tile transforms of winograd.h on plain floats against B^T d B and A^T m A with the matrices
 // of F(6x6, 3x3) written out (points 0, 1, -1, 2, -2, 1/2, -1/2, infinity), on random windows.
 void test_winograd_tiles_match_matrices() {
@@ -561,24 +573,10 @@ void test_winograd_tiles_match_matrices() {
   float d[64], v[64], y[36];
   for (int k = 0; k < 64; ++k) d[k] = static_cast<float>(values[0][k].item<double>());
   winograd_input_tile(d, v);
-  for (int p = 0; p < 8; ++p)
-    for (int q = 0; q < 8; ++q) {
-      double want = 0;
-      for (int a = 0; a < 8; ++a)
-        for (int b = 0; b < 8; ++b) want += bt[p][a] * d[a * 8 + b] * bt[q][b];
-      EXPECT(std::abs(v[p * 8 + q] - want) <= 1e-4 * (1 + std::abs(want)), "V[%d][%d] = %g, want %g", p, q,
-             v[p * 8 + q], want);
-    }
+  expect_two_sided_product("V", v, bt, 8, d);
   for (int k = 0; k < 64; ++k) d[k] = static_cast<float>(values[1][k].item<double>());
   winograd_output_tile(d, y);
-  for (int r = 0; r < 6; ++r)
-    for (int s = 0; s < 6; ++s) {
-      double want = 0;
-      for (int p = 0; p < 8; ++p)
-        for (int q = 0; q < 8; ++q) want += at[r][p] * d[p * 8 + q] * at[s][q];
-      EXPECT(std::abs(y[r * 6 + s] - want) <= 1e-4 * (1 + std::abs(want)), "Y[%d][%d] = %g, want %g", r, s,
-             y[r * 6 + s], want);
-    }
+  expect_two_sided_product("Y", y, at, 6, d);
 }
 }  // namespace
 

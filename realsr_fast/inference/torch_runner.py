@@ -1,7 +1,7 @@
 """The torch backend: RRDBNet in eager PyTorch, one tile at a time.
 
 Precision: fp32 on the CPU by default, its trunk's 3x3 convolutions as Winograd F(6x6, 3x3)
-(`winograd_rrdbnet`, about 2x the stock convolutions); bf16 on the CPU on request (about 4x faster
+(`winograd_rrdbnet`, 1.4-1.8x the stock convolutions); bf16 on the CPU on request (about 4x faster
 on CPUs with AMX / AVX512-BF16); fp16 by default on CUDA, where RRDBNet can overflow
 (docs/METHOD.md, "fp16"): each tile's output is checked and a tile that is not finite is run
 again in fp32.

@@ -10,8 +10,8 @@ residual sums run inside the output transform. The HR-resolution layers (upsampl
 conv_last) and conv_first (3 input channels) stay stock PyTorch convolutions.
 
 fp32 arithmetic with more rounding: 110.7 dB PSNR from the stock forward over the whole default
-model (>= 50 dB asserted, tests/test_winograd.py); the whole network 1.8x the stock forward at
-128x128 and 2.1x at 256x256 on an AVX2 EPYC (docs/winograd.md, "Speed").
+model (>= 50 dB asserted, tests/test_winograd.py); the whole network 1.43x the stock forward at
+128x128 and 1.82x at 256x256 on an AVX2 EPYC (docs/winograd.md, "Speed").
 """
 from __future__ import annotations
 
@@ -38,11 +38,11 @@ def supports_winograd(network: RRDBNet) -> bool:
 
 
 class WinogradConv:
-    """One 3x3, stride-1, padding-1 convolution in the Winograd domain: its kernels split by the
-    input-channel groups it reads (`splits`) and its bias."""
+    """One 3x3, stride-1, padding-1 convolution in the Winograd domain: its transformed kernels
+    (64, Cin, Cout) and its bias."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
-        self.weight = winograd_kernels(conv.weight)  # (64, Cin, Cout)
+        self.weight = winograd_kernels(conv.weight)
         self.bias = conv.bias.detach().float().contiguous()
         self.out_channels = self.weight.shape[2]
 
