@@ -97,7 +97,7 @@ def test_fp32_ncnn(benchmark, ncnn_net, tensor) -> None:
 @pytest.mark.benchmark(group="upscale 128x128 x4: fp32")
 def test_fp32_stock_torch(benchmark, tensor) -> None:
     """Stock PyTorch: the same RRDBNet's own forward, the baseline of the Winograd trunk."""
-    network = load_model("df2k").eval().to(memory_format=torch.channels_last)
+    network = stock_network()
     out = benchmark.pedantic(stock_forward, args=(network, tensor), **ROUNDS)
     assert out.shape == (1, 3, 4 * SIZE, 4 * SIZE)
 
@@ -155,6 +155,11 @@ FORCED = {  # Upscaler options of each of our paths, forced
 }
 
 
+def stock_network() -> torch.nn.Module:
+    """The default model as stock PyTorch runs it best on a CPU: eval mode, channels-last."""
+    return load_model("df2k").eval().to(memory_format=torch.channels_last)
+
+
 def stock_forward(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         return network(x.contiguous(memory_format=torch.channels_last)).clamp_(0, 1)
@@ -168,7 +173,7 @@ def run_by_size(benchmark, size: str, **options) -> None:
         net = options["net"]
         out = benchmark.pedantic(ncnn_upscale, args=(net, x[0].numpy().copy()), **ROUNDS)[None]
     elif options.pop("stock", False):
-        network = load_model("df2k").eval().to(memory_format=torch.channels_last)
+        network = stock_network()
         out = benchmark.pedantic(stock_forward, args=(network, x), **ROUNDS)
     else:
         upscaler = Upscaler("df2k", device="cpu", **options)
