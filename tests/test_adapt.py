@@ -74,8 +74,9 @@ def test_adapt_end_to_end_split_files_resume_and_learning(tmp_path, rng):
     assert summary["best"]["iteration"] > 0
 
 
-@pytest.mark.parametrize("extra, prior", [([], "none"), (["--prior", "fkp"], "fkp")])
-def test_adapt_estimates_kernels_with_the_asked_prior(tmp_path, rng, monkeypatch, capsys, extra, prior):
+@pytest.mark.parametrize("extra, prior, method", [([], "none", "kernelgan"), (["--prior", "fkp"], "fkp", "kernelgan"),
+                                                  (["--method", "spectral"], "none", "spectral")])
+def test_adapt_estimates_kernels_with_the_asked_method(tmp_path, rng, monkeypatch, capsys, extra, prior, method):
     photos = tmp_path / "photos"
     smooth_photos(photos, rng, count=3, side=96)
     asked = {}
@@ -86,7 +87,8 @@ def test_adapt_estimates_kernels_with_the_asked_prior(tmp_path, rng, monkeypatch
 
     monkeypatch.setattr(job, "estimate_kernel_folder", estimate)
     assert main(adapt_args(photos, tmp_path / "out", 4) + extra) != 0
-    assert asked["prior"] == prior and "stopped after the kernel stage" in capsys.readouterr().err
+    assert (asked["prior"], asked["method"]) == (prior, method)
+    assert "stopped after the kernel stage" in capsys.readouterr().err
 
 
 def test_split_is_by_photo_stable_and_leaves_both_sides_nonempty():
@@ -199,7 +201,7 @@ def test_real_multi_seed_reports_are_read(tmp_path, rng):
         report = json.loads((tmp_path / "kernels" / choice.photo / f"{choice.photo}_report.json").read_text())
         assert choice.trust == ("trusted" if report["trusted"] else "untrusted")
         assert choice.used == ("estimate" if report["trusted"] else "fallback")
-        assert choice.seed_agreement_db == report["seed_agreement_db"]
+        assert choice.agreement_db == report["seed_agreement_db"]
 
 
 def test_gan_mode_trains_generator_and_discriminator_end_to_end(tmp_path, rng):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from realsr_fast.kernelgan import flow, yardstick
-from realsr_fast.kernelgan.confidence import IDENTICAL_DB, seed_agreement_db
+from realsr_fast.kernelgan.confidence import IDENTICAL_DB, kernel_agreement_db
 from realsr_fast.kernelgan.fkp import LATENT_RADIUS, FlowGenerator, latent_init
 from realsr_fast.kernelgan.synthetic import anisotropic_gaussian
 from realsr_fast.kernelgan.training import train_kernelgan
@@ -116,10 +116,10 @@ def test_best_constant_finds_the_width_the_set_was_made_with(rng):
 def test_seed_agreement_falls_as_kernels_part(rng):
     image = rng.random((40, 40, 3))
     a = yardstick.isotropic_gaussian(1.2)
-    assert seed_agreement_db(image, [a, a.copy()]) == IDENTICAL_DB
-    near = seed_agreement_db(image, [a, yardstick.isotropic_gaussian(1.3)])
-    far = seed_agreement_db(image, [a, yardstick.isotropic_gaussian(2.0)])
-    worst = seed_agreement_db(image, [a, yardstick.isotropic_gaussian(1.3), yardstick.isotropic_gaussian(2.0)])
+    assert kernel_agreement_db(image, [a, a.copy()]) == IDENTICAL_DB
+    near = kernel_agreement_db(image, [a, yardstick.isotropic_gaussian(1.3)])
+    far = kernel_agreement_db(image, [a, yardstick.isotropic_gaussian(2.0)])
+    worst = kernel_agreement_db(image, [a, yardstick.isotropic_gaussian(1.3), yardstick.isotropic_gaussian(2.0)])
     assert far < near < IDENTICAL_DB and worst == pytest.approx(far)
 
 

@@ -2,9 +2,9 @@
 
 Stages, each cached in OUT so that running the same command again resumes and never redoes:
 1. `OUT/hr/`: clean-up (MATLAB bicubic 1/2 of each photo, `data.cleanup`);
-2. `OUT/kernels/`: KernelGAN x4 on the photos (`kernelgan.estimate_kernel_folder`), or `kernels=`;
+2. `OUT/kernels/`: x4 kernels of the photos, KernelGAN or spectral (`kernelgan.estimate_kernel_folder`), or `kernels=`;
    `OUT/kernels_used/`: what training reads, each estimate or, where its `seeds` runs disagree
-   (untrusted), the constant fallback kernel (`kernelgan.fallback`);
+   (untrusted; for the spectral method: its two halves disagree), the constant fallback kernel (`kernelgan.fallback`);
 3. `OUT/noise/`: noise patches mined from the photos (`data.noise_mining`), or `noise=`;
 4. `OUT/split/train/`, `OUT/split/val/`: the HR of whole photos, split by `split.split_names`;
 5. `OUT/run/`: the Trainer's run folder (checkpoints), `OUT/curve.json`, `OUT/model.safetensors`;
@@ -26,7 +26,7 @@ from realsr_fast.data.noise_bank import MANIFEST_NAME
 from realsr_fast.data.noise_mining import NoiseSettings, mine_noise_folder
 from realsr_fast.data.split import materialise, split_names
 from realsr_fast.errors import RealSRError
-from realsr_fast.kernelgan.estimate import estimate_kernel_folder
+from realsr_fast.kernelgan.estimate import Method, estimate_kernel_folder
 from realsr_fast.kernelgan.fallback import training_kernels
 from realsr_fast.kernelgan.training import Prior
 from realsr_fast.train.finetune import PRESETS, FineTuneResult, fine_tune, fine_tune_config
@@ -57,6 +57,7 @@ def adapt(
     kernel_iterations: int = 3000,
     seeds: int = 1,
     prior: Prior = "none",
+    method: Method = "kernelgan",
     noise_patch: int = 256,
     device: str = "auto",
     seed: int = 0,
@@ -80,6 +81,8 @@ def adapt(
             trained on (the constant fallback kernel replaces it); with 1 trust is not checked.
         prior: KernelGAN's kernel parameterisation, `none` (official) or `fkp` (flow prior);
             kernels already estimated in `out` are reused whichever prior made them.
+        method: `kernelgan` (the paper's) or `spectral` (`kernelgan.spectral`; `seeds` must be 1,
+            the estimate checks itself on two halves of each photo); cached kernels are reused.
         noise_patch: side of the mined noise patches (RealSR: 256; smaller for small photos).
         device: `auto`, `cpu` or `cuda`.
         config: a preset other than `configs/adapt*.yaml`; `overrides`: dotted `key=value` on top.
@@ -109,9 +112,10 @@ def adapt(
     if kernels is None:
         kernels = out / "kernels"
         summary = estimate_kernel_folder(photos, kernels, scale=SCALE, iterations=kernel_iterations, seed=seed,
-                                         runs=seeds, device=device, progress=progress, prior=prior)
+                                         runs=seeds, device=device, progress=progress, prior=prior,
+                                         method=method)
         if summary.failed:
-            raise RealSRError("KernelGAN failed for " + "; ".join(f"{n}: {why}" for n, why in summary.failed.items()))
+            raise RealSRError("kernel estimation failed for " + "; ".join(f"{n}: {why}" for n, why in summary.failed.items()))
     if noise is None:
         noise = out / "noise"
         if not (noise / MANIFEST_NAME).exists():

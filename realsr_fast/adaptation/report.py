@@ -128,13 +128,15 @@ def _kernel_trust(choices: Sequence[KernelChoice]) -> list[str]:
     fell_back = [c.photo for c in choices if c.used == "fallback"]
     if not any(c.trust != "not checked" for c in choices):
         summary = ("Trust in the kernel estimates was not checked (one KernelGAN run per photo; `--seeds 2` or more "
-                   "compares runs): every estimate is used as it is.")
+                   "compares runs, the spectral method compares two halves of each photo): every estimate is used "
+                   "as it is.")
     elif fell_back:
-        summary = (f"{len(fell_back)} of {len(choices)} estimates were not trusted (their KernelGAN runs disagree) and "
+        summary = (f"{len(fell_back)} of {len(choices)} estimates were not trusted (their KernelGAN runs, or the "
+                   "spectral fits to their two halves, disagree) and "
                    f"are not trained on: {', '.join(fell_back)} use the fallback, an isotropic Gaussian of sigma "
                    f"{FALLBACK_SIGMA} px at x2 (the best constant kernel of the kernel yardstick, docs/kernel_prior.md).")
     else:
-        summary = "Every estimate was trusted (its KernelGAN runs agree) and is used."
+        summary = "Every estimate was trusted (its KernelGAN runs, or its spectral half-fits, agree) and is used."
     rows = [[c.photo, c.used, c.trust, c.why] for c in choices[:MAX_SHOWN * 4]]
     return [paragraph(summary, note=bool(fell_back)), table(["photo", "kernel used", "trust", "why"], rows)]
 

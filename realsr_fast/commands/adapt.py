@@ -5,6 +5,7 @@ import argparse
 
 from realsr_fast.commands.arguments import (
     add_device_argument,
+    add_method_argument,
     add_offline_argument,
     add_prior_argument,
     apply_offline,
@@ -14,7 +15,7 @@ from realsr_fast.commands.arguments import (
 
 DESCRIPTION = """\
 Make a model for one camera from a folder of its photos: clean them into HR (1/2 MATLAB bicubic),
-estimate their x4 blur kernels (KernelGAN) and mine their noise, hold out whole photos for
+estimate their x4 blur kernels (KernelGAN, or --method spectral) and mine their noise, hold out whole photos for
 validation, and fine-tune the official DF2K model on HR crops degraded on the fly with those
 kernels and that noise. The held-out photos are scored (PSNR-Y / SSIM-Y, LPIPS when installed)
 for the starting model and every val.every iterations (--set val.every=N); the best model is kept.
@@ -63,6 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "disagree (seed agreement below the trust threshold) is not trained on with its estimate "
                         "but with a constant isotropic Gaussian kernel (docs/adapt.md); costs that many times "
                         "KernelGAN's time; cached estimates are reused as they are")
+    add_method_argument(parser)
     add_prior_argument(parser)
     parser.add_argument("--noise-patch", type=positive_int, default=256,
                         help="side of mined noise patches (default: %(default)s, RealSR's)")
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     result = adapt(args.photos, args.out, mode=args.mode, minutes=args.minutes, iterations=args.iterations,
                    held_out=args.held_out, kernels=args.kernels, noise=args.noise, kernel_iterations=args.kernel_iters,
-                   seeds=args.seeds, prior=args.prior, noise_patch=args.noise_patch, device=args.device, seed=args.seed,
+                   seeds=args.seeds, prior=args.prior, method=args.method, noise_patch=args.noise_patch, device=args.device, seed=args.seed,
                    config=args.config, overrides=args.overrides, clean=not args.already_clean)
     start, best = result.fine_tune.curve[0], result.fine_tune.best
     print(f"held-out PSNR-Y {start['psnr']:.2f} -> {best['psnr']:.2f} dB ({best['psnr'] - start['psnr']:+.2f}) at "

@@ -4,15 +4,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from realsr_fast.commands.arguments import add_device_argument, add_prior_argument, positive_int
+from realsr_fast.commands.arguments import add_device_argument, add_method_argument, add_prior_argument, positive_int
 from realsr_fast.kernelgan.training import ITERATIONS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "kernels",
-        help="estimate each photo's blur kernel (KernelGAN)",
-        description="Estimate each photo's x2 down-scaling kernel with KernelGAN (and x4 analytically), "
+        help="estimate each photo's blur kernel (KernelGAN or spectral)",
+        description="Estimate each photo's x2 down-scaling kernel with KernelGAN or the spectral estimator "
+        "(--method; and x4 analytically), "
         "writing OUT_DIR/<stem>/<stem>_kernel_x2.mat (key 'Kernel', as Real-SR reads), .npy, a quality "
         "report (report.json) and a sheet of all kernels (kernels.png). Resumable; run under torchrun "
         "to share the images among ranks.",
@@ -30,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bicubic-weight", type=float, choices=(5.0, 20.0), default=5.0,
                         help="starting weight of KernelGAN's bicubic loss: 5 as upstream KernelGAN (default), "
                         "20 as the copy of KernelGAN inside Real-SR's code")
+    add_method_argument(parser)
     add_prior_argument(parser)
     add_device_argument(parser, help="where KernelGAN runs (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="redo images that already have results")
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     summary = estimate_kernel_folder(
         args.input_dir, args.output, scale=args.scale, iterations=args.iters, seed=args.seed, runs=args.seeds,
         batch=args.batch, device=args.device, overwrite=args.overwrite, progress=not args.quiet, prior=args.prior,
-        bicubic_weight=args.bicubic_weight,
+        bicubic_weight=args.bicubic_weight, method=args.method,
     )
     print(
         f"realsr kernels: {len(summary.done)} estimated, {len(summary.skipped)} already done, "

@@ -1,8 +1,9 @@
-"""Per-image confidence from seed agreement, measured where it matters: in re-synthesis dB.
+"""Per-image confidence from agreement between estimates, measured where it matters: in re-synthesis dB.
 
-Two runs (seeds) of the estimator on one photo give two kernels. Blurring and down-scaling the
-photo itself with each and comparing the results (PSNR) says how much the choice between them
-would change training data made with them: high dB means the runs agree where it counts, low dB
+Two runs (seeds) of KernelGAN on one photo, or the spectral fits to two halves of it, give two
+kernels. Blurring and down-scaling the photo itself with each and comparing the results (PSNR) says
+how much the choice between them would change training data made with them: high dB means the
+estimates agree where it counts, low dB
 means the estimate is a coin toss and an image-agnostic kernel is the safer choice. Unlike an L1
 distance between kernels it weighs a difference by what it does to this photo's content.
 """
@@ -18,11 +19,11 @@ from realsr_fast.ops import degrade
 IDENTICAL_DB = 100.0
 """Reported for kernels whose re-syntheses are equal (kept finite for JSON reports)."""
 TRUSTED_DB = 45.0
-"""Seed agreement (dB) from which an estimate is trusted. On the yardstick's 8 images (2 seeds) every
+"""Agreement (dB) from which an estimate is trusted. On the yardstick's 8 images (2 seeds) every
 estimate below it was 8-16 dB worse than the best constant kernel (docs/kernel_prior.md, "Confidence")."""
 
 
-def seed_agreement_db(image: np.ndarray, kernels: list[np.ndarray]) -> float:
+def kernel_agreement_db(image: np.ndarray, kernels: list[np.ndarray]) -> float:
     """Lowest pairwise PSNR (dB) between the x2 re-syntheses of `image` by each kernel.
 
     Args:

@@ -1,6 +1,7 @@
 """Kernel estimation for images and for folders of photos (the `realsr kernels` job).
 
-`estimate_kernels` runs KernelGAN on images held in memory (all in one batched training);
+`estimate_kernels` runs KernelGAN on images held in memory (all in one batched training), or the
+spectral estimator (`spectral`, one photo at a time, no training);
 `kernels` does a folder: resumable, one failure never stops the rest, under `torchrun` each
 rank takes every WORLD_SIZE-th image, and a `report.json` and a `kernels.png` sheet cover
 everything the output folder holds.
@@ -12,7 +13,7 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -23,14 +24,18 @@ from realsr_fast.data.kernel_files import kernel_paths, load_kernel, save_kernel
 from realsr_fast.device import resolve_device, torchrun_ranks
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_json
-from realsr_fast.kernelgan.confidence import TRUSTED_DB, seed_agreement_db
+from realsr_fast.kernelgan.confidence import TRUSTED_DB, kernel_agreement_db
 from realsr_fast.kernelgan.constraints import LAMBDA_BICUBIC_START
 from realsr_fast.kernelgan.crops import prepare_image
 from realsr_fast.kernelgan.networks import GForm
 from realsr_fast.kernelgan.postprocess import analytic_x4, post_process
 from realsr_fast.kernelgan.quality import kernel_report, most_consistent
+from realsr_fast.kernelgan.spectral import estimate_blur
 from realsr_fast.kernelgan.training import ITERATIONS, Prior, train_kernelgan
 
+Method = Literal["kernelgan", "spectral"]
+"""How kernels are estimated: KernelGAN (the paper's) or the spectral maximum-likelihood Gaussian fit."""
+METHODS: tuple[str, ...] = ("kernelgan", "spectral")
 REPORT_NAME = "report.json"
 SHEET_NAME = "kernels.png"
 
@@ -63,8 +68,9 @@ def estimate_kernels(
     on_iteration: Callable[[int], None] | None = None,
     prior: Prior = "none",
     bicubic_weight: float = LAMBDA_BICUBIC_START,
+    method: Method = "kernelgan",
 ) -> list[Estimate]:
-    """Estimate each image's kernel with KernelGAN, all images (and runs) trained together.
+    """Estimate each image's kernel with KernelGAN, all images (and runs) trained together, or spectrally.
 
     Args:
         images: `(H, W, C)` uint8/uint16 arrays as `realsr_fast.io.read_image` gives; at least
@@ -79,15 +85,21 @@ def estimate_kernels(
         on_iteration: progress callback, called after every iteration.
         prior: "none" (official KernelGAN) or "fkp" (the generator's kernel is decoded by the
             flow prior; no negligible-value zeroing in post-processing: the kernel is smooth).
+        method: "kernelgan" (the arguments above apply) or "spectral" (`kernelgan.spectral`: a
+            Gaussian fitted to the photo's power spectrum; deterministic, so `runs` must be 1,
+            and `iterations`, `form`, `bicubic_weight` and `device` do not apply).
 
     With `runs >= 2` the report has `seed_agreement_db` (worst pairwise PSNR between the
     runs' re-syntheses of the image) and `trusted` (agreement >= `TRUSTED_DB`); see `confidence`.
+    The spectral method's report has `half_agreement_db` (the same measure between the fits to
+    two halves of the photo) and `trusted` from it.
     """
     if scale not in (2, 4):
-        raise RealSRError(f"KernelGAN estimates x2 kernels (and x4 from them): --scale must be 2 or 4, not {scale}")
-    if runs < 1:
-        raise RealSRError(f"--seeds must be at least 1, got {runs}")
+        raise RealSRError(f"kernels are estimated at x2 (and x4 from them): --scale must be 2 or 4, not {scale}")
+    check_method(method, runs, prior)
     prepared = [prepare_image(im) for im in images]
+    if method == "spectral":
+        return [_spectral_estimate(image, scale, on_iteration) for image in prepared]
     seeds = [image_seed(seed, name, run) for name in names for run in range(runs)]
     result = train_kernelgan(
         [im for im in prepared for _ in range(runs)], seeds, iterations, form, device, on_iteration, prior=prior,
@@ -103,11 +115,35 @@ def estimate_kernels(
         report.update(runs=runs, run_spread_l1=spread, cut_mass=chosen.cut_mass, iterations=iterations, prior=prior,
                       bicubic_weight=bicubic_weight)
         if runs > 1:
-            agreement = seed_agreement_db(prepared[index], [p.kernel for p in processed])
+            agreement = kernel_agreement_db(prepared[index], [p.kernel for p in processed])
             report.update(seed_agreement_db=agreement, trusted=agreement >= TRUSTED_DB)
         kernel_x4 = analytic_x4(chosen.kernel) if scale == 4 else None
         estimates.append(Estimate(kernel_x2=chosen.kernel, kernel_x4=kernel_x4, report=report))
     return estimates
+
+
+def check_method(method: str, runs: int, prior: str) -> None:
+    """Raise RealSRError for an unknown method, `runs` < 1, or KernelGAN's options with the spectral method."""
+    if runs < 1:
+        raise RealSRError(f"--seeds must be at least 1, got {runs}")
+    if method not in METHODS:
+        raise RealSRError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method == "spectral" and (runs != 1 or prior != "none"):
+        raise RealSRError("--seeds and --prior belong to KernelGAN; --method spectral is deterministic and "
+                          "checks itself on two halves of each photo (half_agreement_db in the report)")
+
+
+def _spectral_estimate(image: np.ndarray, scale: int, on_done: Callable[[int], None] | None) -> Estimate:
+    spectral = estimate_blur(image)
+    report = kernel_report(spectral.kernel, (0.0, 0.0), True, scale)
+    fit = spectral.fit
+    report.update(method="spectral", fit_sigma_major_px=fit.sigma_major, fit_sigma_minor_px=fit.sigma_minor,
+                  angle_deg=float(np.degrees(fit.angle)), spectrum_slope=fit.slope,
+                  half_agreement_db=spectral.half_agreement_db, trusted=spectral.half_agreement_db >= TRUSTED_DB)
+    if on_done is not None:
+        on_done(1)
+    kernel_x4 = analytic_x4(spectral.kernel) if scale == 4 else None
+    return Estimate(kernel_x2=spectral.kernel, kernel_x4=kernel_x4, report=report)
 
 
 @dataclass
@@ -172,16 +208,20 @@ def estimate_kernel_folder(
     form: GForm = "collapsed",
     prior: Prior = "none",
     bicubic_weight: float = LAMBDA_BICUBIC_START,
+    method: Method = "kernelgan",
 ) -> KernelsSummary:
     """Estimate the kernel of every image in `input_dir` into `out_dir` (see module docstring).
 
     `batch` images (times `runs`) train together. Existing results are skipped unless
     `overwrite`; unreadable or too small images are reported and skipped.
+    `method` as in `estimate_kernels` (the progress bar counts iterations for KernelGAN, images
+    for the spectral method).
     """
     if batch < 1:
         raise RealSRError(f"--batch must be at least 1, got {batch}")
     if iterations < 1:
         raise RealSRError(f"--iters must be at least 1, got {iterations}")
+    check_method(method, runs, prior)
     torch_device = resolve_device(device)
     out = Path(out_dir)
     refuse_output_in_sources(out, [input_dir])
@@ -193,8 +233,11 @@ def estimate_kernel_folder(
             summary.skipped.append(path.stem)
         else:
             todo.append(path)
-    batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
-    bar = tqdm(total=len(batches) * iterations, unit="it", disable=not progress or not batches, desc="kernels")
+    group_size = batch if method == "kernelgan" else 1  # spectral: each photo written as soon as it is done
+    batches = [todo[i : i + group_size] for i in range(0, len(todo), group_size)]
+    steps = iterations if method == "kernelgan" else None  # per batch; None: one per image
+    bar = tqdm(total=sum(steps or len(group) for group in batches), unit="it" if steps else "image",
+               disable=not progress or not batches, desc="kernels")
     for group in batches:
         images, names, sources = [], [], []
         for path in group:
@@ -204,17 +247,26 @@ def estimate_kernel_folder(
             except RealSRError as exc:
                 summary.failed[path.stem] = str(exc)
                 tqdm.write(f"realsr kernels: skipped {path}: {exc}", file=sys.stderr)
+                if steps is None:
+                    bar.update(1)
                 continue
             images.append(image)
             names.append(path.stem)
             sources.append(path)
         if not images:
-            bar.update(iterations)
+            bar.update(steps or 0)
             continue
-        estimates = estimate_kernels(
-            images, names, scale, iterations, seed, runs, form, torch_device, on_iteration=lambda _: bar.update(1),
-            prior=prior, bicubic_weight=bicubic_weight,
-        )
+        try:
+            estimates = estimate_kernels(
+                images, names, scale, iterations, seed, runs, form, torch_device,
+                on_iteration=lambda _: bar.update(1), prior=prior, bicubic_weight=bicubic_weight, method=method,
+            )
+        except RealSRError as exc:  # e.g. a flat photo: the rest go on
+            bar.update(0 if steps else len(images))
+            for name, source in zip(names, sources):
+                summary.failed[name] = str(exc)
+                tqdm.write(f"realsr kernels: failed {source}: {exc}", file=sys.stderr)
+            continue
         for name, source, estimate in zip(names, sources, estimates):
             _write_estimate(out, name, source, estimate, scale)
             summary.done.append(name)

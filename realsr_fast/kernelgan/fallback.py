@@ -1,7 +1,8 @@
 """The kernels training uses: each photo's estimate, or a constant kernel where the estimate is not trusted.
 
-With `--seeds >= 2` a photo's estimate report says whether its runs agreed (`confidence`:
-`seed_agreement_db`, `trusted`). An untrusted estimate is a coin toss: training on it would teach
+With `--seeds >= 2` a photo's KernelGAN report says whether its runs agreed (`confidence`:
+`seed_agreement_db`, `trusted`); a spectral estimate's report says whether the fits to two halves
+of the photo agreed (`half_agreement_db`, `trusted`). An untrusted estimate is a coin toss: training on it would teach
 the model a blur the camera may not have. It is replaced by the fallback, the isotropic Gaussian of
 width :data:`FALLBACK_SIGMA` (x2; at x4 its analytic x4 kernel, as for an estimate): the best
 constant kernel of the kernel yardstick's benchmark set (`yardstick.best_constant_sigma`,
@@ -22,9 +23,9 @@ from realsr_fast.data.kernel_files import load_kernel
 from realsr_fast.io import atomic_write
 from realsr_fast.kernelgan.confidence import TRUSTED_DB
 from realsr_fast.kernelgan.postprocess import analytic_x4
-from realsr_fast.kernelgan.yardstick import isotropic_gaussian
+from realsr_fast.kernelgan.yardstick import BEST_CONSTANT_SIGMA, isotropic_gaussian
 
-FALLBACK_SIGMA = 1.75
+FALLBACK_SIGMA = BEST_CONSTANT_SIGMA
 """Width (x2 pixels) of the fallback: the best constant on the yardstick's 8 photos (docs/kernel_prior.md)."""
 
 
@@ -38,7 +39,7 @@ class KernelChoice:
     trust: str
     """"trusted", "untrusted" or "not checked"."""
     why: str
-    seed_agreement_db: float | None = None
+    agreement_db: float | None = None
 
 
 def fallback_kernel(scale: int) -> np.ndarray:
@@ -80,10 +81,13 @@ def _choose(photo: str, report_path: Path) -> KernelChoice:
     if "trusted" not in report:
         return KernelChoice(photo, "estimate", "not checked",
                             f"{report.get('runs', 1)} KernelGAN run per photo: trust needs 2 or more (--seeds 2)")
-    agreement = float(report["seed_agreement_db"])
+    if "half_agreement_db" in report:
+        agreement, sources = float(report["half_agreement_db"]), "the spectral fits to its two halves"
+    else:
+        agreement, sources = float(report["seed_agreement_db"]), f"its {report['runs']} runs"
     if report["trusted"]:
         return KernelChoice(photo, "estimate", "trusted",
-                            f"its {report['runs']} runs agree: {agreement:.1f} dB >= {TRUSTED_DB:g} dB", agreement)
+                            f"{sources} agree: {agreement:.1f} dB >= {TRUSTED_DB:g} dB", agreement)
     return KernelChoice(photo, "fallback", "untrusted",
-                        f"its {report['runs']} runs disagree: {agreement:.1f} dB < {TRUSTED_DB:g} dB; "
+                        f"{sources} disagree: {agreement:.1f} dB < {TRUSTED_DB:g} dB; "
                         f"the isotropic Gaussian (sigma {FALLBACK_SIGMA} px at x2) is used instead", agreement)

@@ -18,16 +18,28 @@ NOISE_LEVEL = 0.25
 X2_SIZE = 11
 
 
+def covariance(sigma_major: float, sigma_minor: float, angle: float) -> np.ndarray:
+    """`(2, 2)` covariance (px^2, (row, col) axes) of a Gaussian with these standard deviations,
+    its major axis at `angle` radians from the row axis towards the column axis."""
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return rotation @ np.diag([sigma_major**2, sigma_minor**2]) @ rotation.T
+
+
+def gaussian_kernel(cov: np.ndarray, size: int, scale: int = 2) -> np.ndarray:
+    """`(size, size)` float64 Gaussian of covariance `cov` `(2, 2)`, centred for factor `scale`, sum 1."""
+    inverse = np.linalg.inv(cov)
+    offsets = np.arange(size) - wanted_centre(size, scale)
+    d = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), axis=-1)  # (size, size, 2) as (row, col)
+    kernel = np.exp(-0.5 * np.einsum("...i,ij,...j->...", d, inverse, d))
+    return kernel / kernel.sum()
+
+
 def anisotropic_gaussian(rng: np.random.Generator, size: int = X2_SIZE, scale: int = 2) -> np.ndarray:
     """One random `(size, size)` x2 kernel, float64, sum 1."""
     lambdas = rng.uniform(MIN_VARIANCE, MAX_VARIANCE, size=2)
     theta = rng.uniform(0, np.pi)
     noise = rng.uniform(-NOISE_LEVEL, NOISE_LEVEL, size=(size, size))
-    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-    inverse = np.linalg.inv(rotation @ np.diag(lambdas) @ rotation.T)
-    offsets = np.arange(size) - wanted_centre(size, scale)
-    d = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), axis=-1)  # (size, size, 2) as (row, col)
-    kernel = np.exp(-0.5 * np.einsum("...i,ij,...j->...", d, inverse, d)) * (1 + noise)
+    kernel = gaussian_kernel(covariance(*np.sqrt(lambdas), theta), size, scale) * (1 + noise)
     return kernel / kernel.sum()
 
 

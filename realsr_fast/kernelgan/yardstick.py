@@ -15,34 +15,40 @@ An estimator is worth running only where it beats the best constant.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from realsr_fast.data.imresize import bicubic_kernel
-from realsr_fast.kernelgan.postprocess import X2_SIZE, wanted_centre
-from realsr_fast.kernelgan.synthetic import anisotropic_gaussian
+from realsr_fast.kernelgan.postprocess import X2_SIZE
+from realsr_fast.kernelgan.synthetic import anisotropic_gaussian, gaussian_kernel
 from realsr_fast.ops import degrade
 
 CONSTANT_SIGMAS = np.round(np.arange(0.5, 3.001, 0.05), 2)
 """Standard deviations (px) searched for the best constant isotropic Gaussian."""
+BEST_CONSTANT_SIGMA = 1.75
+"""The best constant's width (px, x2) on the benchmark set (the first 8 cases of seed 2020, docs/kernel_prior.md):
+the typical width of the DIV2KRK family on real photos, used where an image-agnostic width is wanted."""
 MAX_SIDE = 512
 
 
 #: The test photos (scikit-image's bundled images, imported only when cases are made: it is a test
 #: dependency) and the loader of each.
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble", "retina", "coins")
+HELD_OUT_PHOTO_NAMES = ("camera", "brick", "grass", "gravel", "moon", "motorcycle", "cell", "text", "page")
+"""scikit-image's other bundled photos: a check that a method was not tuned to `PHOTO_NAMES`."""
 
 
 def _photos() -> dict[str, Callable[[], np.ndarray]]:
     from skimage import data
 
-    loaders = {"astronaut": data.astronaut, "coffee": data.coffee, "chelsea": data.chelsea, "rocket": data.rocket,
-               "immunohistochemistry": data.immunohistochemistry, "hubble": data.hubble_deep_field,
-               "retina": data.retina, "coins": data.coins}
-    return {name: loaders[name] for name in PHOTO_NAMES}
+    return {"astronaut": data.astronaut, "coffee": data.coffee, "chelsea": data.chelsea, "rocket": data.rocket,
+            "immunohistochemistry": data.immunohistochemistry, "hubble": data.hubble_deep_field,
+            "retina": data.retina, "coins": data.coins, "camera": data.camera, "brick": data.brick,
+            "grass": data.grass, "gravel": data.gravel, "moon": data.moon,
+            "motorcycle": lambda: data.stereo_motorcycle()[0], "cell": data.cell, "text": data.text, "page": data.page}
 
 
 @dataclass
@@ -58,8 +64,8 @@ class Case:
     """`(H/2, W/2, 3)` uint8: what the estimator sees."""
 
 
-def make_cases(count: int, seed: int = 2020, side: int = MAX_SIDE) -> list[Case]:
-    """`count` cases: the photos in `PHOTO_NAMES` order (cycled), each with a fresh kernel from `seed`.
+def make_cases(count: int, seed: int = 2020, side: int = MAX_SIDE, names: Sequence[str] = PHOTO_NAMES) -> list[Case]:
+    """`count` cases: the photos `names` in order (cycled), each with a fresh kernel from `seed`.
 
     Photos are cut to at most `side` x `side` (top-left), even-sized; grey photos become RGB.
     """
@@ -67,7 +73,7 @@ def make_cases(count: int, seed: int = 2020, side: int = MAX_SIDE) -> list[Case]
     photos = _photos()
     cases = []
     for index in range(count):
-        name = PHOTO_NAMES[index % len(PHOTO_NAMES)]
+        name = names[index % len(names)]
         photo = photos[name]()
         photo = np.repeat(photo[..., None], 3, axis=2) if photo.ndim == 2 else photo[..., :3]
         h, w = (min(side, n) // 2 * 2 for n in photo.shape[:2])
@@ -75,7 +81,7 @@ def make_cases(count: int, seed: int = 2020, side: int = MAX_SIDE) -> list[Case]
         truth = anisotropic_gaussian(rng)
         lr = degrade(hr, torch.from_numpy(truth).float(), 2, padding="symmetric", quantize=True)
         lr_u8 = (lr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        suffix = "" if index < len(PHOTO_NAMES) else f"-{index // len(PHOTO_NAMES)}"
+        suffix = "" if index < len(names) else f"-{index // len(names)}"
         cases.append(Case(name=name + suffix, hr=hr, truth=truth, lr=lr_u8))
     return cases
 
@@ -93,10 +99,7 @@ def on_grid(kernel: np.ndarray, size: int = X2_SIZE) -> np.ndarray:
 
 def isotropic_gaussian(sigma: float, size: int = X2_SIZE) -> np.ndarray:
     """`(size, size)` isotropic Gaussian with standard deviation `sigma` px, x2-aligned, sum 1."""
-    d = np.arange(size) - wanted_centre(size, 2)
-    line = np.exp(-0.5 * (d / sigma) ** 2)
-    kernel = np.outer(line, line)
-    return kernel / kernel.sum()
+    return gaussian_kernel(np.eye(2) * sigma**2, size)
 
 
 def resynthesis_psnrs(case: Case, kernels: np.ndarray) -> np.ndarray:

@@ -1,0 +1,194 @@
+"""Blind Gaussian blur estimation by spectral maximum likelihood (`realsr kernels --method spectral`).
+
+The model (docs/kernel_prior.md, "The spectral estimator"): the LR photo is a clean image blurred
+by a Gaussian of covariance S (HR px^2), sub-sampled x2, plus white noise; the clean image is
+a stationary field with the power law spectrum of natural images, c |f|^-alpha (Field 1987; van
+der Schaaf & van Hateren 1996). The LR's power spectrum at LR frequency u (cycles/px) is then
+
+    E|Y(u)|^2 = sum_a c |f_a|^-alpha exp(-4 pi^2 f_a' S f_a) + eta^2,   f_a = (u + a) / 2
+
+over the 4 aliases a (HR frequencies wrapped into [-1/2, 1/2)). The photo's Welch periodogram P
+(Hann-windowed square tiles, half overlap, grey) is fitted to it by the Whittle likelihood,
+-log L = sum_u P(u) / E|Y(u)|^2 + log E|Y(u)|^2, over (S, c, alpha, eta^2) with L-BFGS from
+several starts. The blur shows as the Gaussian roll-off that bends the power law, in each
+direction, so neither the photo's contrast nor its spectral slope is taken for blur.
+
+The fitted widths are then shrunk towards the family's typical width in log space (a posterior
+mean: weight e^2 / (e^2 + p^2) on the typical width, with e the estimator's measured error and p the
+family's spread), since a photo's own softness adds to the blur it shows.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from realsr_fast.errors import RealSRError
+from realsr_fast.kernelgan.confidence import kernel_agreement_db
+from realsr_fast.kernelgan.postprocess import X2_SIZE
+from realsr_fast.kernelgan.synthetic import covariance, gaussian_kernel
+from realsr_fast.kernelgan.yardstick import BEST_CONSTANT_SIGMA
+
+SCALE = 2
+"""The estimate is the x2 kernel (x4 is derived from it, as for KernelGAN)."""
+TILE = 64
+"""Periodogram tile side (LR px); images under 2 tiles on a side use `SMALL_TILE`."""
+SMALL_TILE = 32
+LOWEST_FREQUENCY = 1.5
+"""Frequencies below this many cycles per tile are left out (the window's leakage and the DC term)."""
+ERROR_LOG_SD = 0.22
+"""Standard deviation of log(estimated / true width) before shrinking: 25 synthetic cases (16 yardstick
+cases of seed 2020, 9 other scikit-image photos of seed 7), 2026-11-28."""
+FAMILY_LOG_SD = 0.28
+"""Standard deviation of the log width in the DIV2KRK family (variances uniform in [0.6, 5])."""
+SHRINK = ERROR_LOG_SD**2 / (ERROR_LOG_SD**2 + FAMILY_LOG_SD**2)
+"""Weight of the typical width in the shrunk log width (0.38)."""
+FLAT_STD = 1e-3
+"""Grey standard deviation (of [0, 1]) under which a photo is flat: a quarter of an 8-bit level."""
+MIN_SIGMA, MAX_SIGMA = 0.3, 4.0
+"""Range (HR px) the fitted widths are clipped to: narrower is a delta, wider leaves the 17x17 window."""
+STARTS = [(s1, s2, angle) for s1, s2 in ((0.8, 0.8), (1.3, 1.3), (2.0, 2.0), (1.3, 0.8), (2.0, 0.8), (2.0, 1.3))
+           for angle in ((0.0,) if s1 == s2 else (0.0, 0.8, 1.6, 2.4))]
+"""L-BFGS starts (sigma_major, sigma_minor, angle): the likelihood has local optima in the angle."""
+
+
+@dataclass
+class BlurFit:
+    """A fitted Gaussian blur (HR px) and the fitted image spectrum slope."""
+
+    sigma_major: float
+    sigma_minor: float
+    angle: float
+    """Major axis direction, radians from the row axis towards the column axis, in [0, pi)."""
+    slope: float
+    """alpha of the clean image's power law |f|^-alpha."""
+
+    def kernel(self, size: int = X2_SIZE) -> np.ndarray:
+        """`(size, size)` float64 x2 kernel, sum 1, centred as KernelGAN's."""
+        return gaussian_kernel(covariance(self.sigma_major, self.sigma_minor, self.angle), size, SCALE)
+
+
+def tile_periodograms(grey: torch.Tensor, tile: int) -> torch.Tensor:
+    """Periodograms `(R, C, tile, tile)` of the half-overlapping Hann-windowed tiles of `grey` `(H, W)`.
+
+    Each tile loses its mean; `|FFT|^2 / sum(window^2)`, so white noise of variance v gives v.
+    """
+    line = torch.hann_window(tile, periodic=False, dtype=torch.float64)
+    window = line[:, None] * line[None]
+    tiles = grey.unfold(0, tile, tile // 2).unfold(1, tile, tile // 2)
+    tiles = tiles - tiles.mean(dim=(2, 3), keepdim=True)
+    return torch.fft.fft2(tiles * window).abs().square() / window.square().sum()
+
+
+def _negative_log_likelihood(periodogram: torch.Tensor):
+    """The Whittle objective of a `(T, T)` periodogram as a function of the parameter vector.
+
+    Parameters: log sigma_major, log sigma_minor, angle, log c, log alpha, log eta^2.
+    """
+    tile = periodogram.shape[0]
+    u = torch.fft.fftfreq(tile, dtype=torch.float64)
+    u_row, u_col = torch.meshgrid(u, u, indexing="ij")
+    used = u_row.square().add(u_col.square()).sqrt() >= LOWEST_FREQUENCY / tile
+    f_row = torch.stack([((u_row[used] + a) / SCALE + 0.5) % 1 - 0.5 for a in range(SCALE) for _ in range(SCALE)])
+    f_col = torch.stack([((u_col[used] + b) / SCALE + 0.5) % 1 - 0.5 for _ in range(SCALE) for b in range(SCALE)])
+    log_radius2 = (f_row.square() + f_col.square() + (0.25 / tile) ** 2).log()  # floor: no |f| = 0 alias
+    observed = periodogram[used]
+
+    def objective(p: torch.Tensor) -> torch.Tensor:
+        major, minor, angle = p[0].exp(), p[1].exp(), p[2]
+        cos, sin = angle.cos(), angle.sin()
+        s_rr = cos * cos * major**2 + sin * sin * minor**2
+        s_rc = cos * sin * (major**2 - minor**2)
+        s_cc = sin * sin * major**2 + cos * cos * minor**2
+        quadratic = s_rr * f_row * f_row + 2 * s_rc * f_row * f_col + s_cc * f_col * f_col
+        clean = torch.exp(p[3] - 0.5 * p[4].exp() * log_radius2)
+        expected = (clean * torch.exp(-4 * math.pi**2 * quadratic)).sum(0) + p[5].exp()
+        return (observed / expected + expected.log()).mean()
+
+    return objective, observed
+
+
+def fit_blur(periodogram: torch.Tensor, starts: list[tuple[float, float, float]] = STARTS) -> BlurFit:
+    """The maximum-likelihood Gaussian blur of a photo from its mean LR periodogram `(T, T)` (float64).
+
+    `starts`: (sigma_major, sigma_minor, angle) to run L-BFGS from; the best optimum is kept.
+
+    Raises:
+        RealSRError: no start converged.
+    """
+    objective, observed = _negative_log_likelihood(periodogram)
+    level = float(observed.mean())
+    best: tuple[float, torch.Tensor] | None = None
+    for major, minor, angle in starts:
+        p = torch.tensor([math.log(major), math.log(minor), angle, math.log(level) - 8, math.log(2.0),
+                          math.log(level * 1e-4)], dtype=torch.float64, requires_grad=True)
+        optimiser = torch.optim.LBFGS([p], max_iter=200, line_search_fn="strong_wolfe",
+                                      tolerance_grad=1e-9, tolerance_change=1e-12)
+
+        def closure() -> torch.Tensor:
+            optimiser.zero_grad()
+            loss = objective(p)
+            loss.backward()
+            return loss
+
+        optimiser.step(closure)
+        with torch.no_grad():
+            loss = float(objective(p))
+        if math.isfinite(loss) and (best is None or loss < best[0]):
+            best = (loss, p.detach())
+    if best is None:
+        raise RealSRError("the spectral blur fit did not converge on this image")
+    p = best[1]
+    major, minor, angle = (float(v) for v in (p[0].exp(), p[1].exp(), p[2]))
+    if minor > major:
+        major, minor, angle = minor, major, angle + math.pi / 2
+    return BlurFit(major, minor, angle % math.pi, float(p[4].exp()))
+
+
+def shrunk(fit: BlurFit, weight: float = SHRINK, typical: float = BEST_CONSTANT_SIGMA) -> BlurFit:
+    """`fit` with each width moved `weight` of the way to `typical` in log space and clipped to the range."""
+    def move(sigma: float) -> float:
+        return float(np.clip(sigma ** (1 - weight) * typical**weight, MIN_SIGMA, MAX_SIGMA))
+
+    return BlurFit(move(fit.sigma_major), move(fit.sigma_minor), fit.angle, fit.slope)
+
+
+@dataclass
+class SpectralEstimate:
+    """One photo's spectral estimate."""
+
+    kernel: np.ndarray
+    """`(17, 17)` float64 x2 kernel, sum 1."""
+    fit: BlurFit
+    """The maximum-likelihood fit, before shrinking."""
+    used: BlurFit
+    """The shrunk fit `kernel` draws."""
+    half_agreement_db: float
+    """Agreement of the fits to the two halves of the tiles (checkerboard of 2x2 tile blocks), in
+    re-synthesis dB of the photo (`confidence.kernel_agreement_db`)."""
+
+
+def estimate_blur(image: np.ndarray) -> SpectralEstimate:
+    """Estimate the x2 Gaussian blur of `image` `(H, W, 3)` float in [0, 1] (at least 64x64).
+
+    Raises:
+        RealSRError: the image is too small or has no detail.
+    """
+    height, width = image.shape[:2]
+    tile = TILE if min(height, width) >= 2 * TILE else SMALL_TILE
+    if min(height, width) < 2 * SMALL_TILE:
+        raise RealSRError(f"image is {width}x{height} pixels; the spectral estimate needs at least "
+                          f"{2 * SMALL_TILE}x{2 * SMALL_TILE}")
+    grey = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float64)).mean(-1)
+    if float(grey.std()) < FLAT_STD:
+        raise RealSRError("the image has no detail to estimate a blur from (it is flat)")
+    tiles = tile_periodograms(grey, tile)
+    fit = fit_blur(tiles.mean(dim=(0, 1)))
+    used = shrunk(fit)
+    rows, cols = torch.meshgrid(torch.arange(tiles.shape[0]), torch.arange(tiles.shape[1]), indexing="ij")
+    first_half = (rows // 2 + cols // 2) % 2 == 0
+    start = [(fit.sigma_major, fit.sigma_minor, fit.angle)]
+    halves = [shrunk(fit_blur(tiles[m].mean(0), start)).kernel() for m in (first_half, ~first_half)]
+    return SpectralEstimate(used.kernel(), fit, used, kernel_agreement_db(image, halves))

@@ -1,0 +1,140 @@
+"""The spectral blur estimator (`kernelgan.spectral`) against fields whose blur is known exactly.
+
+The reference is written here from the model's definition, with numpy only: a Gaussian random
+field with a power law spectrum, blurred by multiplying its Fourier transform with a Gaussian's
+exp(-2 pi^2 f'Sf), kept at every 2nd pixel, 8-bit. On such a field the model holds, so the fit must
+find the blur; fresh random widths, angles and slopes every run.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from realsr_fast.cli import main
+from realsr_fast.errors import RealSRError
+from realsr_fast.kernelgan.estimate import estimate_kernel_folder, estimate_kernels
+from realsr_fast.kernelgan.fallback import training_kernels
+from realsr_fast.kernelgan.spectral import MAX_SIGMA, MIN_SIGMA, BlurFit, estimate_blur, fit_blur, shrunk, tile_periodograms
+from realsr_fast.kernelgan.synthetic import covariance, gaussian_kernel
+from realsr_fast.kernelgan.yardstick import BEST_CONSTANT_SIGMA
+
+
+def power_law_lr(rng: np.random.Generator, cov: np.ndarray, slope: float, side: int = 512) -> np.ndarray:
+    """`(side/2, side/2)` uint8 LR of a random field with spectrum |f|^-slope blurred by Gaussian `cov` (HR px^2)."""
+    f = np.fft.fftfreq(side)
+    fr, fc = np.meshgrid(f, f, indexing="ij")
+    radius2 = fr**2 + fc**2
+    radius2[0, 0] = np.inf
+    amplitude = radius2 ** (-slope / 4)  # power |f|^-slope
+    transfer = np.exp(-2 * np.pi**2 * (cov[0, 0] * fr**2 + 2 * cov[0, 1] * fr * fc + cov[1, 1] * fc**2))
+    field = np.fft.ifft2(np.fft.fft2(rng.standard_normal((side, side))) * amplitude * transfer).real
+    lr = field[::2, ::2]
+    lr = 0.5 + 0.08 * (lr - lr.mean()) / lr.std()
+    return np.clip(np.round(lr * 255), 0, 255).astype(np.uint8)
+
+
+def mean_periodogram(lr: np.ndarray, tile: int = 64):
+    import torch
+
+    return tile_periodograms(torch.from_numpy(lr.astype(np.float64) / 255), tile).mean(dim=(0, 1))
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_fit_finds_the_blur_of_a_power_law_field(trial):
+    rng = np.random.default_rng()
+    major, minor = sorted(rng.uniform(0.9, 2.2, 2), reverse=True)
+    angle, slope = rng.uniform(0, np.pi), rng.uniform(2.0, 3.0)
+    fit = fit_blur(mean_periodogram(power_law_lr(rng, covariance(major, minor, angle), slope)))
+    assert fit.sigma_major == pytest.approx(major, rel=0.08) and fit.sigma_minor == pytest.approx(minor, rel=0.08)
+    assert fit.slope == pytest.approx(slope, abs=0.3)
+    if major > 1.3 * minor:  # the angle is defined
+        turn = abs(fit.angle - angle) % np.pi
+        assert min(turn, np.pi - turn) < np.radians(8), (fit, major, minor, angle)
+
+
+def test_gaussian_kernel_has_the_asked_covariance():
+    rng = np.random.default_rng()
+    cov = covariance(*sorted(rng.uniform(0.8, 2.0, 2), reverse=True), rng.uniform(0, np.pi))
+    kernel = gaussian_kernel(cov, 31)
+    offsets = np.arange(31) - 15.5  # x2 centre of an odd kernel
+    d = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), axis=-1)
+    assert np.abs(np.einsum("hw,hwi->i", kernel, d)).max() < 1e-9
+    assert np.abs(np.einsum("hw,hwi,hwj->ij", kernel, d, d) - cov).max() < 1e-3  # sampling: ~1e-4 at 0.8 px
+
+
+def test_shrunk_moves_each_width_towards_the_typical_one_in_log_space():
+    fit = BlurFit(3.0, 1.0, 0.4, 2.5)
+    moved = shrunk(fit, weight=0.25, typical=2.0)
+    assert moved.sigma_major == pytest.approx(3.0**0.75 * 2.0**0.25) and moved.sigma_minor == pytest.approx(2.0**0.25)
+    assert (moved.angle, moved.slope) == (0.4, 2.5)
+    assert shrunk(fit, weight=0.0) == fit
+    assert shrunk(BlurFit(BEST_CONSTANT_SIGMA, BEST_CONSTANT_SIGMA, 0, 2), 0.5).sigma_major == pytest.approx(
+        BEST_CONSTANT_SIGMA)
+    extreme = shrunk(BlurFit(50.0, 0.01, 0, 2), weight=0.0)
+    assert (extreme.sigma_major, extreme.sigma_minor) == (MAX_SIGMA, MIN_SIGMA)
+
+
+def test_estimate_reports_a_centred_kernel_and_half_agreement():
+    rng = np.random.default_rng()
+    lr = power_law_lr(rng, covariance(1.6, 1.1, 0.7), 2.5, side=384)
+    estimate = estimate_blur(np.repeat(lr[..., None], 3, axis=2) / 255.0)
+    assert estimate.kernel.shape == (17, 17) and abs(estimate.kernel.sum() - 1) < 1e-12
+    assert estimate.half_agreement_db > 45  # the model holds on both halves
+    flat = np.full((100, 100, 3), 0.5)
+    with pytest.raises(RealSRError, match="flat"):
+        estimate_blur(flat)
+    with pytest.raises(RealSRError, match="at least 64x64"):
+        estimate_blur(np.zeros((40, 200, 3)))
+
+
+def test_spectral_method_refuses_kernelgan_options():
+    image = np.zeros((96, 96, 3), np.uint8)
+    with pytest.raises(RealSRError, match="--seeds and --prior belong to KernelGAN"):
+        estimate_kernels([image], ["a"], runs=2, method="spectral")
+    with pytest.raises(RealSRError, match="--seeds and --prior belong to KernelGAN"):
+        estimate_kernels([image], ["a"], prior="fkp", method="spectral")
+    with pytest.raises(RealSRError, match="--method must be one of"):
+        estimate_kernels([image], ["a"], method="guess")
+
+
+def test_kernels_cli_spectral_writes_every_photo_and_reports_the_flat_one(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(2):
+        lr = power_law_lr(rng, covariance(1.8, 1.2, rng.uniform(0, np.pi)), 2.5, side=256)
+        Image.fromarray(lr).save(photos / f"photo{index}.png")
+    Image.fromarray(np.full((90, 90, 3), 77, np.uint8)).save(photos / "flat.png")
+    out = tmp_path / "kernels"
+    assert main(["kernels", str(photos), "-o", str(out), "--method", "spectral", "--scale", "4", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "2 estimated" in err and "1 failed" in err and "failed flat" in err and "Traceback" not in err
+    for photo in ("photo0", "photo1"):
+        report = json.loads((out / photo / f"{photo}_report.json").read_text())
+        assert report["method"] == "spectral" and report["trusted"] == (report["half_agreement_db"] >= 45)
+        assert np.load(out / photo / f"{photo}_kernel_x4.npy").shape == (33, 33)
+    choices = training_kernels(out, tmp_path / "used", 4)
+    assert [c.trust for c in choices] == ["trusted", "trusted"]
+    assert all("spectral fits to its two halves agree" in c.why for c in choices)
+    assert main(["kernels", str(photos), "-o", str(out), "--method", "spectral", "--seeds", "2"]) != 0
+    assert "--seeds and --prior belong to KernelGAN" in capsys.readouterr().err
+
+
+def test_untrusted_spectral_estimate_falls_back(tmp_path):
+    folder = tmp_path / "estimates" / "photo"
+    folder.mkdir(parents=True)
+    np.save(folder / "photo_kernel_x4.npy", np.full((33, 33), 1 / 33**2))
+    (folder / "photo_report.json").write_text(json.dumps({"method": "spectral", "half_agreement_db": 40.0,
+                                                          "trusted": False}))
+    (choice,) = training_kernels(tmp_path / "estimates", tmp_path / "used", 4)
+    assert (choice.used, choice.trust, choice.agreement_db) == ("fallback", "untrusted", 40.0)
+    assert "two halves disagree: 40.0 dB < 45 dB" in choice.why
+
+
+def test_folder_estimate_needs_one_run_with_the_spectral_method(tmp_path):
+    with pytest.raises(RealSRError, match="--seeds and --prior"):
+        estimate_kernel_folder(tmp_path, tmp_path / "out", runs=3, method="spectral")
