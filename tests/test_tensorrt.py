@@ -6,6 +6,7 @@ import copy
 import functools
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,19 +208,16 @@ def test_mismatched_engine_is_refused_on_the_gpu(tiny_engine, tmp_path):
 
 # ---- CPU-visible checks of the deployment path ------------------------------------------------
 
-@functools.lru_cache(maxsize=1)
-def full_range_tiny() -> torch.nn.Module:
-    """A tiny seeded RRDBNet whose outputs on photos span most of [0, 1] (a random one stays
-    near 0, where a 10 % error still scores 45 dB)."""
-    from realsr_fast.models.rrdbnet import RRDBNet
+def _gpu_check_module():
+    """`benchmarks/gpu_check_tensorrt.py`, the GPU script, whose tiny network these checks share."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check_tensorrt.py"
+    spec = importlib.util.spec_from_file_location("gpu_check_tensorrt", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    torch.manual_seed(3)
-    model = RRDBNet(nf=16, nb=2, gc=8).eval()
-    with torch.no_grad():
-        y = model(photo(32, 32))
-        model.conv_last.weight.mul_(0.3 / float(y.std()))
-        model.conv_last.bias.add_(0.5 - 0.3 * float(y.mean()) / float(y.std()))
-    return model
+
+full_range_tiny = functools.lru_cache(maxsize=1)(_gpu_check_module().full_range_tiny)
 
 
 @pytest.fixture(scope="module")
