@@ -30,15 +30,17 @@ MODES = {"none": {}, "fkp": {"prior": "fkp"}, "spectral": {"method": "spectral"}
 """Benchmark modes: KernelGAN official, KernelGAN with the flow prior, the spectral estimator."""
 
 
-def run_mode(mode: str, cases: list[yardstick.Case],
-             runs: int = SEEDS) -> tuple[list[yardstick.Row], float, float, list]:
+def run_mode(mode: str, cases: list[yardstick.Case], runs: int = SEEDS,
+             inputs: list[np.ndarray] | None = None) -> tuple[list[yardstick.Row], float, float, list]:
     """Estimate every case in one batch: (rows against the best constant, wall seconds, CPU seconds, estimates).
 
-    CPU seconds (this process, all threads) stand in for wall time on a shared machine.
+    `inputs`: what the estimator sees instead of each case's LR (e.g. with noise); scores stay
+    against the clean LR. CPU seconds (this process, all threads) stand in for wall time on a shared machine.
     """
     start, start_cpu = time.perf_counter(), time.process_time()
     runs = 1 if mode == "spectral" else runs  # deterministic: it checks itself on two halves instead
-    estimates = estimate_kernels([c.lr for c in cases], [c.name for c in cases], runs=runs, **MODES[mode])
+    images = inputs if inputs is not None else [c.lr for c in cases]
+    estimates = estimate_kernels(images, [c.name for c in cases], runs=runs, **MODES[mode])
     seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     return yardstick.score(cases, [e.kernel_x2 for e in estimates]), seconds, cpu, estimates
 
@@ -60,6 +62,24 @@ def test_kernel_accuracy(benchmark, mode):
     )
 
 
+def degraded_inputs(cases: list[yardstick.Case], noise: float, jpeg: int | None, seed: int = 5) -> list[np.ndarray]:
+    """Each case's LR with white Gaussian noise of `noise` grey levels, then JPEG at quality `jpeg` if given."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for case in cases:
+        lr = np.clip(np.round(case.lr + rng.normal(0, noise, case.lr.shape)), 0, 255).astype(np.uint8) if noise else case.lr
+        if jpeg is not None:
+            buffer = io.BytesIO()
+            Image.fromarray(lr).save(buffer, "JPEG", quality=jpeg)
+            lr = np.array(Image.open(buffer))
+        out.append(lr)
+    return out
+
+
 def main() -> None:
     import argparse
 
@@ -70,13 +90,19 @@ def main() -> None:
     parser.add_argument("--photos", choices=("benchmark", "held-out"), default="benchmark",
                         help="the benchmark photos (yardstick.PHOTO_NAMES) or the held-out ones")
     parser.add_argument("--kernel-seed", type=int, default=2020, help="seed of the true kernels")
+    parser.add_argument("--lr-noise", type=float, default=0.0, metavar="GREY_LEVELS",
+                        help="white Gaussian noise added to what the estimator sees (scores use the clean LR)")
+    parser.add_argument("--jpeg", type=int, default=None, metavar="QUALITY",
+                        help="JPEG-compress what the estimator sees (after the noise)")
     args = parser.parse_args()
     names = yardstick.PHOTO_NAMES if args.photos == "benchmark" else yardstick.HELD_OUT_PHOTO_NAMES
     cases = yardstick.make_cases(args.images, args.kernel_seed, names=names)
     sigma = yardstick.best_constant_sigma(cases)
+    inputs = degraded_inputs(cases, args.lr_noise, args.jpeg) if args.lr_noise or args.jpeg is not None else None
     for mode in args.modes.split(","):
-        rows, seconds, cpu, estimates = run_mode(mode, cases, args.seeds)
-        print(f"\n## mode {mode}: {args.images} {args.photos} images (kernel seed {args.kernel_seed}) x "
+        rows, seconds, cpu, estimates = run_mode(mode, cases, args.seeds, inputs)
+        print(f"\n## mode {mode}: {args.images} {args.photos} images (kernel seed {args.kernel_seed}; "
+              f"LR noise {args.lr_noise} grey levels, JPEG {args.jpeg}) x "
               f"{args.seeds if mode != 'spectral' else 1} seeds in one batch, {seconds / args.images:.1f} s/image, "
               f"{cpu / args.images:.1f} CPU s/image, {torch.get_num_threads()} threads\n")
         print(yardstick.table(yardstick.score(cases, [e.kernel_x2 for e in estimates], sigma), sigma))
