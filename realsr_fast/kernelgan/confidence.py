@@ -3,9 +3,9 @@
 Two runs (seeds) of KernelGAN on one photo, or the spectral fits to two halves of it, give two
 kernels. Blurring and down-scaling the photo itself with each and comparing the results (PSNR) says
 how much the choice between them would change training data made with them: high dB means the
-estimates agree where it counts, low dB
-means the estimate is a coin toss and an image-agnostic kernel is the safer choice. Unlike an L1
-distance between kernels it weighs a difference by what it does to this photo's content.
+estimates agree where it counts, low dB means the estimate is a coin toss and an image-agnostic
+kernel is the safer choice. Unlike an L1 distance between kernels it weighs a difference by what it
+does to this photo's content.
 """
 from __future__ import annotations
 

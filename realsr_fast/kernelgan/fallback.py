@@ -2,8 +2,8 @@
 
 With `--seeds >= 2` a photo's KernelGAN report says whether its runs agreed (`confidence`:
 `seed_agreement_db`, `trusted`); a spectral estimate's report says whether the fits to two halves
-of the photo agreed (`half_agreement_db`, `trusted`). An untrusted estimate is a coin toss: training on it would teach
-the model a blur the camera may not have. It is replaced by the fallback, the isotropic Gaussian of
+of the photo agreed (`half_agreement_db`, `trusted`). An untrusted estimate is a coin toss:
+training on it would teach the model a blur the camera may not have. It is replaced by the fallback, the isotropic Gaussian of
 width :data:`FALLBACK_SIGMA` (x2; at x4 its analytic x4 kernel, as for an estimate): the best
 constant kernel of the kernel yardstick's benchmark set (`yardstick.best_constant_sigma`,
 docs/kernel_prior.md), which beat the official KernelGAN's estimate on 7 of its 8 photos there.
