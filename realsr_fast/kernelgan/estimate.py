@@ -13,7 +13,7 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, Sequence, get_args
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from realsr_fast.kernelgan.training import ITERATIONS, Prior, train_kernelgan
 
 Method = Literal["kernelgan", "spectral"]
 """How kernels are estimated: KernelGAN (the paper's) or the spectral maximum-likelihood Gaussian fit."""
-METHODS: tuple[str, ...] = ("kernelgan", "spectral")
+METHODS: tuple[str, ...] = get_args(Method)
 REPORT_NAME = "report.json"
 SHEET_NAME = "kernels.png"
 
