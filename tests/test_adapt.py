@@ -14,9 +14,9 @@ from scipy.signal import convolve2d
 from realsr_fast.adaptation import job
 from realsr_fast.cli import main
 from realsr_fast.data.kernel_bank import load_kernel_bank
-from realsr_fast.data.split import split_names
+from realsr_fast.data.split import materialise, split_names
 from realsr_fast.errors import RealSRError
-from realsr_fast.io import write_image
+from realsr_fast.io import read_image, write_image
 from realsr_fast.kernelgan.estimate import estimate_kernel_folder
 from realsr_fast.kernelgan.fallback import FALLBACK_SIGMA, fallback_kernel, training_kernels
 from realsr_fast.models.loading import load_model
@@ -182,6 +182,47 @@ def test_adapt_trains_on_the_fallback_and_reports_it(tmp_path, rng):
     assert np.array_equal(np.load(tmp_path / "kernels" / "photo0" / "photo0_kernel_x4.npy"), estimates["photo0"])
     html = (out / "report.html").read_text()
     assert "1 of 4 estimates were not trusted" in html and "photo0 use the fallback" in html
+
+
+def test_already_clean_photos_in_any_format_are_split_as_they_are(tmp_path, rng):
+    """`--already-clean` takes the photos themselves as HR: JPEG, TIFF and WebP photos reach the split
+    (and the Trainer) as the same files, not as `<name>.png` copies that the clean-up never wrote."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    smooth_photos(photos, rng, count=4, side=96)
+    for i, suffix in enumerate([".jpg", ".tif", ".webp"]):
+        png = photos / f"photo{i}.png"
+        write_image(png.with_suffix(suffix), read_image(png))
+        png.unlink()
+    write_estimates(tmp_path / "kernels", rng, {f"photo{i}": None for i in range(4)})
+    args = ["adapt", str(photos), "-o", str(out), "--already-clean", "--iterations", "1", "--kernels",
+            str(tmp_path / "kernels"), "--noise-patch", "16", "--held-out", "0.25", "--device", "cpu"]
+    tiny = [s for s in TINY if not s.startswith(("val.every", "run.checkpoint_every"))] + ["val.every=1", "val.crop=32"]
+    assert main(args + [item for setting in tiny for item in ("--set", setting)]) == 0
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary["photos"]["train"] + summary["photos"]["held_out"]) == [f"photo{i}" for i in range(4)]
+    assert not (out / "hr").exists()  # no clean-up
+    split = sorted((out / "split").glob("*/*"))
+    assert sorted(p.name for p in split) == ["photo0.jpg", "photo1.tif", "photo2.webp", "photo3.png"]
+    for copy in split:
+        assert copy.read_bytes() == (photos / copy.name).read_bytes(), copy
+    held_out = summary["photos"]["held_out"]
+    assert [p.stem for p in (out / "split" / "val").iterdir()] == held_out
+
+
+def test_materialise_replaces_a_stale_copy_and_names_a_missing_photo(tmp_path, rng):
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.mkdir()
+    image = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    for name in ("a.jpg", "b.png"):
+        write_image(source / name, image)
+    target.mkdir()
+    write_image(target / "a.png", image)  # an earlier split's copy of `a` with another suffix
+    write_image(target / "old.webp", image)
+    materialise(source, ["a", "b"], target)
+    assert sorted(p.name for p in target.iterdir()) == ["a.jpg", "b.png"]
+    with pytest.raises(RealSRError, match="no image named 'c'"):
+        materialise(source, ["a", "c"], target)
 
 
 def test_one_seed_says_trust_was_not_checked(tmp_path, rng):

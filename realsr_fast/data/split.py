@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from realsr_fast.errors import RealSRError
+from realsr_fast.io import list_images
 
 
 def split_names(names: Sequence[str], held_out: float, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -28,10 +29,23 @@ def split_names(names: Sequence[str], held_out: float, seed: int = 0) -> tuple[l
 
 
 def materialise(source: Path, names: Sequence[str], target: Path) -> None:
-    """Copy `source/<name>.png` for each name into `target/` (exactly those files)."""
+    """Copy the image `source/<name>.<suffix>` of each name into `target/` (exactly those files).
+
+    The suffix is whatever the source has (png, jpg, tif, webp, ...: the clean-up writes PNGs, but
+    `realsr adapt --already-clean` takes the photos as they are) and the copy keeps it; images of
+    `target/` that are not wanted (an earlier split's, or the same name with another suffix) are removed.
+
+    Raises:
+        RealSRError: a name has no image in `source`.
+    """
+    available = {path.stem: path for path in list_images([source])}
+    missing = [name for name in names if name not in available]
+    if missing:
+        raise RealSRError(f"{source}: no image named {', '.join(repr(n) for n in sorted(missing))} "
+                          f"(png, jpg, jpeg, webp, tif, tiff, bmp) to copy into {target}")
     target.mkdir(parents=True, exist_ok=True)
-    wanted = {f"{name}.png" for name in names}
-    for stale in target.glob("*.png"):
+    wanted = {available[name].name for name in names}
+    for stale in list_images([target]):
         if stale.name not in wanted:
             stale.unlink()
     for name in sorted(wanted):
