@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,10 @@ BACKENDS: dict[str, str] = {
 }
 
 
+#: The PSNR-oriented model that `--strength` below 1 blends with (ESRGAN's, fetched on first use).
+DEFAULT_STRENGTH_BASE = "esrgan-psnr"
+
+
 @dataclass(frozen=True)
 class UpscalerSettings:
     """Everything that picks and configures an upscaler; checked when made, before any loading.
@@ -40,6 +44,10 @@ class UpscalerSettings:
     `onnx` (a graph from `realsr export onnx`) is for backend onnx; `engine`, `rebuild_engine`
     and `cuda_graph` are for backend tensorrt. Without a graph or engine file, the model's is
     built once and kept in the cache folder, named by the weights' hash.
+    `strength` below 1 runs `model` interpolated with `strength_base` (a PSNR-oriented model of
+    the same architecture): every weight (1 - strength) * base + strength * model
+    (`models.interpolate`); every backend then loads that blend as a weights file, so the ncnn
+    backend (ncnn files only) refuses it.
     """
 
     model: str | os.PathLike = DEFAULT_MODEL
@@ -52,8 +60,15 @@ class UpscalerSettings:
     engine: str | os.PathLike | None = None
     rebuild_engine: bool = False
     cuda_graph: bool = False
+    strength: float = 1.0
+    strength_base: str | os.PathLike = DEFAULT_STRENGTH_BASE
 
     def __post_init__(self) -> None:
+        if not 0 <= self.strength <= 1:  # also false for nan
+            raise RealSRError(f"--strength must be from 0 to 1, got {self.strength}")
+        if self.strength < 1 and (self.onnx is not None or self.engine is not None):
+            raise RealSRError("--strength blends model weights, but a given --onnx graph or --engine has "
+                              "its weights built in; drop --onnx/--engine (the blend is exported once and cached)")
         if self.tile is not None and self.tile < 1:
             raise RealSRError(f"tile must be a positive number of pixels (or None), got {self.tile}")
         if self.tile_pad < 0:
@@ -84,13 +99,39 @@ class TileRunner:
         """The tile side to use when `tile` is asked for (None: chosen per image from memory)."""
         return tile
 
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes the runner holds between calls (its weights) where tiles are budgeted."""
+        return 0
+
+    def release(self) -> None:
+        """Free what the runner keeps for the next call when it is large (called after each image)."""
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
 
 def load_runner(settings: UpscalerSettings, device: torch.device) -> TileRunner:
     """The runner of `settings.backend` on `device` (its module imported now)."""
+    settings = with_strength_applied(settings)
     return importlib.import_module(BACKENDS[settings.backend]).load_runner(settings, device)
+
+
+def with_strength_applied(settings: UpscalerSettings) -> UpscalerSettings:
+    """`settings` whose model is the blend that `strength` asks for, and strength 1.
+
+    Strength 1 changes nothing (the base is never fetched); 0 is the base model itself; between,
+    the blended weights file (`models.interpolate.blended_model_file`, cached)."""
+    if settings.strength >= 1:
+        return settings
+    if settings.backend == "ncnn" and settings.strength > 0:
+        raise RealSRError(f"--strength {settings.strength:g} needs blended weights, which the ncnn backend "
+                          "cannot load (it runs ncnn files only); use --backend torch or onnx")
+    from realsr_fast.models.interpolate import blended_model_file
+
+    model = settings.strength_base if settings.strength == 0 else blended_model_file(
+        settings.model, settings.strength_base, settings.strength)
+    return replace(settings, model=model, strength=1.0)
 
 
 def cache_file(kind: str, name: str) -> Path:

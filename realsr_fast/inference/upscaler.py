@@ -16,10 +16,11 @@ import torch
 from realsr_fast.device import resolve_device
 from realsr_fast.errors import RealSRError
 from realsr_fast.inference.backends import UpscalerSettings, load_runner
+from realsr_fast.inference.output_size import resize_output
 from realsr_fast.io import image_to_tensor, tensor_to_image
 from realsr_fast.models import DEFAULT_MODEL
 from realsr_fast.tiling import DEFAULT_TILE_PAD
-from realsr_fast.tiling.tile_size import auto_tile
+from realsr_fast.tiling.tile_size import auto_tile, bytes_per_pixel
 from realsr_fast.tiling.tiler import check_batch, upscale_tiled_retrying
 
 Progress = Callable[[int, int], None]
@@ -56,17 +57,36 @@ class Upscaler:
         return auto_tile(batch, height, width, self.tile_pad, self.device, self._runner.itemsize,
                          self._runner.nf, self.scale)
 
+    def planned_bytes(self, batch: int, height: int, width: int) -> int:
+        """The memory this upscaler is planned to use on its device for a (batch, 3, height, width)
+        input: the weights it holds plus the peak of its largest tile (core and context pad)."""
+        tile = self.tile_size(batch, height, width)
+        tile_h, tile_w = (height, width) if tile is None else (min(height, tile + 2 * self.tile_pad),
+                                                                min(width, tile + 2 * self.tile_pad))
+        per_pixel = bytes_per_pixel(self._runner.nf, self.scale, self._runner.itemsize)
+        return self._runner.resident_bytes + batch * tile_h * tile_w * per_pixel
+
     def upscale_tensor(self, x: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
         """x (B, 3, H, W) float in [0, 1] (any device) -> (B, 3, scale*H, scale*W) float32 in
-        [0, 1] on the CPU. progress(done_tiles, total_tiles) is called after each tile."""
+        [0, 1] on the CPU. progress(done_tiles, total_tiles) is called after each tile.
+
+        Safe to call from several threads at once (each call has its own buffers); between calls
+        the upscaler holds its weights and at most small buffers (`TileRunner.release`)."""
         check_batch(x)
         tile = self.tile_size(x.shape[0], x.shape[2], x.shape[3])
-        return upscale_tiled_retrying(x, self._runner, self.scale, tile, self.tile_pad, self.device,
-                                      progress)
+        try:
+            return upscale_tiled_retrying(x, self._runner, self.scale, tile, self.tile_pad, self.device,
+                                          progress)
+        finally:
+            self._runner.release()
 
     def upscale_image(self, image: np.ndarray, dtype: type[np.integer] | np.dtype | None = None,
-                      progress: Progress | None = None) -> np.ndarray:
+                      progress: Progress | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
         """Upscale an `(H, W, C)` uint8/uint16 image to `(s*H, s*W, C)` of `dtype` (default: same).
+
+        With `size` (out_h, out_w) the model's output is then resized to exactly that size
+        (`inference.output_size.resize_output`: antialiased bicubic in linear light);
+        `OutputSize(...).pixels(H, W, self.scale)` turns --outscale / --width / --height into one.
 
         Grey (C 1 or 2) runs the model on grey replicated to RGB and keeps the mean of the three
         output channels, so grey stays grey. Alpha (C 2 or 4) is upscaled bicubically, not by the
@@ -84,6 +104,8 @@ class Upscaler:
             alpha = torch.nn.functional.interpolate(x[:, -1:], size=y.shape[2:], mode="bicubic",
                                                     align_corners=False)
             y = torch.cat([y, alpha], dim=1)
+        if size is not None:
+            y = resize_output(y, size, alpha=channels in (2, 4))
         return tensor_to_image(y, image.dtype if dtype is None else dtype)
 
     def __call__(self, image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
