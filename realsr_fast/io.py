@@ -17,6 +17,9 @@ import contextlib
 import json
 import os
 import secrets
+import struct
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Iterator, Sequence
 
@@ -28,9 +31,12 @@ from realsr_fast.errors import RealSRError
 if TYPE_CHECKING:
     import torch
 
+# HEIC/HEIF (and AVIF where Pillow lacks it) are read through the optional pillow-heif package.
+HEIF_SUFFIXES: frozenset[str] = frozenset({".heic", ".heif", ".avif"})
+
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
-)
+) | HEIF_SUFFIXES
 
 # Suffixes whose formats store 16 bits per channel (others get 8-bit images).
 SIXTEEN_BIT_SUFFIXES: frozenset[str] = frozenset({".png", ".tif", ".tiff"})
@@ -41,10 +47,13 @@ _FORMAT_BY_SUFFIX = {
     ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
 }
 _ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
+#: JPEG and WebP quality when none is given (`write_image(quality=)`, `realsr upscale --quality`).
+DEFAULT_QUALITY = 95
+_QUALITY_FORMATS = {"JPEG", "WEBP"}
 _SAVE_OPTIONS = {
     # 4:4:4 chroma: subsampling would halve the colour resolution we just quadrupled.
-    "JPEG": {"quality": 95, "subsampling": 0},
-    "WEBP": {"quality": 95},
+    "JPEG": {"quality": DEFAULT_QUALITY, "subsampling": 0},
+    "WEBP": {"quality": DEFAULT_QUALITY},
     "TIFF": {"compression": "tiff_deflate"},
     "PNG": {},
     "BMP": {},
@@ -106,6 +115,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise RealSRError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if size == 0:
         raise RealSRError(f"{path}: empty file (0 bytes), not an image")
+    _register_heif_for(path)
     try:
         with Image.open(path) as im:
             sixteen_bit_colour = _is_16bit_colour(im)  # before getexif, which may decode a PNG
@@ -121,13 +131,32 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise RealSRError(f"{path}: too large to read safely ({exc})") from None
     except Image.UnidentifiedImageError:
         raise RealSRError(
-            f"{path}: not an image, or not a format we read (PNG, JPEG, WebP, TIFF, BMP)"
+            f"{path}: not an image, or not a format we read (PNG, JPEG, WebP, TIFF, BMP, HEIC/AVIF)"
         ) from None
     except Exception as exc:  # Pillow raises many types for bad data: OSError, SyntaxError, ...
         raise RealSRError(
             f"{path}: cannot decode the image, is it truncated or corrupt? ({exc})"
         ) from None
     return _apply_exif_orientation(array, orientation)
+
+
+def _register_heif_for(path: Path) -> None:
+    """Teach Pillow HEIC/HEIF (and AVIF, when Pillow has no AVIF of its own) through pillow-heif."""
+    suffix = path.suffix.lower()
+    if suffix not in HEIF_SUFFIXES:
+        return
+    from PIL import features
+
+    if suffix == ".avif" and features.check("avif"):
+        return
+    try:
+        import pillow_heif
+    except ImportError:
+        raise RealSRError(f"{path}: {suffix[1:].upper()} images need the pillow-heif package, which is not "
+                          "installed: pip install 'realsr_fast[heif]'") from None
+    pillow_heif.register_heif_opener()
+    if suffix == ".avif" and hasattr(pillow_heif, "register_avif_opener"):
+        pillow_heif.register_avif_opener()
 
 
 def _is_16bit_colour(im: Image.Image) -> bool:
@@ -217,15 +246,24 @@ def _apply_exif_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(oriented)
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+def write_image(path: str | os.PathLike, image: np.ndarray, metadata: ImageMetadata | None = None,
+                quality: int | None = None) -> None:
     """Write an `(H, W, C)` uint8/uint16 array, format from the suffix, atomically.
 
     Parent folders are created. 16-bit images need PNG or TIFF; images with alpha need PNG,
     TIFF or WebP; anything else raises RealSRError rather than dropping data. WebP has no grey
-    mode, so grey is stored as RGB there. JPEG and WebP are written at quality 95.
+    mode, so grey is stored as RGB there. JPEG and WebP are written at `quality` (1-100,
+    default `DEFAULT_QUALITY`, 95; other formats are lossless and ignore it).
+
+    `metadata` (see `read_metadata`) is written as the format allows: EXIF, ICC profile, XMP and
+    DPI in PNG, JPEG, WebP (no DPI field: the EXIF resolution carries it) and TIFF; BMP keeps
+    none. 16-bit colour TIFF (written by OpenCV) keeps none either; 16-bit PNG keeps all. An ICC
+    profile for another colour space than the one written (an RGB profile on grey, CMYK) is left out.
     """
     path = Path(path)
     fmt = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    if quality is not None and not (isinstance(quality, (int, np.integer)) and 1 <= quality <= 100):
+        raise RealSRError(f"--quality must be a whole number from 1 to 100, got {quality}")
     if fmt is None:
         raise RealSRError(
             f"{path}: unknown image suffix {path.suffix!r}; use one of {sorted(_FORMAT_BY_SUFFIX)}"
@@ -240,10 +278,16 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
         raise RealSRError(
             f"{path}: {fmt} cannot store an alpha channel; write it as .png, .tif or .webp"
         )
+    metadata = (metadata or ImageMetadata()).fitting(channels, fmt)
     if image.dtype == np.uint16 and channels > 1:
         data = _encode_with_opencv(image, path.suffix.lower())
+        if fmt == "PNG":
+            data = _png_with_metadata(data, metadata)
     else:
         data = None
+    options = dict(_SAVE_OPTIONS[fmt])
+    if quality is not None and fmt in _QUALITY_FORMATS:
+        options["quality"] = int(quality)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as file:
@@ -252,7 +296,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
             else:
                 pixels = image[..., 0] if channels == 1 else image
                 pil = Image.fromarray(np.ascontiguousarray(pixels))
-                pil.save(file, format=fmt, **_SAVE_OPTIONS[fmt])
+                pil.save(file, format=fmt, **options, **metadata.save_options(fmt))
     except OSError as exc:
         raise RealSRError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
@@ -274,6 +318,176 @@ def _encode_with_opencv(image: np.ndarray, suffix: str) -> bytes:
     if not ok:
         raise RealSRError(f"OpenCV could not encode a 16-bit {suffix} image of shape {image.shape}")
     return buffer.tobytes()
+
+
+# Metadata ---------------------------------------------------------------------------------------
+
+_XMP_PNG_KEY = "XML:com.adobe.xmp"
+_TIFF_XMP_TAG, _TIFF_ICC_TAG = 700, 34675
+_EXIF_IFD, _X_RESOLUTION, _Y_RESOLUTION = 0x8769, 282, 283
+_PIXEL_X_DIMENSION, _PIXEL_Y_DIMENSION = 0xA002, 0xA003
+_SUB_IFDS = frozenset({_EXIF_IFD, 0x8825, 0xA005})  # EXIF, GPS, interoperability
+# Tags that describe how a TIFF stores its pixels; a TIFF's own IFD is its EXIF, and these must
+# not travel to another file (the writer sets its own).
+_TIFF_LAYOUT_TAGS = frozenset({
+    254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325,
+    330, 338, 339, 513, 514, 530, 531, 532, _TIFF_XMP_TAG, _TIFF_ICC_TAG,
+})
+_ICC_SPACES = {1: b"GRAY", 2: b"GRAY", 3: b"RGB ", 4: b"RGB "}
+
+
+@dataclass(frozen=True)
+class ImageMetadata:
+    """What a photo carries besides its pixels, for the upscaled copy (`read_metadata`).
+
+    `exif`: the EXIF block (Pillow's form: 'Exif\\0\\0' and a TIFF structure), its orientation
+    already 1 (`read_image` turns the pixels); `icc_profile`: the ICC colour profile, copied byte
+    for byte (a Display-P3 or Adobe RGB photo stays one); `xmp`: the XMP packet; `dpi`: (x, y)
+    pixels per inch of the image as shown. All None: nothing to keep.
+    """
+
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
+    xmp: bytes | None = None
+    dpi: tuple[float, float] | None = None
+
+    def resized(self, in_size: tuple[int, int], out_size: tuple[int, int]) -> ImageMetadata:
+        """For the image resized from `in_size` to `out_size` (height, width): DPI and the EXIF
+        resolution multiplied by each axis' factor (the print size stays), the EXIF pixel size set."""
+        fy, fx = out_size[0] / in_size[0], out_size[1] / in_size[1]
+        dpi = None if self.dpi is None else (self.dpi[0] * fx, self.dpi[1] * fy)
+        exif = None
+        if self.exif is not None:
+            tags = _load_exif(self.exif)
+            for tag, factor in ((_X_RESOLUTION, fx), (_Y_RESOLUTION, fy)):
+                if tag in tags:
+                    tags[tag] = _rational(float(tags[tag]) * factor)
+            sub = tags.get_ifd(_EXIF_IFD)
+            if sub:
+                sub[_PIXEL_X_DIMENSION], sub[_PIXEL_Y_DIMENSION] = int(out_size[1]), int(out_size[0])
+            exif = tags.tobytes()
+        return ImageMetadata(exif, self.icc_profile, self.xmp, dpi)
+
+    def fitting(self, channels: int, fmt: str) -> ImageMetadata:
+        """Without an ICC profile whose colour space is not the one written (grey, or RGB for
+        colour and for WebP, which stores grey as RGB)."""
+        if self.icc_profile is None:
+            return self
+        space = b"RGB " if fmt == "WEBP" else _ICC_SPACES[channels]
+        if self.icc_profile[16:20] == space:
+            return self
+        return ImageMetadata(self.exif, None, self.xmp, self.dpi)
+
+    def save_options(self, fmt: str) -> dict[str, object]:
+        """Pillow `save` keyword arguments that write this metadata in format `fmt`."""
+        options: dict[str, object] = {}
+        if fmt == "BMP":
+            return options
+        if self.icc_profile is not None:
+            options["icc_profile"] = self.icc_profile
+        if self.dpi is not None and fmt != "WEBP":
+            options["dpi"] = self.dpi
+        if fmt == "TIFF":
+            # A TIFF's EXIF is its own IFD: the tags and XMP go there. libtiff, which writes the
+            # deflate compression, cannot write sub-IFDs: the EXIF (exposure, date taken) and GPS
+            # ones are left out of TIFFs.
+            tags = _load_exif(self.exif) if self.exif is not None else Image.Exif()
+            for sub_ifd in _SUB_IFDS & set(tags):
+                del tags[sub_ifd]
+            if self.xmp is not None:
+                tags[_TIFF_XMP_TAG] = self.xmp
+            if len(tags):
+                options["exif"] = tags
+            return options
+        if self.exif is not None:
+            options["exif"] = self.exif
+        if self.xmp is not None and fmt == "PNG":
+            from PIL.PngImagePlugin import PngInfo
+
+            info = PngInfo()
+            info.add_itxt(_XMP_PNG_KEY, self.xmp.decode("utf-8", "replace"))
+            options["pnginfo"] = info
+        elif self.xmp is not None:
+            options["xmp"] = self.xmp
+        return options
+
+
+def _load_exif(data: bytes) -> Image.Exif:
+    exif = Image.Exif()
+    exif.load(data)
+    return exif
+
+
+def _rational(value: float):
+    from fractions import Fraction
+
+    from PIL.TiffImagePlugin import IFDRational
+
+    fraction = Fraction(value).limit_denominator(1 << 16)
+    return IFDRational(fraction.numerator, fraction.denominator)
+
+
+def read_metadata(path: str | os.PathLike) -> ImageMetadata:
+    """The EXIF, ICC profile, XMP and DPI of an image file, for the image as shown.
+
+    The EXIF orientation becomes 1 (normal) because `read_image` has already turned the pixels,
+    and for a quarter turn the x and y resolutions swap. TIFF layout tags are dropped (the TIFF
+    IFD is its EXIF). Unreadable metadata is left out rather than failing the image.
+    """
+    path = Path(path)
+    _register_heif_for(path)
+    try:
+        with Image.open(path) as im:
+            info = im.info
+            exif = im.getexif()
+            orientation = exif.get(_EXIF_ORIENTATION_TAG, 1)
+            icc = info.get("icc_profile") or None
+            xmp = info.get("xmp") or info.get(_XMP_PNG_KEY)
+            if xmp is None and im.format == "TIFF":
+                xmp = im.tag_v2.get(_TIFF_XMP_TAG)
+            dpi = info.get("dpi")
+            if im.format == "TIFF":
+                exif.get_ifd(_EXIF_IFD)
+                for tag in _TIFF_LAYOUT_TAGS & set(exif):
+                    del exif[tag]
+    except Exception:  # read_image reports a broken file; metadata is best effort
+        return ImageMetadata()
+    transposed = orientation in (5, 6, 7, 8)
+    if _EXIF_ORIENTATION_TAG in exif:
+        exif[_EXIF_ORIENTATION_TAG] = 1
+    if transposed:
+        x, y = exif.get(_X_RESOLUTION), exif.get(_Y_RESOLUTION)
+        if x is not None and y is not None:
+            exif[_X_RESOLUTION], exif[_Y_RESOLUTION] = y, x
+        if dpi is not None:
+            dpi = (dpi[1], dpi[0])
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    elif isinstance(xmp, tuple):  # a TIFF BYTE array
+        xmp = bytes(xmp)
+    exif_bytes = exif.tobytes() if len(exif) else None
+    dpi = (float(dpi[0]), float(dpi[1])) if dpi and dpi[0] and dpi[1] else None
+    return ImageMetadata(exif_bytes, icc, xmp or None, dpi)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_with_metadata(png: bytes, metadata: ImageMetadata) -> bytes:
+    """Insert iCCP, eXIf, pHYs and XMP (iTXt) chunks right after a PNG's IHDR (for OpenCV's PNGs)."""
+    chunks = []
+    if metadata.icc_profile is not None:
+        chunks.append(_png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(metadata.icc_profile)))
+    if metadata.exif is not None:
+        chunks.append(_png_chunk(b"eXIf", metadata.exif.removeprefix(b"Exif\0\0")))
+    if metadata.dpi is not None:
+        per_metre = [max(1, round(d / 0.0254)) for d in metadata.dpi]
+        chunks.append(_png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1)))
+    if metadata.xmp is not None:
+        chunks.append(_png_chunk(b"iTXt", _XMP_PNG_KEY.encode() + b"\0\0\0\0\0" + metadata.xmp))
+    end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length + type, its 13 bytes, CRC
+    return png[:end_of_ihdr] + b"".join(chunks) + png[end_of_ihdr:]
 
 
 def write_json(path: str | os.PathLike, content: object) -> None:
