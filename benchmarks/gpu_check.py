@@ -25,10 +25,17 @@ stage does not stop the others:
 Writes ``gpu_check.json`` and ``gpu_check.md`` (a table) into ``--out`` (default
 benchmarks/results/, dry run: a temporary folder unless given). Exit status 1 if a stage failed.
 The package's entry points it uses are gathered in ``_api()`` (other modules move in refactors).
+
+Which realsr_fast it checks (``use_package``, named in the report as ``package``): this checkout's
+when its ``realsr_fast/`` holds the compiled ops (an editable install, or the build stage's in-place
+build), else the installed one (``pip install .`` compiles into site-packages and leaves the source
+tree without ``_C``, and the source tree is then kept off ``sys.path`` so that it cannot shadow it).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
+import importlib.util
 import json
 import math
 import os
@@ -49,6 +56,45 @@ SKIPPED, OK, FAILED = "skipped", "ok", "failed"
 
 class Skip(Exception):
     """A stage that cannot run here; its message says why."""
+
+
+def _has_compiled_ops(package: Path) -> bool:
+    """Whether the package folder `package` holds the extension (``_C`` with an extension suffix)."""
+    return any((package / f"_C{suffix}").is_file() for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def _same_folder(entry: str, folder: Path) -> bool:
+    try:
+        return Path(entry or ".").resolve() == folder
+    except OSError:
+        return False
+
+
+def use_package() -> Path:
+    """Makes ``import realsr_fast`` load a package that has the compiled ops; returns its folder.
+
+    This checkout's when its ``realsr_fast/`` has ``_C`` (put first on ``sys.path``); else the
+    installed package, with every ``sys.path`` entry naming the checkout removed (``''`` and the
+    current folder included when it is the checkout). A package already imported is kept.
+
+    Raises:
+        SystemExit: neither this checkout nor an installed realsr_fast has the compiled ops.
+    """
+    loaded = sys.modules.get("realsr_fast")
+    if loaded is not None and loaded.__file__:
+        return Path(loaded.__file__).resolve().parent
+    source = ROOT / "realsr_fast"
+    if _has_compiled_ops(source):
+        sys.path.insert(0, str(ROOT))
+        return source
+    sys.path[:] = [entry for entry in sys.path if not _same_folder(entry, ROOT)]
+    spec = importlib.util.find_spec("realsr_fast")
+    installed = Path(spec.origin).resolve().parent if spec is not None and spec.origin else None
+    if installed is None or not _has_compiled_ops(installed):
+        found = f"the installed one ({installed}) has none either" if installed else "none is installed"
+        raise SystemExit(f"gpu_check: {source} has no compiled ops (_C) and {found}; build them with "
+                         "`pip install --no-build-isolation -e .` (or `pip install --no-build-isolation .`)")
+    return installed
 
 
 def _api():
@@ -134,10 +180,17 @@ def stage_build(ctx) -> dict:
 
 
 def stage_cuda_tests(ctx) -> dict:
-    files = OP_TEST_FILES if ctx.dry_run else ["tests/"]
-    command = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *files]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    files = [str(ROOT / path) for path in (OP_TEST_FILES if ctx.dry_run else ["tests/"])]
+    command = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
+               "-c", str(ROOT / "pyproject.toml"), *files]
+    env = dict(os.environ)
+    if ctx.package == ROOT / "realsr_fast":
+        env["PYTHONPATH"] = str(ROOT)
+    else:  # the installed package: pytest must not put the checkout (conftest.py's folder) on sys.path
+        command.insert(command.index("-q"), "--import-mode=importlib")
+    # cwd: a folder without a realsr_fast/ (`python -m` puts the working folder first on sys.path)
+    result = subprocess.run(command, cwd=ctx.scratch, capture_output=True, text=True, timeout=240, check=False,
+                            env=env)
     summary = (result.stdout.strip().splitlines() or [""])[-1]
     if result.returncode not in (0, 5):  # 5: nothing collected
         raise RuntimeError(f"cuda tests failed: {summary}\n{result.stdout[-3000:]}")
@@ -398,8 +451,10 @@ def run(dry_run: bool, out: Path, build: bool = True, only: list[str] | None = N
         raise SystemExit("gpu_check: no CUDA GPU is visible; run with --dry-run to exercise it on the CPU")
     start = time.perf_counter()
     command, build_result, build_error = ([], None, "") if dry_run or not build else _build_for_this_gpu()
+    package = use_package()  # after the build, which compiles into this checkout
+    print(f"gpu_check: checking realsr_fast from {package}", file=sys.stderr, flush=True)
     arch = "<major.minor of the GPU>"
-    ctx = argparse.Namespace(dry_run=dry_run, device="cpu" if dry_run else "cuda", build_result=build_result,
+    ctx = argparse.Namespace(dry_run=dry_run, device="cpu" if dry_run else "cuda", build_result=build_result, package=package,
                              build_command=f"TORCH_CUDA_ARCH_LIST={arch} REALSR_FAST_CUDA=1 python setup.py build_ext --inplace")
     stages = {}
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as scratch:
@@ -421,7 +476,7 @@ def run(dry_run: bool, out: Path, build: bool = True, only: list[str] | None = N
             print(f"gpu_check: {name} {stages[name]['status']} in {stages[name]['seconds']:.1f} s", file=sys.stderr, flush=True)
             # Written after every stage, so a run stopped by a time limit still leaves its numbers.
             report = dict(dry_run=dry_run, date=time.strftime("%Y-%m-%d %H:%M:%S"), torch=torch.__version__,
-                          device_name="CPU" if dry_run else torch.cuda.get_device_name(0),
+                          device_name="CPU" if dry_run else torch.cuda.get_device_name(0), package=str(package),
                           build_command=" ".join(command) or ctx.build_command, stages=stages,
                           total_s=time.perf_counter() - start)
             _write_report(out, report)
@@ -443,7 +498,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="run this stage (repeatable; the build stage always runs), e.g. --only ops after a kernel change")
     args = parser.parse_args(argv)
     out = args.out or (Path(tempfile.mkdtemp(prefix="gpu_check_out_")) if args.dry_run else ROOT / "benchmarks" / "results")
-    sys.path.insert(0, str(ROOT))
     report = run(args.dry_run, out, build=not args.no_build, only=args.only)
     print((out / "gpu_check.md").read_text())
     print(f"gpu_check: wrote {out / 'gpu_check.json'}")

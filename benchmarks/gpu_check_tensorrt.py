@@ -261,5 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
+    from gpu_check import use_package  # run as a script, this folder is first on sys.path
+
+    use_package()  # this checkout's realsr_fast if it has the compiled ops, else the installed one
     sys.exit(main())
