@@ -7,7 +7,11 @@ Rules:
 - OUTPUT is a file when there is one input file and OUTPUT has an image suffix; otherwise a
   folder (created). Files from an input folder keep their sub-folder under OUTPUT.
 - The output keeps the input's stem; its format is `fmt` if given, else JPEG stays JPEG, lossy
-  WebP stays WebP and lossless inputs (PNG, TIFF, BMP, lossless WebP) become PNG.
+  WebP stays WebP, HEIC/HEIF/AVIF become JPEG and lossless inputs (PNG, TIFF, BMP, lossless
+  WebP) become PNG.
+- `size` (an `OutputSize`: --outscale, --width, --height) sets each output's size; default the
+  model's x4. The input's EXIF (orientation 1), ICC profile, XMP and DPI (scaled by the factor)
+  are kept unless `strip_metadata`; `quality` is that of JPEG and WebP outputs.
 - An output that already exists is skipped (outputs are written atomically, so an existing one
   is complete: re-running a stopped batch resumes it); `overwrite=True` redoes it.
 - A plan that would write onto an input file, or two inputs onto one output, is refused before
@@ -33,7 +37,16 @@ from tqdm import tqdm
 from realsr_fast.batch import BatchReport
 from realsr_fast.errors import RealSRError
 from realsr_fast.inference.backends import UpscalerSettings
-from realsr_fast.io import IMAGE_SUFFIXES, SIXTEEN_BIT_SUFFIXES, list_images, read_image, write_image
+from realsr_fast.inference.output_size import OutputSize
+from realsr_fast.io import (
+    HEIF_SUFFIXES,
+    IMAGE_SUFFIXES,
+    SIXTEEN_BIT_SUFFIXES,
+    list_images,
+    read_image,
+    read_metadata,
+    write_image,
+)
 
 if TYPE_CHECKING:
     from realsr_fast.inference.upscaler import Upscaler
@@ -137,6 +150,8 @@ def _output_suffix(source: Path, fmt: str | None) -> str:
         return OUTPUT_FORMATS[fmt]
     if source.suffix.lower() in _LOSSY_SUFFIXES or _is_lossy_webp(source):
         return source.suffix
+    if source.suffix.lower() in HEIF_SUFFIXES:
+        return ".jpg"
     return ".png"
 
 
@@ -194,6 +209,10 @@ def upscale_files(
     fmt: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    size: OutputSize | None = None,
+    quality: int | None = None,
+    strip_metadata: bool = False,
+    shard: tuple[int, int] = (0, 1),
     **upscaler: object,
 ) -> UpscaleReport:
     """Upscale every image of `inputs` into `output` (see the module docstring for the rules).
@@ -205,10 +224,14 @@ def upscale_files(
     `report.failed` with a message naming them; the other images are still done.
     """
     settings = UpscalerSettings(**upscaler)
+    if quality is not None and not (int(quality) == quality and 1 <= quality <= 100):
+        raise RealSRError(f"--quality must be a whole number from 1 to 100, got {quality}")
+    writing = _Writing(size or OutputSize(), None if quality is None else int(quality), strip_metadata)
     start = time.perf_counter()
     report = UpscaleReport()
     jobs = []
-    for job in plan_jobs(inputs, output, recursive, fmt):
+    # shard (rank, world): this process's share of the plan (torchrun, inference/ranks.py).
+    for job in plan_jobs(inputs, output, recursive, fmt)[shard[0]::shard[1]]:
         if job.target.exists() and not overwrite:
             report.skipped.append(job.target)
         else:
@@ -217,7 +240,7 @@ def upscale_files(
         tqdm.write(f"skipping {len(report.skipped)} image(s) whose output exists "
                    "(--overwrite redoes them)", file=sys.stderr)
     if jobs:
-        _run_jobs(lambda: _load_upscaler(settings, progress), jobs, report, progress)
+        _run_jobs(lambda: _load_upscaler(settings, progress), jobs, report, progress, writing)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -232,8 +255,31 @@ def _load_upscaler(settings: UpscalerSettings, progress: bool) -> Upscaler:
     return upscaler
 
 
+@dataclass(frozen=True)
+class _Writing:
+    """How each output is sized and written (upscale_files' size, quality, strip_metadata)."""
+
+    size: OutputSize = OutputSize()
+    quality: int | None = None
+    strip_metadata: bool = False
+
+
+def _upscale_one(upscaler: Upscaler, job: Job, image: np.ndarray, writing: _Writing, tiles: Callable) -> None:
+    """Upscale `image` (read from job.source) to its size and write it with the source's metadata."""
+    dtype = image.dtype if job.target.suffix.lower() in SIXTEEN_BIT_SUFFIXES else np.uint8
+    if writing.size.is_model_scale:
+        out = upscaler.upscale_image(image, dtype, tiles)
+    else:
+        size = writing.size.pixels(image.shape[0], image.shape[1], upscaler.scale)
+        out = upscaler.upscale_image(image, dtype, tiles, size=size)
+    metadata = None
+    if not writing.strip_metadata:
+        metadata = read_metadata(job.source).resized(image.shape[:2], out.shape[:2])
+    write_image(job.target, out, metadata, writing.quality)
+
+
 def _run_jobs(load_upscaler: Callable[[], Upscaler], jobs: list[Job], report: UpscaleReport,
-              progress: bool) -> None:
+              progress: bool, writing: _Writing = _Writing()) -> None:
     """Run the jobs; the model is loaded at the first image that reads, and an error loading it
     (no file's fault) stops the batch, while an error reading or writing one file does not."""
     upscaler = None
@@ -247,10 +293,9 @@ def _run_jobs(load_upscaler: Callable[[], Upscaler], jobs: list[Job], report: Up
             _record_failure(report, job, exc, progress)
             continue
         upscaler = upscaler or load_upscaler()
-        dtype = image.dtype if job.target.suffix.lower() in SIXTEEN_BIT_SUFFIXES else np.uint8
         with _TileBar(enabled=progress) as tiles:
             try:
-                write_image(job.target, upscaler.upscale_image(image, dtype, tiles))
+                _upscale_one(upscaler, job, image, writing, tiles)
             except RealSRError as exc:
                 _record_failure(report, job, exc, progress)
             else:
