@@ -125,6 +125,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                 array = _decode_with_opencv(path)
             else:
                 array = _pil_to_array(im)
+                if im.format == "TIFF":
+                    orientation = 1  # Pillow turns a TIFF by its orientation tag as it loads it
     except (RealSRError, MemoryError):
         raise
     except Image.DecompressionBombError as exc:
@@ -324,7 +326,7 @@ def _encode_with_opencv(image: np.ndarray, suffix: str) -> bytes:
 
 _XMP_PNG_KEY = "XML:com.adobe.xmp"
 _TIFF_XMP_TAG, _TIFF_ICC_TAG = 700, 34675
-_EXIF_IFD, _X_RESOLUTION, _Y_RESOLUTION = 0x8769, 282, 283
+_EXIF_IFD, _X_RESOLUTION, _Y_RESOLUTION, _RESOLUTION_UNIT = 0x8769, 282, 283, 296
 _PIXEL_X_DIMENSION, _PIXEL_Y_DIMENSION = 0xA002, 0xA003
 _SUB_IFDS = frozenset({_EXIF_IFD, 0x8825, 0xA005})  # EXIF, GPS, interoperability
 # Tags that describe how a TIFF stores its pixels; a TIFF's own IFD is its EXIF, and these must
@@ -466,6 +468,10 @@ def read_metadata(path: str | os.PathLike) -> ImageMetadata:
     elif isinstance(xmp, tuple):  # a TIFF BYTE array
         xmp = bytes(xmp)
     exif_bytes = exif.tobytes() if len(exif) else None
+    if not dpi and _X_RESOLUTION in exif and _Y_RESOLUTION in exif:  # WebP, HEIC: only the EXIF's
+        per_inch = {2: 1.0, 3: 2.54}.get(exif.get(_RESOLUTION_UNIT, 2))
+        if per_inch is not None:
+            dpi = (float(exif[_X_RESOLUTION]) * per_inch, float(exif[_Y_RESOLUTION]) * per_inch)
     dpi = (float(dpi[0]), float(dpi[1])) if dpi and dpi[0] and dpi[1] else None
     return ImageMetadata(exif_bytes, icc, xmp or None, dpi)
 
