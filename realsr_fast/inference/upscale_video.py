@@ -462,7 +462,7 @@ class _Transcoder:
                     pass
         self.rgb_output = av.VideoFormat(encoder.pix_fmt).is_rgb
         matrix = _display_matrix(frame)
-        if matrix is not None:
+        if matrix is not None and hasattr(encoder, "set_display_matrix"):  # not in older PyAV
             encoder.set_display_matrix(matrix)
         for stream in self.copied:
             try:

@@ -1,0 +1,70 @@
+"""`torchrun --nproc_per_node 2 -m realsr_fast upscale`: two CPU ranks (gloo for the reports) split
+the plan; the outputs equal one process's, each job is done once, a re-run resumes, and a bad file
+on either rank makes rank 0 exit non-zero with one summary."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from realsr_fast.models.formats import save_safetensors
+from realsr_fast.models.rrdbnet import RRDBNet
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    torch.manual_seed(3)
+    network = RRDBNet(nf=8, nb=1, gc=4).eval()
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_safetensors(path, network.state_dict(), network.config())
+    return path
+
+
+def realsr(*args: object, ranks: int = 0) -> subprocess.CompletedProcess:
+    """`python -m realsr_fast upscale ARGS`, under torchrun with `ranks` processes when > 0."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
+    command = [*(launcher if ranks else [sys.executable]), "-m", "realsr_fast", "upscale", *map(str, args)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_two_ranks_split_the_images_resume_and_report_failures(tmp_path, tiny_model):
+    rng = np.random.default_rng(0)
+    source = tmp_path / "in"
+    (source / "sub").mkdir(parents=True)
+    for i in range(7):
+        Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(source / f"{i}.png")
+    Image.fromarray(rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)).save(source / "sub" / "7.png")
+    options = ["--model", tiny_model, "--device", "cpu", "--backend", "torch", "--recursive"]
+
+    one = realsr(source, "-o", tmp_path / "one", *options)
+    assert one.returncode == 0, one.stderr
+    two = realsr(source, "-o", tmp_path / "two", *options, ranks=2)
+    assert two.returncode == 0, two.stderr
+    assert files(tmp_path / "two") == files(tmp_path / "one") and len(files(tmp_path / "one")) == 8
+    # One summary (rank 0's), counting every rank's images once: none done twice, none skipped.
+    assert two.stdout.count("images upscaled") == 1 and two.stdout.startswith("8 images upscaled")
+    assert "skipped" not in two.stdout
+
+    for name in ("0.png", "5.png", "sub/7.png"):
+        (tmp_path / "two" / name).unlink()
+    (source / "bad.png").write_bytes(b"not an image")  # rank 0 or 1 gets it, depending on the plan
+    again = realsr(source, "-o", tmp_path / "two", *options, ranks=2)
+    assert again.returncode == 1, again.stderr
+    summary = [line for line in again.stderr.splitlines() if "images upscaled" in line]
+    assert len(summary) == 1 and summary[0].startswith("3 images upscaled") and "5 skipped" in summary[0], again.stderr
+    assert "1 failed" in summary[0] and "bad.png: not an image" in again.stderr
+    assert files(tmp_path / "two") == files(tmp_path / "one")
