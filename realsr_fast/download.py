@@ -14,6 +14,11 @@ corrupt download leaves nothing behind.
 Environment:
     REALSR_OFFLINE=1          never download: a missing file is an error naming it and where it goes
     REALSR_WEIGHTS_MIRROR=URL fetch `URL/<file name>` instead of the upstream address (a local mirror)
+
+Release archives (a zip holding an ncnn model's .param and .bin among other files) go through
+`fetch_archive_members`: the archive and each extracted member are hash-checked, and the members
+appear together in their folder by one rename, or not at all. A file whose SHA-256 is not pinned
+(`PretrainedFile.pinned` false) is never downloaded: the error says where to fetch it by hand.
 """
 from __future__ import annotations
 
@@ -21,10 +26,14 @@ import hashlib
 import http.client
 import os
 import re
+import shutil
+import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from tqdm import tqdm
@@ -53,6 +62,11 @@ class PretrainedFile:
     url: str
     what: str
     sha256: str | None = None
+
+    @property
+    def pinned(self) -> bool:
+        """Whether a hash to check the download against is known (a full sha256 or a name prefix)."""
+        return bool(self.sha256) or re.search(r"-([0-9a-f]{8,64})\.[^.]+$", self.name) is not None
 
     @property
     def expected_hash(self) -> str:
@@ -102,6 +116,7 @@ def fetch_pretrained(file: PretrainedFile, *, progress: bool = True) -> Path:
     if target.is_file():
         return target
     by_hand = f"fetch {file.url} on a connected machine and copy it to {target}"
+    _refuse_unpinned(file, by_hand)
     if offline():
         raise RealSRError(f"{file.what} ({file.name}) are not in the torch hub cache and {OFFLINE_ENV} "
                           f"forbids downloading them: {by_hand}")
@@ -114,6 +129,91 @@ def fetch_pretrained(file: PretrainedFile, *, progress: bool = True) -> Path:
                               f"{digest[:16]}..., expected {file.expected_hash[:16]}...; nothing was "
                               f"kept. Try again, or {by_hand}")
     return target
+
+
+def _refuse_unpinned(file: PretrainedFile, by_hand: str) -> None:
+    if not file.pinned:
+        raise RealSRError(f"{file.what} ({file.name}) are not downloaded: this version of realsr_fast has no "
+                          f"SHA-256 pinned for them to check the download against; {by_hand} after checking "
+                          "it yourself, or give its path instead of its name")
+
+
+@dataclass(frozen=True)
+class ArchiveMember:
+    """A file inside a release zip: its path there, the name it gets when extracted, its SHA-256."""
+
+    path: str
+    name: str
+    sha256: str
+
+
+def fetch_archive_members(archive: PretrainedFile, members: Sequence[ArchiveMember], folder: str | os.PathLike,
+                          *, progress: bool = True) -> Path:
+    """`folder` holding `members` of the zip `archive`, downloading and extracting them first when missing.
+
+    The archive is downloaded to a temporary file beside `folder` and checked against its hash,
+    each member is checked against its own SHA-256 while it is extracted into a hidden temporary
+    folder, and that folder is renamed to `folder` in one step; the archive is then deleted. An
+    existing `folder` is complete, as it only ever appears whole.
+
+    Raises:
+        RealSRError: an unpinned archive, offline mode, a failed / cut / corrupt download, a
+            member missing or hashing wrong; nothing is left behind.
+    """
+    folder = Path(folder)
+    if folder.is_dir() and all((folder / member.name).is_file() for member in members):
+        return folder
+    names = ", ".join(member.path for member in members)
+    by_hand = f"fetch {archive.url} on a connected machine and extract {names} into {folder}"
+    _refuse_unpinned(archive, by_hand)
+    if offline():
+        raise RealSRError(f"{archive.what} are not in {folder} and {OFFLINE_ENV} forbids downloading them: {by_hand}")
+    url = _source_url(archive)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as exc:
+        raise RealSRError(f"cannot write in {folder.parent} ({exc.strerror or exc}); set REALSR_FAST_HOME to "
+                          "a writable folder") from None
+    try:
+        zipped = staging / archive.name
+        with open(zipped, "wb") as sink:
+            digest = _download(url, sink, archive, progress)
+        if not digest.startswith(archive.expected_hash):
+            raise RealSRError(f"the download of {archive.name} from {url} is corrupt: its SHA-256 is {digest[:16]}..., "
+                              f"expected {archive.expected_hash[:16]}...; nothing was kept. Try again, or {by_hand}")
+        extracted = staging / "members"
+        extracted.mkdir()
+        _extract_checked(zipped, members, extracted, archive, by_hand)
+        os.replace(extracted, folder)
+    except OSError as exc:
+        raise RealSRError(f"cannot extract {archive.name} into {folder}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _extract_checked(zipped: Path, members: Sequence[ArchiveMember], into: Path, archive: PretrainedFile,
+                     by_hand: str) -> None:
+    """Copy each member out of the zip into `into`, hashing it on the way; RealSRError on a mismatch."""
+    try:
+        with zipfile.ZipFile(zipped) as bundle:
+            for member in members:
+                try:
+                    source = bundle.open(member.path)
+                except KeyError:
+                    raise RealSRError(f"{archive.name} has no {member.path}; it is not the expected release. "
+                                      f"{by_hand[0].upper()}{by_hand[1:]}") from None
+                digest = hashlib.sha256()
+                with source, open(into / member.name, "wb") as sink:
+                    while chunk := source.read(_CHUNK):
+                        digest.update(chunk)
+                        sink.write(chunk)
+                if digest.hexdigest() != member.sha256.lower():
+                    raise RealSRError(f"{member.path} in {archive.name} has SHA-256 {digest.hexdigest()[:16]}..., expected "
+                                      f"{member.sha256[:16]}...; nothing was kept. {by_hand[0].upper()}{by_hand[1:]}")
+    except zipfile.BadZipFile as exc:
+        raise RealSRError(f"{archive.name} is not a readable zip ({exc}); nothing was kept") from None
 
 
 def _source_url(file: PretrainedFile) -> str:

@@ -44,7 +44,7 @@ def ncnn_files(model: str | os.PathLike) -> tuple[Path, Path]:
     from realsr_fast.models.formats import ncnn_pair
 
     if str(model) in zoo.MODELS:
-        return zoo.package_files(zoo.MODELS[str(model)])
+        return zoo.ncnn_files(str(model))
     path = Path(model)
     if path.suffix.lower() not in (".param", ".bin"):
         raise RealSRError(f"the ncnn backend runs ncnn .param/.bin models; {path} is not one "
