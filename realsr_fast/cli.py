@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 from realsr_fast import __version__
-from realsr_fast.errors import RealSRError
+from realsr_fast.errors import RealSRError, UsageError
 
 # Module names under realsr_fast.commands, in the order `--help` lists them.
 VERBS: tuple[str, ...] = ("upscale", "models", "eval", "kernels", "cleanup", "noise", "dataset", "train", "adapt", "demo", "export")
@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"realsr {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
     except RealSRError as exc:
         print(f"realsr {args.verb}: error: {exc}", file=sys.stderr)
         return 1

@@ -92,6 +92,15 @@ def add_prior_argument(parser: argparse.ArgumentParser) -> None:
                         "trained on DIV2KRK-style kernels (KernelGAN-FKP, Liang et al. CVPR 2021)")
 
 
+def check_model(model: str) -> None:
+    """UsageError (exit 2, one line) when `model` is neither a named model nor an existing file."""
+    from realsr_fast.errors import UsageError
+    from realsr_fast.models.zoo import is_model, unknown_model_message
+
+    if not is_model(model):
+        raise UsageError(unknown_model_message(model))
+
+
 def add_model_argument(parser: argparse.ArgumentParser,
                        help: str = "a named model or a weights file (default: %(default)s)") -> None:
     """`--model NAME|PATH`, default the package's default model."""
