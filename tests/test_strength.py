@@ -2,7 +2,8 @@
 
 Two tiny random RRDBNets stand in for esrgan-psnr and df2k: strength 0 and 1 are the two models
 exactly, 0.5 is the numpy interpolation of every weight, the base is never read at strength 1,
-and what cannot work says so in one line."""
+every backend (ncnn through an exported pair) runs the blend, and what cannot work says so in one
+line."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -96,7 +97,7 @@ def test_upscaler_at_0_half_and_1(pair, tmp_path, rng):
     assert list((tmp_path / "cache" / "models").glob("blend-*.safetensors"))  # made once, cached
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx", "tensorrt", "auto"])
+@pytest.mark.parametrize("backend", ["torch", "onnx", "tensorrt", "ncnn", "auto"])
 def test_every_backend_loads_the_blend(pair, backend):
     """The runners all load `settings.model` through models.load_model: the blend is that model."""
     gan, psnr = pair
@@ -108,10 +109,19 @@ def test_every_backend_loads_the_blend(pair, backend):
         np.testing.assert_array_equal(value.numpy(), expected[name])
 
 
+def test_ncnn_runs_the_blend(pair, rng):
+    """The ncnn backend gets the blend as an ncnn pair (fp32 weights): the torch blend's pixels."""
+    pytest.importorskip("ncnn")
+    gan, psnr = pair
+    image = rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    on_ncnn = Upscaler(str(gan), device="cpu", backend="ncnn", strength=0.5, strength_base=str(psnr)).upscale_image(image)
+    on_torch = upscale(image, gan, strength=0.5, strength_base=str(psnr))
+    assert np.abs(on_ncnn.astype(int) - on_torch).max() <= 1
+    assert not np.array_equal(on_torch, upscale(image, gan))
+
+
 def test_what_cannot_blend_says_so(pair, monkeypatch, tmp_path):
     gan, psnr = pair
-    with pytest.raises(RealSRError, match="ncnn backend"):
-        Upscaler(str(gan), device="cpu", backend="ncnn", strength=0.5, strength_base=str(psnr))
     with pytest.raises(RealSRError, match="--onnx"):
         UpscalerSettings(str(gan), backend="onnx", onnx="graph.onnx", strength=0.5)
     with pytest.raises(RealSRError, match="--strength"):

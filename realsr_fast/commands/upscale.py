@@ -41,7 +41,7 @@ colour TIFF: none); --strip-metadata drops them. HEIC/HEIF/AVIF inputs need pill
 --strength S (0..1) blends the GAN model with a PSNR-oriented one of the same architecture
 (network interpolation, every weight (1-S)*base + S*model): 1 is the model alone, lower is
 smoother and more faithful, less invented texture. The base (--strength-base, default
-esrgan-psnr) is fetched on first use; not on the ncnn backend.
+esrgan-psnr) is fetched on first use; every backend runs the blend.
 
 Existing outputs are skipped, so re-running a stopped batch resumes it; --overwrite redoes
 them. Files that cannot be read are reported by name, the others are still upscaled, and the

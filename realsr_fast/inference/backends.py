@@ -46,8 +46,8 @@ class UpscalerSettings:
     built once and kept in the cache folder, named by the weights' hash.
     `strength` below 1 runs `model` interpolated with `strength_base` (a PSNR-oriented model of
     the same architecture): every weight (1 - strength) * base + strength * model
-    (`models.interpolate`); every backend then loads that blend as a weights file, so the ncnn
-    backend (ncnn files only) refuses it.
+    (`models.interpolate`); every backend then loads that blend as a weights file
+    (`with_strength_applied`).
     """
 
     model: str | os.PathLike = DEFAULT_MODEL
@@ -121,17 +121,30 @@ def with_strength_applied(settings: UpscalerSettings) -> UpscalerSettings:
     """`settings` whose model is the blend that `strength` asks for, and strength 1.
 
     Strength 1 changes nothing (the base is never fetched); 0 is the base model itself; between,
-    the blended weights file (`models.interpolate.blended_model_file`, cached)."""
+    the blended weights file (`models.interpolate.blended_model_file`, cached). For backends ncnn
+    and auto (which may pick ncnn) that file is an ncnn pair with fp32 weights, exported once beside
+    the blend: ncnn runs only ncnn files, and every other backend reads them too."""
     if settings.strength >= 1:
         return settings
-    if settings.backend == "ncnn" and settings.strength > 0:
-        raise RealSRError(f"--strength {settings.strength:g} needs blended weights, which the ncnn backend "
-                          "cannot load (it runs ncnn files only); use --backend torch or onnx")
+    if settings.strength == 0:
+        return replace(settings, model=settings.strength_base, strength=1.0)
     from realsr_fast.models.interpolate import blended_model_file
 
-    model = settings.strength_base if settings.strength == 0 else blended_model_file(
-        settings.model, settings.strength_base, settings.strength)
+    model = blended_model_file(settings.model, settings.strength_base, settings.strength)
+    if settings.backend in ("ncnn", "auto"):
+        model = _as_ncnn(model)
     return replace(settings, model=model, strength=1.0)
+
+
+def _as_ncnn(weights: Path) -> Path:
+    """The .param of `weights` exported as an ncnn pair beside it (once; fp32 weights)."""
+    param = weights.with_suffix(".param")
+    if not (param.is_file() and param.with_suffix(".bin").is_file()):  # the .bin is written first
+        from realsr_fast.export.ncnn_export import export_ncnn
+        from realsr_fast.models.loading import load_model
+
+        export_ncnn(load_model(weights), param)
+    return param
 
 
 def cache_file(kind: str, name: str) -> Path:
