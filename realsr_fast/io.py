@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import struct
@@ -298,7 +299,11 @@ def write_image(path: str | os.PathLike, image: np.ndarray, metadata: ImageMetad
             else:
                 pixels = image[..., 0] if channels == 1 else image
                 pil = Image.fromarray(np.ascontiguousarray(pixels))
-                pil.save(file, format=fmt, **options, **metadata.save_options(fmt))
+                try:
+                    pil.save(file, format=fmt, **options, **metadata.save_options(fmt))
+                except (ValueError, TypeError, KeyError, struct.error) as exc:  # odd metadata, not I/O
+                    raise RealSRError(f"{path}: cannot write the input's metadata as {fmt} ({exc}); "
+                                      "--strip-metadata writes the image without it") from None
     except OSError as exc:
         raise RealSRError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
@@ -363,7 +368,11 @@ class ImageMetadata:
             tags = _load_exif(self.exif)
             for tag, factor in ((_X_RESOLUTION, fx), (_Y_RESOLUTION, fy)):
                 if tag in tags:
-                    tags[tag] = _rational(float(tags[tag]) * factor)
+                    value = float(tags[tag]) * factor
+                    if math.isfinite(value) and value > 0:
+                        tags[tag] = _rational(value)
+                    else:  # a broken resolution (0/0) is dropped rather than written
+                        del tags[tag]
             sub = tags.get_ifd(_EXIF_IFD)
             if sub:
                 sub[_PIXEL_X_DIMENSION], sub[_PIXEL_Y_DIMENSION] = int(out_size[1]), int(out_size[0])
