@@ -250,7 +250,10 @@ def _load_upscaler(settings: UpscalerSettings, progress: bool) -> Upscaler:
 
     upscaler = Upscaler(**dataclasses.asdict(settings))
     if progress:
-        tqdm.write(f"upscaling x{upscaler.scale} with {settings.onnx or settings.engine or settings.model} on "
+        model = settings.onnx or settings.engine or settings.model
+        if settings.strength < 1:
+            model = f"{model} at strength {settings.strength:g} over {settings.strength_base}"
+        tqdm.write(f"upscaling x{upscaler.scale} with {model} on "
                    f"{upscaler.device} ({settings.backend}, {upscaler.precision})", file=sys.stderr)
     return upscaler
 
