@@ -15,7 +15,8 @@ from realsr_fast import __version__
 from realsr_fast.errors import RealSRError, UsageError
 
 # Module names under realsr_fast.commands, in the order `--help` lists them.
-VERBS: tuple[str, ...] = ("upscale", "models", "eval", "kernels", "cleanup", "noise", "dataset", "train", "adapt", "demo", "export")
+VERBS: tuple[str, ...] = ("upscale", "compare", "models", "eval", "kernels", "cleanup", "noise", "dataset", "train", "adapt", "demo",
+                         "export")
 
 
 def _verbs_to_load(argv: Sequence[str]) -> tuple[str, ...]:

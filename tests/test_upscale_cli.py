@@ -269,9 +269,18 @@ def test_model_error_stops_the_batch_without_traceback(tmp_path, rng, fake, monk
     monkeypatch.setattr(FakeUpscaler, "__init__", refuse)
     for name in ("a.png", "b.png"):
         save(tmp_path / "in" / name, random_image(rng))
-    assert realsr(tmp_path / "in", "-o", tmp_path / "out", "--model", "nope.pth") == 1
+    (tmp_path / "nope.pth").write_bytes(b"not weights")  # exists, so the early name check lets it through
+    assert realsr(tmp_path / "in", "-o", tmp_path / "out", "--model", tmp_path / "nope.pth") == 1
     err = capsys.readouterr().err
     assert err.count("nope.pth: no such weight file") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_model_name_is_one_line_exit_2_before_any_work(tmp_path, rng, fake, capsys):
+    save(tmp_path / "in" / "a.png", random_image(rng))
+    assert realsr(tmp_path / "in", "-o", tmp_path / "out", "--model", "df3k") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("realsr upscale: error: unknown model 'df3k'") and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 

@@ -57,6 +57,7 @@ from realsr_fast.demo.report import (
     Section,
     bar_chart,
     bullets,
+    busiest_window,
     compare,
     gallery,
     heading,
@@ -307,24 +308,6 @@ def build_pairs(photos: list[Path], out: Path, recipe: str, seed: int) -> list[P
         kernel = "bicubic" if not RECIPES[recipe].kernels else str(kernel_bank.files[int(choices.kernel_index[0])])
         pairs.append(Pair(photo.stem, hr, lr, kernel, noise_bank.files[int(choices.noise_index[0])], (oy, ox)))
     return pairs
-
-
-def busiest_window(image: np.ndarray, side: int, step: int = SCALE) -> tuple[int, int]:
-    """Top-left `(y, x)`, multiples of `step`, of the `side`-square window with the most gradient.
-
-    `image` is `(H, W, 3)` uint8; the gradient is |dx| + |dy| of the channel mean.
-    """
-    grey = image.astype(np.float64).mean(axis=2)
-    energy = np.zeros_like(grey)
-    energy[:, 1:] += np.abs(np.diff(grey, axis=1))
-    energy[1:, :] += np.abs(np.diff(grey, axis=0))
-    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    ys = np.arange(0, image.shape[0] - side + 1, step)
-    xs = np.arange(0, image.shape[1] - side + 1, step)
-    sums = (integral[ys[:, None] + side, xs[None, :] + side] - integral[ys[:, None], xs[None, :] + side]
-            - integral[ys[:, None] + side, xs[None, :]] + integral[ys[:, None], xs[None, :]])
-    row, col = np.unravel_index(int(np.argmax(sums)), sums.shape)
-    return int(ys[row]), int(xs[col])
 
 
 def kernel_image(kernel: np.ndarray) -> np.ndarray:

@@ -180,6 +180,24 @@ class Section:
     body: list[str] = field(default_factory=list)
 
 
+def busiest_window(image: np.ndarray, side: int, step: int = 4) -> tuple[int, int]:
+    """Top-left `(y, x)`, multiples of `step`, of the `side`-square window with the most gradient.
+
+    `image` is `(H, W, 3)` uint8; the gradient is |dx| + |dy| of the channel mean.
+    """
+    grey = image.astype(np.float64).mean(axis=2)
+    energy = np.zeros_like(grey)
+    energy[:, 1:] += np.abs(np.diff(grey, axis=1))
+    energy[1:, :] += np.abs(np.diff(grey, axis=0))
+    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    ys = np.arange(0, image.shape[0] - side + 1, step)
+    xs = np.arange(0, image.shape[1] - side + 1, step)
+    sums = (integral[ys[:, None] + side, xs[None, :] + side] - integral[ys[:, None], xs[None, :] + side]
+            - integral[ys[:, None] + side, xs[None, :]] + integral[ys[:, None], xs[None, :]])
+    row, col = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(ys[row]), int(xs[col])
+
+
 def png_data_uri(image: np.ndarray) -> str:
     """`(H, W)` or `(H, W, 3)` uint8 -> `data:image/png;base64,...`."""
     image = np.asarray(image)
