@@ -11,12 +11,25 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from realsr_fast.cli import main
 from realsr_fast.errors import RealSRError
+from realsr_fast.kernelgan import spectral
 from realsr_fast.kernelgan.estimate import estimate_kernel_folder, estimate_kernels
 from realsr_fast.kernelgan.fallback import training_kernels
-from realsr_fast.kernelgan.spectral import MAX_SIGMA, MIN_SIGMA, BlurFit, estimate_blur, fit_blur, shrunk, tile_periodograms
+from realsr_fast.kernelgan.spectral import (
+    MAX_SIGMA,
+    MIN_SIGMA,
+    BlurFit,
+    estimate_blur,
+    fit_blur,
+    shrunk,
+    tile_periodograms,
+    welch_periodograms,
+)
 from realsr_fast.kernelgan.synthetic import covariance, gaussian_kernel
 from realsr_fast.kernelgan.yardstick import BEST_CONSTANT_SIGMA
 
@@ -143,3 +156,91 @@ def test_untrusted_spectral_estimate_falls_back(tmp_path):
 def test_folder_estimate_needs_one_run_with_the_spectral_method(tmp_path):
     with pytest.raises(RealSRError, match="--seeds and --prior"):
         estimate_kernel_folder(tmp_path, tmp_path / "out", runs=3, method="spectral")
+
+
+def reference_welch(grey: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From the spec, numpy only: every half-overlapping tile (step tile/2), less its mean, times the
+    symmetric 2-D Hann window, |FFT|^2 / sum(window^2); the mean over all tiles, and over each half (a
+    checkerboard of 2x2 tile blocks: tile row r, column c in the first half when r // 2 + c // 2 is even)."""
+    window = np.outer(np.hanning(tile), np.hanning(tile))
+    step = tile // 2
+    sums, counts = np.zeros((2, tile, tile)), [0, 0]
+    for r in range((grey.shape[0] - tile) // step + 1):
+        for c in range((grey.shape[1] - tile) // step + 1):
+            patch = grey[r * step:r * step + tile, c * step:c * step + tile]
+            half = (r // 2 + c // 2) % 2
+            sums[half] += np.abs(np.fft.fft2((patch - patch.mean()) * window)) ** 2 / (window**2).sum()
+            counts[half] += 1
+    return sums.sum(0) / sum(counts), sums[0] / counts[0], sums[1] / counts[1]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, None])
+def test_welch_periodograms_in_chunks_equal_the_means_over_all_tiles(rng, chunk):
+    """Summed a chunk at a time (ragged last chunks included), the means are those of every tile held at
+    once (the former implementation) and of the numpy reference, to float64 rounding."""
+    grey = power_law_lr(rng, covariance(1.5, 1.1, 0.4), 2.4, side=int(rng.integers(360, 420))) / 255.0
+    grey = grey[:, : grey.shape[1] - int(rng.integers(0, 20))]  # not square, not a multiple of the step
+    got = welch_periodograms(torch.from_numpy(grey), 64, chunk)
+    all_tiles = tile_periodograms(torch.from_numpy(grey), 64)
+    rows, cols = np.meshgrid(np.arange(all_tiles.shape[0]), np.arange(all_tiles.shape[1]), indexing="ij")
+    first = torch.from_numpy((rows // 2 + cols // 2) % 2 == 0)
+    former = [all_tiles.mean(dim=(0, 1)), all_tiles[first].mean(0), all_tiles[~first].mean(0)]
+    reference = reference_welch(grey, 64)
+    for mean, was, want in zip([got.all, *got.halves], former, reference):
+        np.testing.assert_allclose(mean.numpy(), want, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(mean.numpy(), was.numpy(), rtol=1e-12, atol=0)
+
+
+def test_estimate_fits_the_whole_photo_then_each_half(rng, monkeypatch):
+    """estimate_blur hands fit_blur the Welch mean of every tile, then each half's from the first fit."""
+    lr = power_law_lr(rng, covariance(1.4, 1.0, 0.2), 2.5, side=448)
+    image = np.repeat(lr[..., None], 3, axis=2) / 255.0
+    fitted = []
+
+    def fake_fit(periodogram, starts=spectral.STARTS):
+        fitted.append((periodogram.numpy().copy(), starts))
+        return BlurFit(1.5 - 0.1 * len(fitted), 1.0, 0.3, 2.2)
+
+    monkeypatch.setattr(spectral, "fit_blur", fake_fit)
+    monkeypatch.setattr(spectral, "CHUNK_TILES", 5)
+    estimate = estimate_blur(image)
+    reference = reference_welch(lr / 255.0, 64)
+    assert len(fitted) == 3 and fitted[0][1] == spectral.STARTS
+    assert fitted[1][1] == fitted[2][1] == [(1.4, 1.0, 0.3)]  # the halves start from the whole photo's fit
+    for (periodogram, _), want in zip(fitted, reference):
+        np.testing.assert_allclose(periodogram, want, rtol=1e-12, atol=0)
+    assert estimate.fit == BlurFit(1.4, 1.0, 0.3, 2.2) and estimate.used == shrunk(estimate.fit)
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the largest tensor storage any torch op allocates inside the block (views not counted)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for value in tree_leaves(out):
+            if isinstance(value, torch.Tensor) and not value._is_view():
+                self.largest = max(self.largest, value.untyped_storage().nbytes())
+        return out
+
+
+def test_estimate_memory_does_not_grow_with_the_number_of_tiles(rng, monkeypatch):
+    """On a large photo the Welch averages and the fits make no torch tensor bigger than twice the grey
+    image (the fits are stubbed here for time; they work on one `(64, 64)` mean): the tiles' periodograms
+    (nearly 4 tiles per pixel: nearly 4x the grey image in float64, 8x as complex128) are never all held at once,
+    only a chunk of CHUNK_TILES (its complex transforms: 16 MiB for 64 px tiles)."""
+    side = 1536
+    image = rng.random((side, side, 3))
+    grey_bytes = side * side * 8
+    assert spectral.CHUNK_TILES * spectral.TILE**2 * 16 <= 2 * grey_bytes  # the bound holds for the chunks
+    monkeypatch.setattr(spectral, "fit_blur", lambda periodogram, starts=spectral.STARTS: BlurFit(1.3, 1.1, 0.5, 2.0))
+    # the halves' re-synthesis check works on the whole colour image once per kernel: not this test's subject
+    monkeypatch.setattr(spectral, "kernel_agreement_db", lambda image, kernels: 50.0)
+    with LargestTensor() as spy:
+        estimate_blur(image)
+    tiles = ((side - 64) // 32 + 1) ** 2
+    assert tiles * 64 * 64 * 8 > 3.5 * grey_bytes  # what holding every tile's float64 periodogram takes
+    assert 0 < spy.largest <= 2 * grey_bytes, (spy.largest, grey_bytes)

@@ -8,7 +8,8 @@ der Schaaf & van Hateren 1996). The LR's power spectrum at LR frequency u (cycle
     E|Y(u)|^2 = sum_a c |f_a|^-alpha exp(-4 pi^2 f_a' S f_a) + eta^2,   f_a = (u + a) / 2
 
 over the 4 aliases a (HR frequencies wrapped into [-1/2, 1/2)). The photo's Welch periodogram P
-(Hann-windowed square tiles, half overlap, grey) is fitted to it by the Whittle likelihood,
+(Hann-windowed square tiles, half overlap, grey; summed a chunk of tiles at a time, so that memory
+does not grow with the photo's size) is fitted to it by the Whittle likelihood,
 -log L = sum_u P(u) / E|Y(u)|^2 + log E|Y(u)|^2, over (S, c, alpha, eta^2) with L-BFGS from
 several starts. The blur shows as the Gaussian roll-off that bends the power law, in each
 direction, so neither the photo's contrast nor its spectral slope is taken for blur.
@@ -37,6 +38,11 @@ SCALE = 2
 TILE = 64
 """Periodogram tile side (LR px); images under 2 tiles on a side use `SMALL_TILE`."""
 SMALL_TILE = 32
+CHUNK_TILES = 256
+"""Tiles whose periodograms are made at once (`welch_periodograms`): the Welch averages are sums over
+chunks of at most this many tiles, so their working memory is about CHUNK_TILES * tile^2 * 48 bytes
+(float64 tiles, their complex128 transforms, the squares; 48 MiB for 64 px tiles) whatever the photo's
+size, where all of a 24 MP photo's tiles at once took several GB."""
 LOWEST_FREQUENCY = 1.5
 """Frequencies below this many cycles per tile are left out (the window's leakage and the DC term)."""
 ERROR_LOG_SD = 0.22
@@ -89,6 +95,51 @@ def tile_periodograms(grey: torch.Tensor, tile: int) -> torch.Tensor:
     tiles = grey.unfold(0, tile, tile // 2).unfold(1, tile, tile // 2)
     tiles = tiles - tiles.mean(dim=(2, 3), keepdim=True)
     return torch.fft.fft2(tiles * window).abs().square() / window.square().sum()
+
+
+@dataclass
+class WelchPeriodograms:
+    """Mean tile periodograms `(tile, tile)` float64 of a photo (see `welch_periodograms`)."""
+
+    all: torch.Tensor
+    """Over every tile."""
+    halves: tuple[torch.Tensor, torch.Tensor]
+    """Over each half of the tiles: a checkerboard of 2x2 tile blocks (tile row r, column c is in the
+    first half when (r // 2 + c // 2) is even), so that each half covers the whole photo."""
+
+
+def welch_periodograms(grey: torch.Tensor, tile: int, chunk_tiles: int | None = None) -> WelchPeriodograms:
+    """The means of `tile_periodograms(grey, tile)` `(R, C, tile, tile)` over all tiles and over each half,
+    summed over blocks of at most `chunk_tiles` tiles (default `CHUNK_TILES`) instead of holding them all.
+
+    Args:
+        grey: `(H, W)` float64 image, H and W at least `tile`.
+        tile: tile side (even).
+        chunk_tiles: most tiles made at once (at least 1).
+
+    Returns:
+        The means, equal to those of the tiles held at once up to float64 rounding (the summation order).
+    """
+    chunk_tiles = CHUNK_TILES if chunk_tiles is None else chunk_tiles
+    if chunk_tiles < 1:
+        raise RealSRError(f"the periodogram chunk must hold at least 1 tile, got {chunk_tiles}")
+    step = tile // 2
+    rows, cols = (grey.shape[0] - tile) // step + 1, (grey.shape[1] - tile) // step + 1
+    block_cols = min(cols, chunk_tiles)
+    block_rows = max(1, chunk_tiles // block_cols)
+    sums = torch.zeros(2, tile, tile, dtype=torch.float64)
+    counts = [0, 0]
+    for top in range(0, rows, block_rows):
+        bottom = min(rows, top + block_rows)
+        for left in range(0, cols, block_cols):
+            right = min(cols, left + block_cols)
+            part = tile_periodograms(grey[top * step:(bottom - 1) * step + tile, left * step:(right - 1) * step + tile],
+                                     tile)
+            first = (torch.arange(top, bottom)[:, None] // 2 + torch.arange(left, right)[None] // 2) % 2 == 0
+            for half, mask in enumerate((first, ~first)):
+                sums[half] += part[mask].sum(0)
+                counts[half] += int(mask.sum())
+    return WelchPeriodograms(sums.sum(0) / sum(counts), (sums[0] / counts[0], sums[1] / counts[1]))
 
 
 def _negative_log_likelihood(periodogram: torch.Tensor):
@@ -214,14 +265,12 @@ def estimate_blur(image: np.ndarray) -> SpectralEstimate:
     if min(height, width) < 2 * SMALL_TILE:
         raise RealSRError(f"image is {width}x{height} pixels; the spectral estimate needs at least "
                           f"{2 * SMALL_TILE}x{2 * SMALL_TILE}")
-    grey = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float64)).mean(-1)
+    grey = torch.from_numpy(np.mean(image, axis=-1, dtype=np.float64))  # no float64 copy of the colour image
     if float(grey.std()) < FLAT_STD:
         raise RealSRError("the image has no detail to estimate a blur from (it is flat)")
-    tiles = tile_periodograms(grey, tile)
-    fit = fit_blur(tiles.mean(dim=(0, 1)))
+    periodograms = welch_periodograms(grey, tile)
+    fit = fit_blur(periodograms.all)
     used = shrunk(fit)
-    rows, cols = torch.meshgrid(torch.arange(tiles.shape[0]), torch.arange(tiles.shape[1]), indexing="ij")
-    first_half = (rows // 2 + cols // 2) % 2 == 0
     start = [(fit.sigma_major, fit.sigma_minor, fit.angle)]
-    halves = [shrunk(fit_blur(tiles[m].mean(0), start)).kernel() for m in (first_half, ~first_half)]
+    halves = [shrunk(fit_blur(half, start)).kernel() for half in periodograms.halves]
     return SpectralEstimate(used.kernel(), fit, used, kernel_agreement_db(image, halves))
