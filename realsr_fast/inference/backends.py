@@ -112,9 +112,22 @@ class TileRunner:
 
 
 def load_runner(settings: UpscalerSettings, device: torch.device) -> TileRunner:
-    """The runner of `settings.backend` on `device` (its module imported now)."""
+    """The runner of `settings.backend` on `device` (its module imported now).
+
+    A weights file of another architecture than RRDBNet (`models.formats.NotRRDBNetError`) runs
+    through spandrel on the torch backend when spandrel is installed (`inference.spandrel_runner`);
+    without it, or on another backend, the error names what the file is."""
+    from realsr_fast.models.formats import NotRRDBNetError
+
     settings = with_strength_applied(settings)
-    return importlib.import_module(BACKENDS[settings.backend]).load_runner(settings, device)
+    try:
+        return importlib.import_module(BACKENDS[settings.backend]).load_runner(settings, device)
+    except NotRRDBNetError as refused:
+        if settings.backend != "torch":  # auto reaches here through its torch choice
+            raise
+        from realsr_fast.inference import spandrel_runner
+
+        return spandrel_runner.load_runner(settings, device, refused)
 
 
 def with_strength_applied(settings: UpscalerSettings) -> UpscalerSettings:

@@ -59,6 +59,59 @@ _REAL_ESRGAN_RULES = [
 ]
 
 
+class NotRRDBNetError(RealSRError):
+    """A weights file of another architecture than RRDBNet, named when recognised.
+
+    `architecture` is what it is ("SRVGGNetCompact (Real-ESRGAN compact)", "SwinIR", ...) or None;
+    `path` the file. The torch backend runs such files through spandrel when it is installed
+    (`inference.spandrel_runner`); everything else refuses them with this one-line message.
+    """
+
+    def __init__(self, path: str | os.PathLike, architecture: str | None, detail: str = "") -> None:
+        self.path, self.architecture = Path(path), architecture
+        what = f"a {architecture}" if architecture else "not an RRDBNet"
+        super().__init__(f"{path} is {what}, not an RRDBNet (ESRGAN / RealSR / Real-ESRGAN x4) generator"
+                         + (f" ({detail})" if detail else "")
+                         + "; the torch backend runs it when spandrel is installed (pip install spandrel)")
+
+
+def describe_architecture(state: StateDict, ask_spandrel: bool = True) -> str | None:
+    """Name the (non-RRDBNet) architecture of a state dict from its keys and shapes, or None.
+
+    Recognised without any package: Real-ESRGAN's pixel-unshuffle RRDBNet (x2plus / x1), the
+    SRVGGNetCompact of Real-ESRGAN's compact and anime-video models, SwinIR, HAT, SPAN and
+    Real-CUGAN; with spandrel installed, any architecture it knows.
+    """
+    keys = set(state)
+    first = state.get("conv_first.weight")
+    if first is not None and first.dim() == 4 and first.shape[1] in (12, 48) and (
+            "body.0.rdb1.conv1.weight" in keys or "RRDB_trunk.0.RDB1.conv1.weight" in keys):
+        return f"pixel-unshuffle x{4 // int(round((first.shape[1] // 3) ** 0.5))} RRDBNet (Real-ESRGAN x2plus / x1)"
+    if "body.0.weight" in keys and "body.1.weight" in keys and state["body.1.weight"].dim() == 1:
+        return "SRVGGNetCompact (Real-ESRGAN compact / anime video)"
+    if any(".attn.relative_position_bias_table" in key for key in keys):
+        if any("overlap_attn" in key or "conv_block.cab" in key for key in keys):
+            return "HAT"
+        return "SwinIR"
+    if any(key.startswith("block_1.c1_r.") for key in keys):
+        return "SPAN"
+    if any(key.startswith("unet1.") for key in keys):
+        return "Real-CUGAN"
+    if not ask_spandrel:
+        return None
+    try:
+        from spandrel import MAIN_REGISTRY
+    except ImportError:
+        return None
+    for entry in MAIN_REGISTRY.architectures():
+        try:
+            if entry.detect(state):
+                return entry.architecture.name
+        except Exception:  # a detector that trips over a foreign layout simply does not match
+            continue
+    return None
+
+
 def detect_layout(state: StateDict) -> str:
     """Name the key layout of an (unwrapped) RRDBNet state dict: official, old or real-esrgan."""
     keys = set(state)
@@ -156,13 +209,16 @@ def _unwrap(checkpoint: object, path: str | os.PathLike) -> StateDict:
 
 
 def _from_layout(state: StateDict, path: str | os.PathLike) -> tuple[StateDict, Config]:
-    state = to_official_layout(state)
+    architecture = describe_architecture(state, ask_spandrel=False)
+    if architecture is not None:
+        raise NotRRDBNetError(path, architecture)
+    try:
+        state = to_official_layout(state)
+    except RealSRError:  # no RRDBNet layout: name what it is, if anyone knows
+        raise NotRRDBNetError(path, describe_architecture(state)) from None
     config = infer_config(state)
     if config["in_nc"] != config["out_nc"]:
-        raise RealSRError(
-            f"{path}: the first conv takes {config['in_nc']} channels but the model outputs "
-            f"{config['out_nc']}; RRDBNets with a pixel-unshuffled input (Real-ESRGAN x2 / x1) "
-            "are not supported")
+        raise NotRRDBNetError(path, f"RRDBNet taking {config['in_nc']} channels to {config['out_nc']}")
     return check_state_dict(state, config, path), config
 
 

@@ -43,6 +43,7 @@ class NcnnGraph:
 
     convs: list[NcnnConv]
     num_interp: int
+    layer_types: frozenset[str] = frozenset()
 
 
 def parse_param(path: str | os.PathLike) -> NcnnGraph:
@@ -55,6 +56,7 @@ def parse_param(path: str | os.PathLike) -> NcnnGraph:
         raise RealSRError(f"{path} is not an ncnn .param file (first line should be {_PARAM_MAGIC})")
     convs: list[NcnnConv] = []
     num_interp = 0
+    types: set[str] = set()
     for line in lines[2:]:
         fields = line.split()
         if not fields:
@@ -62,6 +64,7 @@ def parse_param(path: str | os.PathLike) -> NcnnGraph:
         if len(fields) < 4 or not (fields[2].isdigit() and fields[3].isdigit()):
             raise RealSRError(f"{path}: malformed layer line {line!r}")
         layer_type, name, num_in, num_out = fields[0], fields[1], int(fields[2]), int(fields[3])
+        types.add(layer_type)
         params = dict(kv.split("=", 1) for kv in fields[4 + num_in + num_out:] if "=" in kv)
         if layer_type == "Convolution":
             try:
@@ -75,7 +78,7 @@ def parse_param(path: str | os.PathLike) -> NcnnGraph:
         elif layer_type.startswith("Convolution") or layer_type == "Deconvolution":
             raise RealSRError(f"{path}: layer {name} has type {layer_type}; an RRDBNet has only "
                               "plain Convolution layers")
-    return NcnnGraph(convs, num_interp)
+    return NcnnGraph(convs, num_interp, frozenset(types))
 
 
 def rrdbnet_config_from_graph(graph: NcnnGraph, path: str | os.PathLike) -> dict[str, int]:
@@ -83,6 +86,10 @@ def rrdbnet_config_from_graph(graph: NcnnGraph, path: str | os.PathLike) -> dict
     convs = graph.convs
     trunk_convs = len(convs) - 4 - graph.num_interp  # minus conv_first/trunk/HRconv/last + ups
     if len(convs) < 5 or trunk_convs < 0 or trunk_convs % 15:
+        if {"PReLU", "PixelShuffle"} <= graph.layer_types:
+            raise RealSRError(f"{path} is an SRVGGNetCompact (Real-ESRGAN compact / anime video: PReLU and "
+                              "PixelShuffle layers), not an RRDBNet; its .pth runs on the torch backend with spandrel "
+                              "installed (pip install spandrel)")
         raise RealSRError(f"{path}: {len(convs)} convolutions and {graph.num_interp} upsamplings "
                           "do not form an RRDBNet (4 + 15 * nb + log2(scale) convolutions)")
     return {"in_nc": convs[0].in_channels, "out_nc": convs[-1].out_channels,
