@@ -102,6 +102,7 @@ def evaluate_folders(
     crop_border: int = 4,
     rgb: bool = False,
     lpips: bool = False,
+    progress: bool = True,
 ) -> Evaluation:
     """PSNR/SSIM on Y (plus RGB variants with `rgb`, LPIPS with `lpips`) of every SR/GT pair.
 
@@ -110,6 +111,7 @@ def evaluate_folders(
         crop_border: pixels removed from each side before scoring (use the SR scale).
         rgb: also report `psnr_rgb` and `ssim_rgb`.
         lpips: also report `lpips` when it can run offline; otherwise a note says why.
+        progress: a progress bar on stderr (when it is a terminal).
 
     Raises:
         RealSRError: a folder is missing or holds no images, or no pair could be made.
@@ -139,7 +141,7 @@ def evaluate_folders(
         settings={"sr": str(sr_dir), "gt": str(gt_dir), "crop_border": crop_border,
                   "y_channel": "ITU-R BT.601 (MATLAB rgb2ycbcr)", "ssim_window": "11x11 Gaussian, sigma 1.5"},
     )
-    for sr_path, gt_path in tqdm(pairs, desc="eval", unit="image", disable=None):
+    for sr_path, gt_path in tqdm(pairs, desc="eval", unit="image", disable=None if progress else True):
         try:
             sr, gt = read_image(sr_path), read_image(gt_path)
         except RealSRError as exc:

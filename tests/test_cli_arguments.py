@@ -20,7 +20,8 @@ CASES = [
     (["noise", "d", "-o", "o", "--max-overlap", "1.5"], "argument --max-overlap: must be at most 1, got 1.5"),
     (["noise", "d", "-o", "o", "--max-overlap", "-0.1"], "argument --max-overlap: must be at least 0, got -0.1"),
     (["noise", "d", "-o", "o", "--patch", "0"], "argument --patch: must be at least 1, got 0"),
-    (["demo", "--iters", "0"], "argument --iters: must be at least 1, got 0"),
+    (["demo", "--kernel-iters", "0"], "argument --kernel-iters: must be at least 1, got 0"),
+    (["kernels", "d", "-o", "o", "--iters", "0"], "argument --iters: must be at least 1, got 0"),
     (["export", "onnx", "-o", "m.onnx", "--opset", "16"], "argument --opset: opset must be 17 or newer, got 16"),
     (["export", "tensorrt", "-o", "m.engine", "--max", "0"], "argument --max: must be at least 1, got 0"),
 ]

@@ -124,7 +124,7 @@ def demo(tmp_path_factory) -> tuple[Path, str, ReportParser, dict]:
     out = tmp_path_factory.mktemp("demo") / "result"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = main(["demo", "-o", str(out), "--iters", "3", "--adapt-iterations", "2", "--seed", "1", "--device", "cpu",
+        code = main(["demo", "-o", str(out), "--kernel-iters", "3", "--adapt-iterations", "2", "--seed", "1", "--device", "cpu",
                      "--quiet"])
     assert code == 0
     parser = ReportParser()

@@ -133,7 +133,7 @@ def test_kernels_command_with_the_prior_reports_seed_agreement(tmp_path, rng):
     src, out = tmp_path / "photos", tmp_path / "out"
     src.mkdir()
     Image.fromarray((rng.random((96, 100, 3)) * 255).astype(np.uint8)).save(src / "a.png")
-    assert main(["kernels", str(src), "-o", str(out), "--iters", "3", "--seeds", "2", "--prior", "fkp", "--quiet"]) == 0
+    assert main(["kernels", str(src), "-o", str(out), "--kernel-iters", "3", "--seeds", "2", "--prior", "fkp", "--quiet"]) == 0
     report = json.loads((out / "report.json").read_text())["a"]
     assert report["prior"] == "fkp" and report["runs"] == 2
     assert report["seed_agreement_db"] > 0 and report["trusted"] == (report["seed_agreement_db"] >= 45.0)

@@ -84,7 +84,7 @@ def test_kernels_command_writes_resumes_and_reports_failures(tmp_path, capsys):
     Image.fromarray(np.zeros((50, 300, 3), np.uint8)).save(src / "tiny.png")
     (src / "broken.jpg").write_bytes(b"not a jpeg")
 
-    args = ["kernels", str(src), "-o", str(out), "--iters", "3", "--scale", "4", "--batch", "2", "--quiet"]
+    args = ["kernels", str(src), "-o", str(out), "--kernel-iters", "3", "--scale", "4", "--batch", "2", "--quiet"]
     assert main(args) == 1  # two bad inputs
     err = capsys.readouterr().err
     assert "84x84" in err and "broken" in err
@@ -133,7 +133,7 @@ def test_kernels_seeds_keep_the_medoid_run_and_overwrite_redoes(tmp_path, capsys
     src, out = tmp_path / "photos", tmp_path / "out"
     src.mkdir()
     Image.fromarray(IMAGES[2]).save(src / "a.png")
-    args = ["kernels", str(src), "-o", str(out), "--iters", "3", "--seeds", "3", "--seed", "4", "--quiet"]
+    args = ["kernels", str(src), "-o", str(out), "--kernel-iters", "3", "--seeds", "3", "--seed", "4", "--quiet"]
     assert main(args) == 0
     saved = np.load(out / "a" / "a_kernel_x2.npy")
     report = json.loads((out / "a" / "a_report.json").read_text())

@@ -46,7 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("adapt", help="fine-tune a model for one camera's photos", description=DESCRIPTION,
                                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", metavar="PHOTOS", help="folder of one camera's photos (never written)")
-    parser.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder (re-running resumes)")
+    parser.add_argument("-o", "--output", dest="out", required=True, metavar="OUT",
+                        help="output folder (re-running resumes)")
     parser.add_argument("--mode", choices=("psnr", "gan"), default="psnr",
                         help="psnr: L1 alone; gan: L1 + VGG + RaGAN with the paper's weights (default: %(default)s)")
     parser.add_argument("--minutes", type=positive_float, default=None,
@@ -64,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "disagree (seed agreement below the trust threshold) is not trained on with its estimate "
                         "but with a constant isotropic Gaussian kernel (docs/adapt.md); costs that many times "
                         "KernelGAN's time; cached estimates are reused as they are")
-    add_method_argument(parser)
+    add_method_argument(parser, kernelgan_flags="--kernel-iters, --seeds and --prior")
     add_prior_argument(parser)
     parser.add_argument("--noise-patch", type=positive_int, default=256,
                         help="side of mined noise patches (default: %(default)s, RealSR's)")
@@ -80,6 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "threads spin-waiting for each other made a training step 3.5x slower")
     add_device_argument(parser)
     add_offline_argument(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the result")
     parser.set_defaults(func=run)
 
 
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     result = adapt(args.photos, args.out, mode=args.mode, minutes=args.minutes, iterations=args.iterations,
                    held_out=args.held_out, kernels=args.kernels, noise=args.noise, kernel_iterations=args.kernel_iters,
                    seeds=args.seeds, prior=args.prior, method=args.method, noise_patch=args.noise_patch, device=args.device, seed=args.seed,
-                   config=args.config, overrides=args.overrides, clean=not args.already_clean)
+                   config=args.config, overrides=args.overrides, clean=not args.already_clean,
+                   progress=not args.quiet)
     start, best = result.fine_tune.curve[0], result.fine_tune.best
     print(f"held-out PSNR-Y {start['psnr']:.2f} -> {best['psnr']:.2f} dB ({best['psnr'] - start['psnr']:+.2f}) at "
           f"iteration {best['iteration']}; model {result.model}, report {result.report}")

@@ -75,13 +75,14 @@ def add_device_argument(parser: argparse.ArgumentParser,
     parser.add_argument("--device", default="auto", choices=DEVICES, help=help)
 
 
-def add_method_argument(parser: argparse.ArgumentParser) -> None:
-    """`--method kernelgan|spectral`: how each photo's kernel is estimated (`kernelgan.estimate.Method`)."""
+def add_method_argument(parser: argparse.ArgumentParser, kernelgan_flags: str) -> None:
+    """`--method kernelgan|spectral`: how each photo's kernel is estimated (`kernelgan.estimate.Method`);
+    `kernelgan_flags` names this verb's KernelGAN-only options for the help ("--kernel-iters and --seeds")."""
     parser.add_argument("--method", choices=("kernelgan", "spectral"), default="kernelgan",
                         help="kernelgan: the paper's KernelGAN (default); spectral: a Gaussian blur fitted to the "
                         "photo's power spectrum (seconds per photo, no training; on synthetic DIV2KRK-style blur "
                         "it beat the best constant kernel by 4 dB where KernelGAN fell 6 dB short, see "
-                        "docs/kernel_prior.md); --iters, --seeds, --prior and --batch are KernelGAN's")
+                        f"docs/kernel_prior.md); {kernelgan_flags} are KernelGAN's")
 
 
 def add_prior_argument(parser: argparse.ArgumentParser) -> None:

@@ -34,10 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--multiple", type=positive_int, default=4,
                         help="crop HR sizes to a multiple of this, the SR scale (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the result")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    report = cleanup_folder(args.source, args.output, args.factor, args.multiple, args.overwrite)
+    report = cleanup_folder(args.source, args.output, args.factor, args.multiple, args.overwrite, progress=not args.quiet)
     print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1

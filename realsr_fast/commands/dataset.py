@@ -40,6 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--recipe", choices=OFFLINE_RECIPES, default="kernel", help="degradation (default: %(default)s)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the kernel choices (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="redo pairs that exist")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the result")
     parser.set_defaults(func=run)
 
 
@@ -48,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
     report = build_paired_dataset(
         args.hr, args.output, kernels_dir=args.kernels, noise_dir=args.noise, scale=args.scale,
-        recipe=args.recipe, seed=args.seed, overwrite=args.overwrite,
+        recipe=args.recipe, seed=args.seed, overwrite=args.overwrite, progress=not args.quiet,
     )
-    for note in report.notes:
+    for note in [] if args.quiet else report.notes:
         print(f"note: {note}", file=sys.stderr)
     noise = f", {report.noise_patches} noise patches in {args.output}/noise" if args.noise else ""
     print(report.summary(noise), file=sys.stdout if report.ok else sys.stderr)

@@ -25,7 +25,7 @@ Nothing is downloaded."""
 EPILOG = """\
 examples:
   realsr demo
-  realsr demo -o /tmp/realsr_demo --iters 300      # quicker, rougher kernels
+  realsr demo -o /tmp/realsr_demo --kernel-iters 300      # quicker, rougher kernels
   realsr demo --adapt-iterations 0                 # no adapted model (saves ~2 min on a CPU)"""
 
 
@@ -36,19 +36,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output", default="realsr_demo", metavar="DIR",
                         help="output folder (default: %(default)s)")
-    parser.add_argument("--iters", type=positive_int, default=DEMO_ITERATIONS,
+    parser.add_argument("--kernel-iters", type=positive_int, default=DEMO_ITERATIONS,
                         help="KernelGAN iterations per photo (default: %(default)s; official 3000)")
+    parser.add_argument("--iters", dest="kernel_iters", type=positive_int, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)  # the older name
     parser.add_argument("--adapt-iterations", type=non_negative_int, default=ADAPT_ITERATIONS, metavar="N",
                         help="fine-tuning iterations of the adapted model, ~1-2 s each on a 2-core CPU; 0: no "
                         "adapted column (default: %(default)s)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: %(default)s)")
     add_device_argument(parser, help="where KernelGAN and the model run (default: %(default)s)")
-    parser.add_argument("--quiet", action="store_true", help="no progress on screen, only the result")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the result")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = run_demo(args.output, iterations=args.iters, seed=args.seed, device=args.device,
+    result = run_demo(args.output, iterations=args.kernel_iters, seed=args.seed, device=args.device,
                       progress=not args.quiet, adapt_iterations=args.adapt_iterations)
     for recipe, by_method in result.evaluations.items():
         for method, evaluation in by_method.items():

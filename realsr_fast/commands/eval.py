@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from realsr_fast.commands.arguments import add_offline_argument, apply_offline, non_negative_int
-from realsr_fast.errors import RealSRError
+from realsr_fast.errors import RealSRError, UsageError
 from realsr_fast.evaluate import evaluate_folders, format_table, write_csv, write_evaluation_json
 from realsr_fast.metrics import fetch_lpips_weights
 
@@ -46,6 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_offline_argument(parser)
     parser.add_argument("--json", metavar="FILE", help="write the scores as JSON")
     parser.add_argument("--csv", metavar="FILE", help="write the scores as CSV")
+    parser.add_argument("-o", "--output", metavar="FILE", default=None,
+                        help="write the scores to FILE, as JSON (.json) or CSV (.csv)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the result")
     parser.set_defaults(func=run)
 
 
@@ -58,14 +62,22 @@ def run(args: argparse.Namespace) -> int:
         except RealSRError as exc:  # offline or no network: score the rest, say why LPIPS is missing
             print(f"note: LPIPS skipped: {exc}", file=sys.stderr)
             lpips = False
-    evaluation = evaluate_folders(args.sr, args.gt, crop_border=args.crop_border, rgb=args.rgb, lpips=lpips)
+    output_suffix = None if args.output is None else Path(args.output).suffix.lower()
+    if output_suffix not in (None, ".json", ".csv"):
+        raise UsageError(f"-o {args.output}: name a .json or .csv file (or use --json / --csv)")
+    evaluation = evaluate_folders(args.sr, args.gt, crop_border=args.crop_border, rgb=args.rgb, lpips=lpips,
+                                  progress=not args.quiet)
     print(format_table(evaluation))
-    for note in evaluation.notes:
+    for note in [] if args.quiet else evaluation.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:
         write_evaluation_json(evaluation, args.json)
     if args.csv:
         write_csv(evaluation, args.csv)
+    if output_suffix == ".json":
+        write_evaluation_json(evaluation, args.output)
+    elif output_suffix == ".csv":
+        write_csv(evaluation, args.output)
     for problem in evaluation.problems:
         print(f"realsr eval: {problem}", file=sys.stderr)
     if evaluation.problems:

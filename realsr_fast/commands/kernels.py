@@ -21,7 +21,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input_dir", help="folder of photos")
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("--scale", type=int, choices=(2, 4), default=2, help="2, or 4 to add the analytic x4 kernel")
-    parser.add_argument("--iters", type=int, default=ITERATIONS, help="iterations per image (official: 3000)")
+    parser.add_argument("--kernel-iters", type=positive_int, default=ITERATIONS,
+                        help="KernelGAN iterations per image (default: %(default)s, the official setting)")
+    parser.add_argument("--iters", dest="kernel_iters", type=positive_int, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)  # the older name
     parser.add_argument("--seed", type=int, default=0, help="base seed: the same seed gives the same kernels")
     parser.add_argument("--seeds", type=int, default=1,
                         help="runs per image; the most consistent kernel is kept, and from 2 on the report says "
@@ -31,11 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bicubic-weight", type=float, choices=(5.0, 20.0), default=5.0,
                         help="starting weight of KernelGAN's bicubic loss: 5 as upstream KernelGAN (default), "
                         "20 as the copy of KernelGAN inside Real-SR's code")
-    add_method_argument(parser)
+    add_method_argument(parser, kernelgan_flags="--kernel-iters, --seeds, --prior, --batch and --bicubic-weight")
     add_prior_argument(parser)
     add_device_argument(parser, help="where KernelGAN runs (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="redo images that already have results")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the result")
     parser.set_defaults(func=run)
 
 
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from realsr_fast.kernelgan.estimate import estimate_kernel_folder
 
     summary = estimate_kernel_folder(
-        args.input_dir, args.output, scale=args.scale, iterations=args.iters, seed=args.seed, runs=args.seeds,
+        args.input_dir, args.output, scale=args.scale, iterations=args.kernel_iters, seed=args.seed, runs=args.seeds,
         batch=args.batch, device=args.device, overwrite=args.overwrite, progress=not args.quiet, prior=args.prior,
         bicubic_weight=args.bicubic_weight, method=args.method,
     )

@@ -8,9 +8,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "models",
         help="list the named models and where each comes from",
-        description="List the models that `--model NAME` accepts. Some ship with installed Python "
-        "packages (df2k with realsr_fast itself, realesrgan-x4plus with the `realesrgan` extra); "
-        "others are downloaded on first use, hash-checked (--offline / REALSR_OFFLINE=1 forbids it). "
+        description="List the models that `realsr upscale --model NAME` (and every other verb's model option) "
+        "accepts. Some ship with installed Python packages (df2k with realsr_fast itself, realesrgan-x4plus "
+        "with the `realesrgan` extra); others are downloaded on first use, hash-checked (REALSR_OFFLINE=1 "
+        "forbids it). "
         "Models in ncnn form are converted once into the cache folder ($REALSR_FAST_HOME, default "
         "~/.cache/realsr_fast). Any other weights file can be given by path: ncnn .param/.bin, "
         "ESRGAN / Real-SR / Real-ESRGAN .pth, or .safetensors.",

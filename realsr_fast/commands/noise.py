@@ -53,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="no kept patch shares more than this fraction of its area with another "
                         "(default: no limit)")
     parser.add_argument("--overwrite", action="store_true", help="rewrite patch files that exist")
-    parser.add_argument("--quiet", action="store_true", help="no per-photo notes")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the result")
     parser.set_defaults(func=run)
 
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     max_var = base.max_var if args.max_var is None else args.max_var
     min_mean = base.min_mean if args.min_mean is None else args.min_mean
     settings = NoiseSettings(args.patch, args.stride, max_var, min_mean, args.max_per_image, args.max_overlap)
-    report = mine_noise_folder(args.source, args.output, settings, args.overwrite)
+    report = mine_noise_folder(args.source, args.output, settings, args.overwrite, progress=not args.quiet)
     if not args.quiet:
         for note in report.notes:
             print(f"note: {note}", file=sys.stderr)

@@ -46,6 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--vgg-weights", metavar="PATH", default=None,
                         help="torchvision's vgg19-dcbb9e9d.pth (default: the torch hub cache, fetched on first "
                         "use); same as loss.vgg_weights=PATH")
+    parser.add_argument("-o", "--output", metavar="DIR", default=None,
+                        help="the run folder: checkpoints, logs, samples (default: the preset's run.out); same as run.out=DIR")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the result")
     add_offline_argument(parser)
     parser.set_defaults(func=run)
 
@@ -59,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.vgg_weights is not None:
         overrides.append(f"loss.vgg_weights={args.vgg_weights}")
+    if args.output is not None:
+        overrides.append(f"run.out={args.output}")
+    if args.quiet:
+        overrides.append("run.progress=false")
     config = load_config(args.config, overrides)
     context = init_distributed(config.run.device)
     try:

@@ -189,7 +189,7 @@ def run_demo(
         RealSRError: a photo cannot be used, no noise patch qualifies, or the model is missing.
     """
     if iterations < 1:
-        raise RealSRError(f"--iters must be at least 1, got {iterations}")
+        raise RealSRError(f"--kernel-iters must be at least 1, got {iterations}")
     if adapt_iterations < 0:
         raise RealSRError(f"--adapt-iterations must be 0 (no adapted model) or more, got {adapt_iterations}")
     out = Path(out_dir)

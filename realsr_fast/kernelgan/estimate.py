@@ -220,7 +220,7 @@ def estimate_kernel_folder(
     if batch < 1:
         raise RealSRError(f"--batch must be at least 1, got {batch}")
     if iterations < 1:
-        raise RealSRError(f"--iters must be at least 1, got {iterations}")
+        raise RealSRError(f"--kernel-iters must be at least 1, got {iterations}")
     check_method(method, runs, prior)
     torch_device = resolve_device(device)
     out = Path(out_dir)
