@@ -9,11 +9,13 @@ from realsr_fast.commands.arguments import (
     add_model_argument,
     add_offline_argument,
     apply_offline,
+    check_model,
     fraction,
     non_negative_int,
     positive_float,
     positive_int,
 )
+from realsr_fast.commands.compare import add_report_argument, write_upscale_page
 from realsr_fast.errors import RealSRError
 from realsr_fast.inference.backends import BACKENDS, DEFAULT_STRENGTH_BASE
 from realsr_fast.inference.ranks import gather_reports, shard
@@ -131,6 +133,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       "(a name or a weights file; e.g. df2k for a `realsr adapt` model) "
                       "(default: %(default)s, fetched on first use)")
     add_offline_argument(parser)
+    add_report_argument(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the result")
     add_video_arguments(parser)
     parser.set_defaults(func=run, upscale_parser=parser)
 
@@ -152,11 +156,15 @@ def quality(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from realsr_fast.demo.compare_page import check_page_path
     from realsr_fast.inference.output_size import OutputSize
 
     if args.outscale is not None and (args.width is not None or args.height is not None):
         args.upscale_parser.error("--outscale and --width/--height both set the output size; give one of them")
     apply_offline(args)
+    check_model(args.model)  # an unknown name: one line, exit 2, before any work
+    if args.report:
+        check_page_path(args.report)  # before any work
     try:
         size = OutputSize(args.outscale, args.width, args.height)
     except RealSRError as exc:
@@ -177,18 +185,20 @@ def run(args: argparse.Namespace) -> int:
             images or args.inputs, args.output, recursive=args.recursive,
             fmt=args.fmt, overwrite=args.overwrite,
             size=size, quality=args.quality, strip_metadata=args.strip_metadata,
-            progress=rank == 0, shard=(rank, world), **upscaler,
+            progress=rank == 0 and not args.quiet, shard=(rank, world), **upscaler,
         ))
     if videos:
         video = VideoOptions(args.codec, args.crf, args.pix_fmt, args.start, args.duration)
         reports.append(upscale_videos(videos, args.output, single_input=len(args.inputs) == 1,
-                                      overwrite=args.overwrite, progress=rank == 0, shard=(rank, world),
+                                      overwrite=args.overwrite, progress=rank == 0 and not args.quiet, shard=(rank, world),
                                       video=video, size=size, **upscaler))
     reports = gather_reports(reports)  # every rank's, merged on rank 0; None on the others
     if reports is None:
         return 0
     for report in reports:
         print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+    if args.report and (images or not videos):
+        write_upscale_page(args.report, images or args.inputs, args.output, args.recursive, args.fmt, reports[0], args.quiet)
     return 0 if all(report.ok for report in reports) else 1
 
 
