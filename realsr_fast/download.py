@@ -163,8 +163,8 @@ def fetch_archive_members(archive: PretrainedFile, members: Sequence[ArchiveMemb
     folder = Path(folder)
     if folder.is_dir() and all((folder / member.name).is_file() for member in members):
         return folder
-    names = ", ".join(member.path for member in members)
-    by_hand = f"fetch {archive.url} on a connected machine and extract {names} into {folder}"
+    names = " and ".join(member.path for member in members)
+    by_hand = f"fetch {archive.url} on a connected machine and copy {names} out of it into {folder}"
     _refuse_unpinned(archive, by_hand)
     if offline():
         raise RealSRError(f"{archive.what} are not in {folder} and {OFFLINE_ENV} forbids downloading them: {by_hand}")

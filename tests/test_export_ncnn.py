@@ -104,6 +104,7 @@ def test_pth_and_safetensors_round_trip(tmp_path: Path, tiny: RRDBNet) -> None:
     (["export", "x.pth", "-o", "models-x/", "--format", "ncnn"], ("x.pth", "ncnn")),
     (["export", "df2k", "-o", "a.param"], ("df2k", "ncnn")),
     (["export", "-o", "a.safetensors"], ("df2k", "safetensors")),
+    (["export", "df2k", "-o", "models-mine/"], ("df2k", "ncnn")),  # a folder: x4.param / x4.bin in it
 ])
 def test_old_and_new_forms_resolve(argv, expected) -> None:
     assert resolve(cli.build_parser(["export"]).parse_args(argv)) == expected

@@ -111,6 +111,8 @@ def resolve(args: argparse.Namespace) -> tuple[str, str]:
     if fmt is None:
         suffix = Path(args.output).suffix.lower()
         fmt = next((name for name, suffixes in FORMATS.items() if suffix in suffixes), None)
+        if fmt is None and (not suffix or args.output.endswith(("/", "\\")) or Path(args.output).is_dir()):
+            fmt = "ncnn"  # a folder: realsr-ncnn-vulkan's models-NAME/x4.param layout
         if fmt is None:
             raise UsageError(f"cannot tell the format from {args.output}: add --format "
                              f"{'|'.join(FORMATS)}")

@@ -121,7 +121,7 @@ ModelSpec = NcnnModelSpec | ReleaseNcnnSpec | CheckpointSpec
 _REALSR_NCNN_RELEASE = PretrainedFile(
     "realsr-ncnn-vulkan-20220728-ubuntu.zip",
     "https://github.com/nihui/realsr-ncnn-vulkan/releases/download/20220728/realsr-ncnn-vulkan-20220728-ubuntu.zip",
-    "realsr-ncnn-vulkan's 20220728 release (Linux zip, for its models-DF2K_JPEG)",
+    "the files of realsr-ncnn-vulkan's 20220728 release (Linux zip; its models-DF2K_JPEG)",
     sha256="6007e55c156a6b4600e569c68818836c22daeac63fdf71db068966b5425ac085",
 )
 _JPEG_FOLDER = "realsr-ncnn-vulkan-20220728-ubuntu/models-DF2K_JPEG"
