@@ -38,7 +38,9 @@ LAYERS: dict[str, int] = {
     # 7: camera adaptation (drives the stages and training, reports with the demo's machinery)
     "adaptation": 7,
     # 8: the command line and the package's public face
-    "commands": 8, "cli": 8, "__init__": 8, "__main__": 8,
+    "commands": 8, "cli": 8, "__init__": 8,
+    # 9: `python -m realsr_fast` (runs the cli)
+    "__main__": 9,
 }
 
 

@@ -70,7 +70,7 @@ import importlib, pkgutil, sys
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {"onnx", "onnxruntime", "tensorrt", "tensorboard", "ncnn", "skimage",
-                                  "pytest", "playwright", "matplotlib"}:
+                                  "pytest", "playwright", "matplotlib", "av"}:
             raise ImportError(f"{name} hidden by the test")
 sys.meta_path.insert(0, Block())
 import torch  # realsr_fast._C links to libc10, which torch loads

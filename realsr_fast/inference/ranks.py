@@ -6,7 +6,9 @@ Each plans the same jobs (the plan is deterministic: sorted inputs), keeps jobs 
 (`device.resolve_device` picks `cuda:LOCAL_RANK`). At the end `gather_reports` sends every rank's
 reports to rank 0 over a gloo process group (made only for that: the jobs themselves never talk),
 which merges them and prints the one summary; a failure on any rank makes rank 0 exit non-zero.
-docs/scaling_out.md has the commands.
+When there are fewer videos than ranks, the ranks share each video's frames instead
+(`inference/upscale_video.py`: `FrameShare`, frames sent to rank 0, which encodes) over the same
+group. docs/scaling_out.md has the commands.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ T = TypeVar("T")
 
 # How long rank 0 waits for the slowest rank's report: its share of the work may take hours.
 _GATHER_TIMEOUT = timedelta(days=7)
+_made_here = False  # whether `process_group` made the group (and `gather_reports` should end it)
 
 
 def shard() -> tuple[int, int]:
@@ -38,20 +41,31 @@ def gather_reports(reports: Sequence[T]) -> list[T] | None:
     rank, world = shard()
     if world == 1:
         return list(reports)
+    global _made_here
     import torch.distributed as dist
 
-    made_here = not dist.is_initialized()
-    if made_here:
-        dist.init_process_group("gloo", timeout=_GATHER_TIMEOUT)
+    process_group()
     try:
         gathered: list | None = [None] * world if rank == 0 else None
         dist.gather_object(list(reports), gathered, dst=0)
     finally:
-        if made_here:
+        if _made_here:
             dist.destroy_process_group()
+            _made_here = False
     if rank != 0:
         return None
     return [merge([per_rank[i] for per_rank in gathered]) for i in range(len(reports))]
+
+
+def process_group():
+    """Join torchrun's process group (gloo: small objects and CPU frames only), once."""
+    global _made_here
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=_GATHER_TIMEOUT)
+        _made_here = True
+    return dist.group.WORLD
 
 
 def merge(reports: Sequence[T]) -> T:

@@ -213,10 +213,14 @@ def upscale_videos(
     """Upscale `videos` (from :func:`split_video_inputs`) into `output`; one report for all.
 
     `upscaler` holds the `Upscaler`'s arguments (model, device, precision, tile, ...), the same as
-    for images. `shard` (rank, world) keeps this process's share of the plan, jobs rank::world
-    (torchrun: each rank its own videos). `size` is an `inference.output_size.OutputSize` (or
-    None: the model's scale). Existing outputs are skipped unless `overwrite`. A video that cannot
-    be read or written is reported and the rest go on.
+    for images. `size` is an `inference.output_size.OutputSize` (or None: the model's scale).
+    Existing outputs are skipped unless `overwrite`. A video that cannot be read or written is
+    reported and the rest go on.
+
+    `shard` (rank, world) under torchrun: with at least as many videos as ranks, each rank takes
+    whole videos, jobs rank::world of the plan; with fewer, every rank works on every video, batch
+    `i` of its frames upscaled by rank `i % world` and sent to rank 0, which encodes (`FrameShare`);
+    an error in a shared video then stops the run (the other ranks wait for it).
     """
     from realsr_fast.inference.backends import UpscalerSettings
 
@@ -224,20 +228,31 @@ def upscale_videos(
     settings = UpscalerSettings(**upscaler)
     start = time.perf_counter()
     report = VideoReport()
-    jobs = plan_video_jobs(videos, output, single_input)[shard[0]::shard[1]]
-    todo = []
-    for job in jobs:
-        (report.skipped if job.target.exists() and not overwrite else todo).append(job)
+    plan = plan_video_jobs(videos, output, single_input)
+    rank, world = shard
+    share = FrameShare(rank, world) if world > 1 and len(plan) < world else None
+    jobs = plan if share else plan[rank::world]
+    todo = [job for job in jobs if overwrite or not job.target.exists()]
+    if share is not None:
+        todo = share.from_rank0(todo)  # rank 0 decides: the ranks must agree on every video
+        if rank != 0:
+            jobs = todo
+    report.skipped = [job.target for job in jobs if job not in todo]
     loaded = _load_upscaler(settings) if todo else None  # an error here is no video's fault: it stops
     for job in todo:
         try:
-            report.frames += upscale_video(loaded, job.source, job.target, video, size=size, progress=progress)
+            frames = upscale_video(loaded, job.source, job.target, video, size=size, progress=progress,
+                                   share=share)
         except RealSRError as exc:
+            if share is not None:
+                raise
             report.fail(job.source, exc)
             if progress:
                 print(f"failed: {exc}", file=sys.stderr)
         else:
-            report.done.append(job.target)
+            if share is None or rank == 0:
+                report.done.append(job.target)
+                report.frames += frames
     report.seconds = time.perf_counter() - start
     return report
 
@@ -250,15 +265,62 @@ def _load_upscaler(settings) -> Upscaler:
     return Upscaler(**dataclasses.asdict(settings))
 
 
+class FrameShare:
+    """The ranks of torchrun sharing one video: batch `i` of frames is upscaled by rank `i % world`;
+    the other ranks send their upscaled frames to rank 0 (gloo, raw bytes), which encodes them in
+    order. Every rank decodes the whole video (cheap next to the network), so all agree on the
+    frames and their batches."""
+
+    def __init__(self, rank: int, world: int) -> None:
+        from realsr_fast.inference.ranks import process_group
+
+        self.rank, self.world = rank, world
+        self.group = process_group()
+
+    def owner(self, batch: int) -> int:
+        return batch % self.world
+
+    def from_rank0(self, value: object) -> object:
+        """Rank 0's `value`, on every rank."""
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def send(self, images: list[np.ndarray]) -> None:
+        import torch
+        import torch.distributed as dist
+
+        for image in images:
+            dist.send(torch.from_numpy(np.ascontiguousarray(image).reshape(-1).view(np.uint8)), dst=0)
+
+    def receive(self, source: int, shapes: list[tuple[int, int, int]], dtype: np.dtype) -> list[np.ndarray]:
+        import torch
+        import torch.distributed as dist
+
+        images = []
+        for shape in shapes:
+            buffer = torch.empty(int(np.prod(shape)) * np.dtype(dtype).itemsize, dtype=torch.uint8)
+            dist.recv(buffer, src=source)
+            images.append(buffer.numpy().view(dtype).reshape(shape))
+        return images
+
+
 def upscale_video(upscaler: Upscaler, source: str | os.PathLike, target: str | os.PathLike,
-                  options: VideoOptions = VideoOptions(), size: object = None, progress: bool = True) -> int:
+                  options: VideoOptions = VideoOptions(), size: object = None, progress: bool = True,
+                  share: FrameShare | None = None) -> int:
     """Upscale one video file into `target` (atomically); returns the number of frames written.
 
     See the module docstring for what is kept. `size`: an `OutputSize` or None (model scale).
+    `share`: torchrun ranks sharing the frames (`upscale_videos`); a rank other than 0 only
+    upscales its batches and sends them, writes nothing and returns 0.
     Raises RealSRError naming the file for unreadable input, no video stream, an unknown codec or
     pixel format, or an encoder/muxer error.
     """
     av = import_av()
+    if share is not None and share.rank != 0:
+        return _help_rank0(av, upscaler, Path(source), options, size, share)
     source, target = Path(source), Path(target)
     fmt = CONTAINER_FORMATS.get(target.suffix.lower())
     if fmt is None:
@@ -274,7 +336,7 @@ def upscale_video(upscaler: Upscaler, source: str | os.PathLike, target: str | o
         with atomic_path(target) as temporary:
             try:
                 with av.open(str(temporary), "w", format=fmt) as out:
-                    return _Transcoder(av, container, out, upscaler, options, size, fmt, source).run(progress)
+                    return _Transcoder(av, container, out, upscaler, options, size, fmt, source, share).run(progress)
             except av.FFmpegError as exc:
                 raise RealSRError(f"{source}: video error ({exc})") from None
     except OSError as exc:
@@ -283,27 +345,47 @@ def upscale_video(upscaler: Upscaler, source: str | os.PathLike, target: str | o
         container.close()
 
 
+def _help_rank0(av, upscaler: Upscaler, source: Path, options: VideoOptions, size, share: FrameShare) -> int:
+    try:
+        container = av.open(str(source))
+    except (av.FFmpegError, OSError) as exc:
+        raise RealSRError(f"{source}: cannot open the video ({exc})") from None
+    try:
+        if not container.streams.video:
+            raise RealSRError(f"{source}: has no video stream")
+        _Transcoder(av, container, None, upscaler, options, size, "", source, share).run(progress=False)
+    except av.FFmpegError as exc:
+        raise RealSRError(f"{source}: video error ({exc})") from None
+    finally:
+        container.close()
+    return 0
+
+
 class _Transcoder:
-    """One input container -> one output container: the video re-encoded, audio/subtitles copied."""
+    """One input container -> one output container: the video re-encoded, audio/subtitles copied.
+
+    With `out` None (a rank helping rank 0, `share`), frames are decoded and this rank's batches
+    upscaled and sent; nothing is written."""
 
     def __init__(self, av, container, out, upscaler: Upscaler, options: VideoOptions, size, fmt: str,
-                 source: Path) -> None:
+                 source: Path, share: FrameShare | None = None) -> None:
         self.av, self.container, self.out, self.upscaler = av, container, out, upscaler
+        self.share, self.batches = share, 0
         self.options, self.size, self.fmt, self.source = options, size, fmt, source
         self.video = container.streams.video[0]
         self.video.thread_type = "AUTO"
-        self.copied = [s for s in container.streams if s.type in ("audio", "subtitle")]
+        self.copied = [s for s in container.streams if s.type in ("audio", "subtitle")] if out is not None else []
         self.encoder = None
+        self.started = False
         self.mapping: dict[int, object] = {}
         self.pending: list = []  # packets to copy that arrive before the encoder exists
         self.batch: list = []  # decoded frames waiting for the network
         self.frames = 0
-        tb = self.video.time_base
+        self.tb = self.video.time_base
         self.start_pts = {s.index: round(options.start / s.time_base) for s in [self.video, *self.copied]
                           if s.time_base} if options.start else {}
         self.end = None if options.duration is None else options.start + options.duration
         self.batch_size = options.batch or (1 if upscaler.device.type == "cpu" else _GPU_BATCH)
-        self.tb = tb
 
     # --- the stream loop ----------------------------------------------------------------------
     def run(self, progress: bool) -> int:
@@ -321,11 +403,13 @@ class _Transcoder:
                     for frame in packet.decode():
                         if not self._take_frame(frame):
                             done = True
-                elif not done or self._before_end(packet):
+                elif self._before_end(packet):
                     self._copy(packet)
                 if done and self._past_end(packet):
                     break
             self._flush_batch()
+            if self.out is None:
+                return self.frames
             if self.encoder is None:
                 raise RealSRError(f"{self.source}: no video frames"
                                   + (" in the segment asked for (--start/--duration)" if self.options.start
@@ -366,8 +450,8 @@ class _Transcoder:
             return True
         if seconds is not None and self.end is not None and seconds >= self.end - 1e-9:
             return False
-        if self.encoder is None:
-            self._open_encoder(frame)
+        if not self.started:
+            self._start(frame)
         self.batch.append(frame)
         if len(self.batch) >= self.batch_size:
             self._flush_batch()
@@ -377,10 +461,27 @@ class _Transcoder:
         if not self.batch:
             return
         frames, self.batch = self.batch, []
-        images = [self._to_rgb(frame) for frame in frames]
-        for frame, image in zip(frames, upscale_frames(self.upscaler, images, self.out_size)):
+        owner = 0 if self.share is None else self.share.owner(self.batches)
+        me = 0 if self.share is None else self.share.rank
+        self.batches += 1
+        if owner == me:
+            images = upscale_frames(self.upscaler, [self._to_rgb(frame) for frame in frames], self.out_size)
+            if me != 0:
+                self.share.send(images)
+                self.frames += len(frames)
+                return
+        elif me == 0:
+            images = self.share.receive(owner, [self._out_shape(frame) for frame in frames], self.dtype)
+        else:
+            return  # another helper's batch
+        for frame, image in zip(frames, images):
             self._encode(frame, image)
         self.bar.update(len(frames))
+
+    def _out_shape(self, frame) -> tuple[int, int, int]:
+        if self.out_size is not None:
+            return (*self.out_size, 3)
+        return frame.height * self.upscaler.scale, frame.width * self.upscaler.scale, 3
 
     # --- frames in and out ----------------------------------------------------------------------
     def _to_rgb(self, frame) -> np.ndarray:
@@ -421,17 +522,22 @@ class _Transcoder:
         self.out.mux(packet)
 
     # --- the output streams -----------------------------------------------------------------------
-    def _open_encoder(self, frame) -> None:
-        """Add the encoder (sized from the first frame) and the copied streams, then mux what waited."""
-        av, options = self.av, self.options
+    def _start(self, frame) -> None:
+        """From the first frame: the RGB depth and output size, then (writing) the output streams."""
+        self.started = True
         bits = max(c.bits for c in frame.format.components) if frame.format.components else 8
         self.rgb_format = "rgb48le" if bits > 8 else "rgb24"
+        self.dtype = np.dtype(np.uint16 if bits > 8 else np.uint8)
         self.out_size = None
-        height, width = frame.height, frame.width
-        out_h, out_w = height * self.upscaler.scale, width * self.upscaler.scale
         if self.size is not None and not self.size.is_model_scale:
-            out_h, out_w = self.size.pixels(height, width, self.upscaler.scale)
-            self.out_size = (out_h, out_w)
+            self.out_size = self.size.pixels(frame.height, frame.width, self.upscaler.scale)
+        if self.out is not None:
+            self._open_encoder(frame, bits)
+
+    def _open_encoder(self, frame, bits: int) -> None:
+        """Add the encoder (sized from the first frame) and the copied streams, then mux what waited."""
+        av, options = self.av, self.options
+        out_h, out_w = self._out_shape(frame)[:2]
         codec = options.codec or _default_codec(av, self.fmt)
         if codec not in av.codecs_available:
             raise RealSRError(f"the video encoder {codec!r} is not in this FFmpeg (PyAV's); try libx264, "
