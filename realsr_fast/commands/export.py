@@ -26,7 +26,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
 
 DESCRIPTION = """\
 Write a model (a named one, `realsr adapt`'s model.safetensors, or any RRDBNet weights file) in
-another form. The format comes from --format, else from the output's suffix.
+another form. The format comes from --format, else from the output's suffix (none: an ncnn folder).
 
 ncnn: .param + .bin with the graph, layer and blob names of the official RealSR x4.param, so
 realsr-ncnn-vulkan, upscayl and the `ncnn` package load it as they load the official model.
