@@ -1,4 +1,4 @@
-"""Which torch device a user's `--device` choice means, and IEEE fp32 on it."""
+"""Which torch device a user's `--device` choice means, what the CPU computes natively, and IEEE fp32."""
 from __future__ import annotations
 
 import contextlib
@@ -38,6 +38,13 @@ def resolve_device(device: str) -> torch.device:
         raise RealSRError(f"device {device!r} does not exist: this machine has "
                           f"{torch.cuda.device_count()} CUDA device(s)")
     return resolved
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX), as torch's own CPU feature
+    detection (cpuinfo) answers it, on any OS; False where torch cannot tell."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 
 
 def cuda_index(device: torch.device) -> int:

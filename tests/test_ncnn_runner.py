@@ -4,9 +4,7 @@ Parity is against torch fp32 on real photo crops (kept tiny: the default model i
 parameters, and Mesa's llvmpipe Vulkan runs on the CPU)."""
 from __future__ import annotations
 
-import json
 import logging
-import time
 import types
 
 import numpy as np
@@ -15,7 +13,7 @@ import torch
 
 from realsr_fast import cli
 from realsr_fast.errors import RealSRError
-from realsr_fast.inference import auto_choice, calibration
+from realsr_fast.inference import auto_choice
 from realsr_fast.inference.backends import UpscalerSettings
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.models import zoo
@@ -120,115 +118,50 @@ def test_ncnn_refusals(tmp_path, monkeypatch) -> None:
 # --- backend auto --------------------------------------------------------------------------
 
 @pytest.fixture
-def timings(monkeypatch, tmp_path) -> list[calibration.Fp32Timing]:
-    """Fake calibration timings (ncnn faster unless a test changes it), cached in a fresh home (never
-    the user's); records each measurement."""
-    monkeypatch.setenv(zoo.HOME_ENV, str(tmp_path / "home"))
-    measured: list[calibration.Fp32Timing] = []
-    answer = calibration.Fp32Timing(ncnn=1.0, torch=1.5)
-
-    def fake_measure(settings, side):
-        measured.append(answer)
-        return measured[-1]
-
-    monkeypatch.setattr(calibration, "measure", fake_measure)
-    return measured
+def cpu_features(monkeypatch) -> dict[str, object]:
+    """The CPU as auto_choice sees it (no native bf16, AVX2, no Vulkan GPU unless a test changes it)."""
+    features: dict[str, object] = {"bf16": False, "isa": "avx2"}
+    monkeypatch.setattr(auto_choice, "cpu_has_native_bf16", lambda: features["bf16"])
+    monkeypatch.setattr(auto_choice, "cpu_isa", lambda: features["isa"])
+    monkeypatch.setattr(ncnn, "get_gpu_count", lambda: 0)
+    return features
 
 
-def test_calibration_is_measured_once_and_cached(timings, tmp_path, monkeypatch) -> None:
-    settings = UpscalerSettings("df2k", "cpu", "fp32", backend="auto")
-    path = tmp_path / "calibration.json"
-    first = calibration.fp32_timing(settings, 128, path)
-    assert calibration.fp32_timing(settings, 128, path) == first and len(timings) == 1
-    calibration.fp32_timing(settings, 256, path)  # another tile size: measured anew
-    assert len(timings) == 2
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 7)  # another machine setting: measured anew
-    calibration.fp32_timing(settings, 128, path)
-    assert len(timings) == 3 and len(json.loads(path.read_text())) == 3
-    path.write_text("{not json")
-    calibration.fp32_timing(settings, 128, path)
-    assert len(timings) == 4
-
-
-def test_calibration_keeps_each_backends_fastest_interleaved_run(monkeypatch) -> None:
-    calls: list[str] = []
-    seconds = {"ncnn": iter([3.0, 1.0]), "torch": iter([2.0, 2.5])}  # ncnn's first run was disturbed
-
-    def fake_load(settings, device):
-        return settings.backend
-
-    def fake_time(backend, side):
-        calls.append(backend)
-        return next(seconds[backend])
-
-    monkeypatch.setattr(calibration, "load_runner", fake_load)
-    monkeypatch.setattr(calibration, "time_tile", fake_time)
-    timing = calibration.measure(UpscalerSettings("df2k", "cpu", "fp32", backend="auto"), 256)
-    assert calls == ["ncnn", "torch", "ncnn", "torch"] and timing == calibration.Fp32Timing(ncnn=1.0, torch=2.0)
-    assert timing.faster == "ncnn"
-
-
-def test_calibration_times_a_real_runner() -> None:
-    class Sleepy:
-        def __call__(self, x):
-            time.sleep(x.shape[-1] / 1000)
-            return x
-
-    assert 0.12 <= calibration.time_tile(Sleepy(), 128) < 0.5  # the warm-up tile is not counted
-
-
-@pytest.mark.parametrize("small_winner", ["torch", "ncnn"])
-def test_auto_fp32_runs_each_tile_on_the_winner_at_its_size(small_winner, monkeypatch, tmp_path, caplog) -> None:
-    """The calibration at 128 px decides small tiles, the one at 256 px large ones (and no other is timed)."""
-    large_winner = "ncnn" if small_winner == "torch" else "torch"
-    timed: list[int] = []
-
-    def fake_measure(settings, side):
-        timed.append(side)
-        winner = small_winner if side == 128 else large_winner
-        return calibration.Fp32Timing(ncnn=1.0 if winner == "ncnn" else 2.0, torch=1.0 if winner == "torch" else 2.0)
-
-    monkeypatch.setattr(calibration, "measure", fake_measure)
-    monkeypatch.setenv(zoo.HOME_ENV, str(tmp_path))
-    choice = auto_choice.choose(UpscalerSettings("df2k", "cpu", "fp32", backend="auto"), CPU)
-    assert (choice.backend, choice.precision, choice.device) == (auto_choice.PER_TILE_SIZE, "fp32", "cpu")
-    runner = auto_choice.load_runner(UpscalerSettings("df2k", "cpu", "fp32", backend="auto"), CPU)
-    ran: list[str] = []
-    for name in ("ncnn", "torch"):
-        runner._runners[name] = lambda x, name=name: ran.append(name) or x
-    with caplog.at_level(logging.WARNING):
-        for side in (40, 128, 150, 180, 190, 256, 600):
-            runner(torch.zeros(1, 3, side, side))
-    assert ran == [small_winner] * 4 + [large_winner] * 3 and timed == [128, 256]
-    assert f"{large_winner} for tiles near 256 px" in caplog.text
-
-@pytest.mark.parametrize("native_bf16, model, device, precision, expected", [
-    (True, "df2k", "cpu", "auto", ("torch", "bf16")),
-    (True, "df2k", "cpu", "fp32", (auto_choice.PER_TILE_SIZE, "fp32")),
-    (False, "df2k", "cpu", "auto", (auto_choice.PER_TILE_SIZE, "fp32")),
-    (False, "df2k", "auto", "auto", (auto_choice.PER_TILE_SIZE, "fp32")),
-    (False, "net.pth", "cpu", "auto", ("torch", "fp32")),
-    (False, "df2k", "cpu", "bf16", ("torch", "bf16")),
-    (False, "df2k", "vulkan", "auto", ("ncnn", "auto")),
+@pytest.mark.parametrize("native_bf16, isa, model, device, precision, expected", [
+    (True, "avx512", "df2k", "cpu", "auto", ("torch", "bf16")),
+    (True, "avx512", "df2k", "cpu", "fp32", ("torch", "fp32")),
+    (False, "avx2", "df2k", "cpu", "auto", ("torch", "fp32")),
+    (False, "avx512", "df2k", "auto", "auto", ("torch", "fp32")),
+    (False, "baseline", "df2k", "auto", "auto", ("ncnn", "fp32")),  # no vector Winograd: ncnn
+    (False, "baseline", "net.pth", "cpu", "auto", ("torch", "fp32")),  # ...unless it cannot run the model
+    (False, "avx2", "net.pth", "cpu", "auto", ("torch", "fp32")),
+    (False, "avx2", "df2k", "cpu", "bf16", ("torch", "bf16")),
+    (False, "avx2", "df2k", "vulkan", "auto", ("ncnn", "auto")),
 ])
-def test_auto_choice(native_bf16, model, device, precision, expected, monkeypatch, timings) -> None:
-    monkeypatch.setattr(auto_choice, "cpu_has_native_bf16", lambda: native_bf16)
-    monkeypatch.setattr(ncnn, "get_gpu_count", lambda: 0)  # no Vulkan GPU to prefer
-    settings = UpscalerSettings(model, device, precision, backend="auto")
-    choice = auto_choice.choose(settings, CPU)
+def test_auto_choice(native_bf16, isa, model, device, precision, expected, cpu_features) -> None:
+    cpu_features.update(bf16=native_bf16, isa=isa)
+    choice = auto_choice.choose(UpscalerSettings(model, device, precision, backend="auto"), CPU)
     assert (choice.backend, choice.precision) == expected and choice.reason
 
 
-def test_auto_takes_a_vulkan_gpu_but_not_a_software_one(monkeypatch, timings) -> None:
+def test_auto_choice_times_nothing(cpu_features, monkeypatch) -> None:
+    """The choice reads what the machine is, never how fast a backend ran: no runner is loaded
+    before the chosen one, and nothing is written to the cache folder."""
+    loaded: list[str] = []
+    monkeypatch.setattr(auto_choice, "load_backend", lambda settings, device: loaded.append(settings.backend))
+    auto_choice.load_runner(UpscalerSettings("df2k", "cpu", "auto", backend="auto"), CPU)
+    assert loaded == ["torch"]
+
+
+def test_auto_takes_a_vulkan_gpu_but_not_a_software_one(monkeypatch, cpu_features) -> None:
     kinds = [3, 0]  # llvmpipe (the CPU), then a discrete GPU
     monkeypatch.setattr(ncnn, "get_gpu_count", lambda: len(kinds))
     monkeypatch.setattr(ncnn, "get_gpu_info", lambda i: types.SimpleNamespace(type=lambda: kinds[i]))
     choice = auto_choice.choose(UpscalerSettings("df2k", "auto", "auto", backend="auto"), CPU)
     assert (choice.backend, choice.device) == ("ncnn", "vulkan:1")
     kinds.pop()
-    monkeypatch.setattr(auto_choice, "cpu_has_native_bf16", lambda: False)
     choice = auto_choice.choose(UpscalerSettings("df2k", "auto", "auto", backend="auto"), CPU)
-    assert (choice.backend, choice.device) == (auto_choice.PER_TILE_SIZE, "cpu")
+    assert (choice.backend, choice.device) == ("torch", "auto")
 
 
 def test_auto_keeps_cuda_on_torch() -> None:
@@ -236,26 +169,22 @@ def test_auto_keeps_cuda_on_torch() -> None:
     assert (choice.backend, choice.precision) == ("torch", "auto")
 
 
-def test_auto_says_what_it_chose(monkeypatch, caplog, timings) -> None:
-    monkeypatch.setattr(auto_choice, "cpu_has_native_bf16", lambda: False)
+def test_auto_says_what_it_chose(caplog, cpu_features) -> None:
     with caplog.at_level(logging.WARNING):
         up = Upscaler("df2k", device="cpu", backend="auto")
-    assert isinstance(up._runner, auto_choice.PerTileSize) and up.precision == "fp32"
+    assert up.precision == "fp32" and type(up._runner).__name__ == "TorchRunner"
     lines = [r.message for r in caplog.records if r.message.startswith("backend auto")]
-    assert len(lines) == 1 and "ncnn|torch by tile size fp32 on cpu" in lines[0] and "whichever was the faster" in lines[0]
-    with caplog.at_level(logging.WARNING):
-        up(np.zeros((8, 8, 3), np.uint8))
-    assert "backend auto: ncnn for tiles near 128 px (ncnn 1.00 s vs torch 1.50 s" in caplog.text
+    assert len(lines) == 1 and "torch fp32 on cpu (fp32 on the CPU: torch with its Winograd trunk (avx2))" in lines[0]
 
 
-def test_cli_default_is_auto_and_ncnn_can_be_forced(tmp_path, monkeypatch, caplog, rng, timings) -> None:
+def test_cli_default_is_auto_and_ncnn_can_be_forced(tmp_path, monkeypatch, caplog, rng, cpu_features) -> None:
     from PIL import Image
 
-    monkeypatch.setattr(auto_choice, "cpu_has_native_bf16", lambda: False)
+    cpu_features["isa"] = "baseline"
     Image.fromarray(rng.integers(0, 256, (8, 10, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     with caplog.at_level(logging.WARNING):
         assert cli.main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "auto.png")]) == 0
-    assert "backend auto: ncnn|torch by tile size fp32 on cpu" in caplog.text and "ncnn for tiles near" in caplog.text
+    assert "backend auto: ncnn fp32 on cpu" in caplog.text
     caplog.clear()
     assert cli.main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "forced.png"),
                      "--backend", "torch", "--precision", "fp32"]) == 0

@@ -51,6 +51,7 @@ def test_ncnn_backend_names_the_ncnn_extra_and_auto_does_without(without, monkey
     with pytest.raises(RealSRError, match=r"ncnn backend needs .*realsr_fast\[ncnn\]"):
         Upscaler("df2k", device="cpu", backend="ncnn")
     monkeypatch.setattr(auto_choice, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(auto_choice, "cpu_isa", lambda: "baseline")  # a CPU where ncnn would be chosen
     choice = auto_choice.choose(UpscalerSettings("df2k", "cpu", backend="auto"), torch.device("cpu"))
     assert (choice.backend, choice.precision) == ("torch", "fp32") and "realsr_fast[ncnn]" in choice.reason
 
