@@ -23,6 +23,9 @@ def nearest_x2(x: torch.Tensor) -> torch.Tensor:
     RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),
     RuntimeError("CUDA error: out of memory"),
     RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                 "you tried to allocate 140737488355328 bytes. Error code 12 (Cannot allocate memory)"),
+    MemoryError("Unable to allocate 8.00 GiB for an array"),
 ])
 def test_out_of_memory_in_any_form_halves_the_tiles(error, caplog):
     x = torch.rand(2, 3, 40, 36, generator=torch.Generator().manual_seed(5))

@@ -94,6 +94,8 @@ class TileRunner:
     device: torch.device
     precision: str
     itemsize: int = 4
+    #: Bytes per LR pixel of a tile that the runner uses beside the network's activations.
+    workspace_bytes_per_pixel: int = 0
 
     def tile_for(self, tile: int | None, pad: int) -> int | None:
         """The tile side to use when `tile` is asked for (None: chosen per image from memory)."""

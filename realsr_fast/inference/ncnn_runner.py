@@ -112,6 +112,11 @@ class NcnnRunner(TileRunner):
         if self.net.load_param(str(param)) != 0 or self.net.load_model(str(weights)) != 0:
             raise RealSRError(f"ncnn could not load {param} / {weights}")
         self.input_name, self.output_name = self.net.input_names()[0], self.net.output_names()[0]
+        self._weight_bytes = weights.stat().st_size
+
+    @property
+    def resident_bytes(self) -> int:
+        return 0 if self.vulkan is not None else self._weight_bytes
 
     @property
     def device_name(self) -> str:

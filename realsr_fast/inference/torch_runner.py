@@ -1,8 +1,8 @@
 """The torch backend: RRDBNet in eager PyTorch, one tile at a time.
 
 Precision: fp32 on the CPU by default, its trunk's 3x3 convolutions as Winograd F(6x6, 3x3)
-(`winograd_rrdbnet`, 1.4-1.8x the stock convolutions); bf16 on the CPU on request (about 4x faster
-on CPUs with AMX / AVX512-BF16); fp16 by default on CUDA, where RRDBNet can overflow
+(`winograd_rrdbnet`; speed in docs/winograd.md); bf16 on the CPU on request (faster where the CPU
+has AMX / AVX512-BF16, benchmarks/README.md); fp16 by default on CUDA, where RRDBNet can overflow
 (docs/METHOD.md, "fp16"): each tile's output is checked and a tile that is not finite is run
 again in fp32.
 """
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 
 import torch
 
+from realsr_fast.device import cpu_has_native_bf16
 from realsr_fast.errors import RealSRError
 from realsr_fast.inference.backends import TileRunner, UpscalerSettings
 from realsr_fast.inference.winograd_rrdbnet import WinogradRRDBNet, supports_winograd
@@ -22,16 +24,6 @@ from realsr_fast.models.rrdbnet import RRDBNet
 logger = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); True when unknown."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return True
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 # Without native bf16, oneDNN converts to fp32 around each convolution, with scratch buffers per
@@ -64,21 +56,46 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 class TorchRunner(TileRunner):
     """`network` (fp32, CPU) run on `device` in `precision`, with the fp32 redo of overflowing
-    tiles; (B, 3, h, w) float (any device) -> (B, 3, s*h, s*w) float32 in [0, 1] on `device`."""
+    tiles; (B, 3, h, w) float (any device) -> (B, 3, s*h, s*w) float32 in [0, 1] on `device`.
+
+    Owns `network` (it is moved, not copied). In fp32 only the network that runs is kept (on the CPU
+    the Winograd form, which drops the stock trunk); in bf16/fp16 the fp32 network is kept too, for
+    the redo. Calls from several threads at once are safe.
+    """
 
     def __init__(self, network: RRDBNet, device: torch.device, precision: str) -> None:
         self.device, self.precision = device, precision
         self.scale, self.nf = network.scale, network.nf
         self.itemsize = planning_itemsize(precision, device)
-        self._network = network
-        self._model = self._build(DTYPES[precision])
-        self._fp32_model: RRDBNet | WinogradRRDBNet | None = self._model if precision == "fp32" else None
+        self._loaded_bytes = sum(p.nbytes for p in network.parameters())
+        if precision == "fp32":
+            self._network, self._model = None, self._build(network, torch.float32)
+            self._fp32_model: RRDBNet | WinogradRRDBNet | None = self._model
+            self.workspace_bytes_per_pixel = getattr(self._model, "workspace_bytes_per_pixel", 0)
+        else:
+            self._network, self._model = network, self._build(copy.deepcopy(network), DTYPES[precision])
+            self._fp32_model = None
+        self._fp32_lock = threading.Lock()
 
-    def _build(self, dtype: torch.dtype) -> RRDBNet | WinogradRRDBNet:
-        model = copy.deepcopy(self._network).to(self.device, dtype, memory_format=torch.channels_last)
-        if dtype == torch.float32 and self.device.type == "cpu" and supports_winograd(model):
-            return WinogradRRDBNet(model)
-        return model
+    def _build(self, network: RRDBNet, dtype: torch.dtype) -> RRDBNet | WinogradRRDBNet:
+        if dtype == torch.float32 and self.device.type == "cpu" and supports_winograd(network):
+            return WinogradRRDBNet(network)  # keeps its stock layers channels-last itself
+        return network.to(self.device, dtype, memory_format=torch.channels_last)
+
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes of weights this runner holds on its device, plus, on the CPU, the loaded fp32
+        weights: the Winograd transform frees them, but the C allocator keeps their pages for reuse,
+        so the process's resident memory still counts them."""
+        held = {id(m): m for m in (self._network, self._model, self._fp32_model) if m is not None}
+        weights = sum(m.resident_bytes if isinstance(m, WinogradRRDBNet)
+                      else sum(p.nbytes for p in m.parameters()) for m in held.values())
+        return weights + (self._loaded_bytes if self._network is None and self.device.type == "cpu" else 0)
+
+    def release(self) -> None:
+        for model in (self._model, self._fp32_model):
+            if isinstance(model, WinogradRRDBNet):
+                model.release()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
@@ -90,10 +107,11 @@ class TorchRunner(TileRunner):
 
     def _fp32(self) -> RRDBNet | WinogradRRDBNet:
         """The fp32 model for tiles that overflow in reduced precision (built once, when needed)."""
-        if self._fp32_model is None:
-            logger.warning("a tile overflowed in %s; such tiles are redone in fp32 (slower)",
-                           self.precision)
-            self._fp32_model = self._build(torch.float32)
+        with self._fp32_lock:
+            if self._fp32_model is None:
+                logger.warning("a tile overflowed in %s; such tiles are redone in fp32 (slower)",
+                               self.precision)
+                self._fp32_model = self._build(copy.deepcopy(self._network), torch.float32)
         return self._fp32_model
 
 

@@ -9,19 +9,24 @@ every later convolution (the concatenation becomes one wider GEMM), and the Leak
 residual sums run inside the output transform. The HR-resolution layers (upsampling, HRconv,
 conv_last) and conv_first (3 input channels) stay stock PyTorch convolutions.
 
-fp32 arithmetic with more rounding: 110.7 dB PSNR from the stock forward over the whole default
-model (>= 50 dB asserted, tests/test_winograd.py); the whole network 1.43x the stock forward at
-128x128 and 1.82x at 256x256 on an AVX2 EPYC (docs/winograd.md, "Speed").
+fp32 arithmetic with more rounding: its distance from the stock forward and its speed are in
+docs/winograd.md (tests/test_winograd.py bounds the distance).
 """
 from __future__ import annotations
 
+import contextlib
+import copy
+import math
+import threading
+from collections.abc import Iterator
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from realsr_fast.models.rrdbnet import LRELU_SLOPE, RESIDUAL_SCALE, RRDBNet
+from realsr_fast.models.rrdbnet import LRELU_SLOPE, RESIDUAL_SCALE, RRDBNet, hr_tail
 from realsr_fast.ops import (
     WINOGRAD_CHANNEL_MULTIPLE,
+    WINOGRAD_TILE,
     WINOGRAD_WINDOW,
     winograd_input_transform,
     winograd_kernels,
@@ -48,26 +53,81 @@ class WinogradConv:
 
 
 class Workspace:
-    """Buffers for one input shape, kept between tiles (fresh pages cost more than the work on them).
+    """Buffers for one input shape, reused by the tiles of an image (fresh pages cost more than the
+    work on them).
 
     `transformed` (64, T, nf + 4 gc) holds a dense block's transformed features side by side; its
     rows are one tile longer than T so that the 64 planes do not start at addresses a multiple of
-    4 KiB apart (which made the input transform 1.5x slower).
+    4 KiB apart (cache-set conflicts made the input transform slower).
     """
 
     def __init__(self, batch: int, height: int, width: int, nf: int, gc: int) -> None:
+        self.shape = (batch, height, width)
         tiles = winograd_tile_count(batch, height, width)
         self.transformed = torch.empty(POINTS, tiles + 1, nf + 4 * gc)[:, :tiles]
         self.products = {c: torch.empty(POINTS, tiles + 1, c)[:, :tiles] for c in {nf, gc}}
         self.maps = [torch.empty(batch, height, width, nf) for _ in range(4)]
         self.growth = torch.empty(batch, height, width, gc)
 
+    @property
+    def nbytes(self) -> int:
+        buffers = [self.transformed, *self.products.values(), *self.maps, self.growth]
+        return sum(b.untyped_storage().nbytes() for b in buffers)
+
+
+def workspace_bytes_per_pixel(nf: int, gc: int) -> int:
+    """Bytes of a `Workspace` per input pixel (a 6x6 output tile's 64 points shared by 36 pixels)."""
+    transformed = POINTS * (nf + 4 * gc + sum({nf, gc})) * 4 / WINOGRAD_TILE**2
+    return math.ceil(transformed) + (4 * nf + gc) * 4
+
+
+class WorkspacePool:
+    """Workspaces lent to one forward at a time, so that threads sharing a network never share
+    buffers; an idle one is kept for the next call of the same shape.
+
+    `release()` (after an image) frees the idle workspace when it is larger than `keep_bytes`: a
+    large image's buffers are not held while nothing runs, a small one's (video frames, thumbnails)
+    are reused.
+    """
+
+    def __init__(self, nf: int, gc: int, keep_bytes: int) -> None:
+        self.nf, self.gc, self.keep_bytes = nf, gc, keep_bytes
+        self._idle: Workspace | None = None
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def lend(self, batch: int, height: int, width: int) -> Iterator[Workspace]:
+        """A workspace for a (batch, height, width) input, owned by the caller inside the block."""
+        with self._lock:
+            workspace, self._idle = self._idle, None
+        if workspace is None or workspace.shape != (batch, height, width):
+            workspace = None  # free the old buffers before the new ones are allocated
+            workspace = Workspace(batch, height, width, self.nf, self.gc)
+        try:
+            yield workspace
+        finally:
+            with self._lock:
+                self._idle = workspace
+
+    def release(self) -> None:
+        """Free the idle workspace if it is larger than `keep_bytes`."""
+        with self._lock:
+            if self._idle is not None and self._idle.nbytes > self.keep_bytes:
+                self._idle = None
+
+
+#: Idle workspaces up to this size stay allocated between images (those of frames of a small video,
+#: about 140x140 px per tile at nf 64); larger ones are freed after each image.
+KEEP_WORKSPACE_BYTES = 64 << 20
+
 
 class WinogradRRDBNet:
     """`network`'s forward, fp32 on the CPU: (B, 3, h, w) float32 -> (B, 3, s*h, s*w), unclamped.
 
-    Needs `supports_winograd(network)`. The network is read once here (later changes to it are
-    not seen); the HR layers run on a channels-last copy of it.
+    Needs `supports_winograd(network)`. The network is read once here (later changes to it are not
+    seen): the trunk's kernels are kept transformed, and copies of conv_first and the HR layers
+    (channels-last), so dropping `network` afterwards frees all of it. Safe to call from several
+    threads at once: each call runs in a workspace of its own (`WorkspacePool`).
     """
 
     def __init__(self, network: RRDBNet) -> None:
@@ -75,18 +135,26 @@ class WinogradRRDBNet:
             raise ValueError(f"Winograd RRDBNet needs nf and gc multiples of {WINOGRAD_CHANNEL_MULTIPLE}, "
                              f"got {network.nf} and {network.gc}")
         self.nf, self.gc = network.nf, network.gc
-        self.network = network  # conv_first and the HR layers
+        stock = [copy.deepcopy(layer).to(memory_format=torch.channels_last)
+                 for layer in (network.conv_first, *network.upconvs(), network.HRconv, network.conv_last)]
+        self.conv_first, *self.upconvs, self.hr_conv, self.conv_last = stock
         self.blocks = [[[WinogradConv(getattr(rdb, f"conv{k}")) for k in range(1, 6)]
                         for rdb in (rrdb.RDB1, rrdb.RDB2, rrdb.RDB3)] for rrdb in network.RRDB_trunk]
         self.trunk_conv = WinogradConv(network.trunk_conv)
-        self._workspace: tuple[tuple[int, int, int], Workspace] | None = None
+        self.workspaces = WorkspacePool(self.nf, self.gc, KEEP_WORKSPACE_BYTES)
+        self.workspace_bytes_per_pixel = workspace_bytes_per_pixel(self.nf, self.gc)
 
-    def _workspace_for(self, batch: int, height: int, width: int) -> Workspace:
-        shape = (batch, height, width)
-        if self._workspace is None or self._workspace[0] != shape:
-            self._workspace = None  # free the old buffers first
-            self._workspace = (shape, Workspace(batch, height, width, self.nf, self.gc))
-        return self._workspace[1]
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes of weights held: the transformed trunk and the stock layers kept."""
+        convs = [conv for rrdb in self.blocks for rdb in rrdb for conv in rdb] + [self.trunk_conv]
+        stock = [self.conv_first, *self.upconvs, self.hr_conv, self.conv_last]
+        return (sum(c.weight.nbytes + c.bias.nbytes for c in convs)
+                + sum(p.nbytes for layer in stock for p in layer.parameters()))
+
+    def release(self) -> None:
+        """Free buffers kept for the next call when they are large (`WorkspacePool.release`)."""
+        self.workspaces.release()
 
     def _conv(self, conv: WinogradConv, ws: Workspace, in_channels: int, out: torch.Tensor, *,
               negative_slope: float | None = None, residual: torch.Tensor | None = None,
@@ -109,21 +177,17 @@ class WinogradRRDBNet:
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        net = self.network
         batch, _, height, width = x.shape
-        ws = self._workspace_for(batch, height, width)
-        first, trunk, a, b = ws.maps
-        first.copy_(net.conv_first(x.float()).permute(0, 2, 3, 1))
-        trunk.copy_(first)
-        for rrdb in self.blocks:
-            self._dense_block(rrdb[0], ws, trunk, a)
-            self._dense_block(rrdb[1], ws, a, b)
-            self._dense_block(rrdb[2], ws, b, a)
-            trunk.add_(a, alpha=RESIDUAL_SCALE)
-        winograd_input_transform(trunk, ws.transformed, 0)
-        self._conv(self.trunk_conv, ws, self.nf, a, residual=first)
-        fea = a.permute(0, 3, 1, 2)  # NCHW view, channels-last strides
-        for i in range(1, net.num_upsamples + 1):
-            upconv = getattr(net, f"upconv{i}")
-            fea = F.leaky_relu(upconv(F.interpolate(fea, scale_factor=2, mode="nearest")), LRELU_SLOPE, inplace=True)
-        return net.conv_last(F.leaky_relu(net.HRconv(fea), LRELU_SLOPE, inplace=True))
+        with self.workspaces.lend(batch, height, width) as ws:
+            first, trunk, a, b = ws.maps
+            first.copy_(self.conv_first(x.float()).permute(0, 2, 3, 1))
+            trunk.copy_(first)
+            for rrdb in self.blocks:
+                self._dense_block(rrdb[0], ws, trunk, a)
+                self._dense_block(rrdb[1], ws, a, b)
+                self._dense_block(rrdb[2], ws, b, a)
+                trunk.add_(a, alpha=RESIDUAL_SCALE)
+            winograd_input_transform(trunk, ws.transformed, 0)
+            self._conv(self.trunk_conv, ws, self.nf, a, residual=first)
+            fea = a.permute(0, 3, 1, 2)  # NCHW view, channels-last strides, read before `ws` is lent again
+            return hr_tail(fea, self.upconvs, self.hr_conv, self.conv_last)

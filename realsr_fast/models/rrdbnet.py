@@ -98,14 +98,25 @@ class RRDBNet(nn.Module):
         return {"in_nc": self.in_nc, "out_nc": self.out_nc, "nf": self.nf, "nb": self.nb,
                 "gc": self.gc, "scale": self.scale}
 
+    def upconvs(self) -> list[nn.Conv2d]:
+        """The convolutions after each nearest x2 upsampling, in order (`upconv1`, `upconv2`, ...)."""
+        return [getattr(self, f"upconv{i}") for i in range(1, self.num_upsamples + 1)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fea = self.conv_first(x)
         fea = fea + self.trunk_conv(self.RRDB_trunk(fea))
-        for i in range(1, self.num_upsamples + 1):
-            upconv = getattr(self, f"upconv{i}")
-            fea = F.leaky_relu(upconv(F.interpolate(fea, scale_factor=2, mode="nearest")),
-                               LRELU_SLOPE, inplace=True)
-        return self.conv_last(F.leaky_relu(self.HRconv(fea), LRELU_SLOPE, inplace=True))
+        return hr_tail(fea, self.upconvs(), self.HRconv, self.conv_last)
+
+
+def hr_tail(fea: torch.Tensor, upconvs: list[nn.Conv2d], hr_conv: nn.Conv2d, conv_last: nn.Conv2d) -> torch.Tensor:
+    """RRDBNet's layers after the trunk: (B, nf, h, w) -> (B, out_nc, 2^n h, 2^n w) for n upconvs.
+
+    Each upconv follows a nearest x2 upsampling and a LeakyReLU follows it; then HRconv, LeakyReLU and
+    conv_last. `fea` may be overwritten (the activations run in place).
+    """
+    for upconv in upconvs:
+        fea = F.leaky_relu(upconv(F.interpolate(fea, scale_factor=2, mode="nearest")), LRELU_SLOPE, inplace=True)
+    return conv_last(F.leaky_relu(hr_conv(fea), LRELU_SLOPE, inplace=True))
 
 
 def parameter_shapes(**config: int) -> dict[str, torch.Size]:

@@ -87,15 +87,16 @@ def check_batch(x: torch.Tensor) -> None:
 
 
 #: How out-of-memory errors read when they arrive as plain RuntimeErrors (cuDNN, cuBLAS, the CUDA
-#: runtime and driver) rather than as torch.OutOfMemoryError.
+#: runtime and driver; torch's CPU allocator) rather than as torch.OutOfMemoryError.
 _OOM_WORDS = ("out of memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED",
-              "cudaErrorMemoryAllocation", "CUDA_ERROR_OUT_OF_MEMORY")
+              "cudaErrorMemoryAllocation", "CUDA_ERROR_OUT_OF_MEMORY", "DefaultCPUAllocator",
+              "Cannot allocate memory")
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether `exc` means the device ran out of memory: torch.OutOfMemoryError, or a
-    RuntimeError whose message says so (cuDNN and cuBLAS report it that way)."""
-    if isinstance(exc, torch.OutOfMemoryError):
+    """Whether `exc` means the device ran out of memory: torch.OutOfMemoryError, MemoryError, or a
+    RuntimeError whose message says so (cuDNN, cuBLAS and torch's CPU allocator report it that way)."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
     return isinstance(exc, RuntimeError) and any(word in str(exc) for word in _OOM_WORDS)
 
@@ -108,7 +109,7 @@ def upscale_tiled_retrying(x: torch.Tensor, fn: TileFn, scale: int, tile: int | 
     while True:
         try:
             return upscale_tiled(x, fn, scale, tile, pad, progress)
-        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+        except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
             if not is_out_of_memory(exc):
                 raise
             if device.type == "cuda":
