@@ -46,9 +46,12 @@ def make_clip(path: Path, frames: int = 6, height: int = 16, width: int = 24, au
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(frames)]
     with av.open(str(path), "w") as out:
+        out.metadata["title"] = "a test clip"
         video = out.add_stream("ffv1", rate=RATE)
         video.width, video.height, video.pix_fmt = width, height, "bgr0"
         sound = out.add_stream("flac", rate=8000, layout="mono") if audio else None
+        if sound is not None:
+            sound.metadata["language"] = "fra"
         for i, image in enumerate(images):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = i
@@ -100,6 +103,7 @@ def test_frames_equal_the_image_path_and_audio_and_timestamps_are_kept(tmp_path,
     with av.open(str(source)) as a, av.open(str(out)) as b:
         assert b.streams.video[0].time_base == a.streams.video[0].time_base
         assert b.streams.video[0].average_rate == RATE
+        assert b.metadata["title"] == "a test clip" and b.streams.audio[0].language == "fra"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
@@ -161,6 +165,25 @@ def test_ten_bit_input_stays_ten_bit(tmp_path, tiny_model):
         assert container.streams.video[0].codec_context.pix_fmt in ("yuv444p10le", "yuv420p10le")
 
 
+def test_rotation_tag_is_kept_and_pixels_stay_as_stored(tmp_path, tiny_model):
+    source = tmp_path / "phone.mp4"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("libx264", rate=RATE)
+        video.width, video.height, video.pix_fmt = 24, 16, "yuv420p"
+        video.set_display_rotation(90)
+        for i in range(2):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 24, 3), 60 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    target = tmp_path / "phone_x4.mp4"
+    assert cli.main(["upscale", str(source), "-o", str(target), "--model", str(tiny_model), "--device", "cpu",
+                     "--backend", "torch"]) == 0
+    with av.open(str(target)) as container:
+        frame = next(container.decode(video=0))
+        assert (frame.width, frame.height, frame.rotation) == (96, 64, 90)
+
+
 def test_errors_leave_no_file(tmp_path, tiny_model, capsys, monkeypatch):
     source = tmp_path / "clip.mkv"
     make_clip(source, frames=3, audio=False)
@@ -216,3 +239,39 @@ def test_peak_memory_does_not_grow_with_the_clip(tmp_path, tiny_model):
                                  str(tmp_path / f"out{frames}.mkv")], capture_output=True, text=True, check=True)
         peaks.append(int(result.stdout.split()[-1]))
     assert peaks[1] < 1.2 * peaks[0], peaks
+
+
+def test_batched_frames_and_output_size(tmp_path, tiny_model):
+    """Frames batched as on a GPU (3 per call) match one at a time; --outscale sizes frames as images."""
+    from realsr_fast.inference.output_size import OutputSize
+    from realsr_fast.inference.upscale_video import VideoOptions, upscale_frames, upscale_video
+    from realsr_fast.inference.upscaler import Upscaler
+
+    upscaler = Upscaler(tiny_model, device="cpu", precision="fp32", backend="torch")
+    source = tmp_path / "clip.mkv"
+    images = make_clip(source, frames=4, audio=False)
+    batched = upscale_frames(upscaler, images[:3])
+    for image, got in zip(images, batched):
+        assert np.abs(got.astype(int) - upscaler.upscale_image(image).astype(int)).max() <= 1
+    out = tmp_path / "half.mkv"
+    assert upscale_video(upscaler, source, out, VideoOptions(codec="ffv1", pix_fmt="bgr0", batch=3),
+                         size=OutputSize(scale=2), progress=False) == 4
+    frames, _ = decoded(out)
+    assert frames[0].shape == (32, 48, 3)
+    for image, got in zip(images, frames):
+        expected = upscaler.upscale_image(image, size=(32, 48))
+        assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_bad_video_options_are_refused(tmp_path, tiny_model, capsys):
+    source = tmp_path / "clip.mkv"
+    make_clip(source, frames=1, audio=False)
+    base = ["upscale", str(source), "-o", str(tmp_path / "o.mkv"), "--model", str(tiny_model), "--device", "cpu"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*base, "--start", "-1"])
+    assert exit_info.value.code == 2
+    assert cli.main([*base, "--pix-fmt", "no-such-format", "--codec", "libx264"]) == 1
+    assert "no-such-format" in capsys.readouterr().err
+    assert cli.main(["upscale", str(source), "-o", str(tmp_path / "o.png"), "--model", str(tiny_model)]) == 1
+    assert "written as a video" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]

@@ -17,11 +17,8 @@ from realsr_fast.commands.arguments import (
 )
 from realsr_fast.commands.compare import add_report_argument, write_upscale_page
 from realsr_fast.errors import RealSRError
+from realsr_fast.image_formats import DEFAULT_QUALITY, OUTPUT_FORMATS
 from realsr_fast.inference.backends import BACKENDS, DEFAULT_STRENGTH_BASE
-from realsr_fast.inference.ranks import gather_reports, shard
-from realsr_fast.inference.upscale_files import OUTPUT_FORMATS, upscale_files
-from realsr_fast.inference.upscale_video import VideoOptions, plan_video_jobs, split_video_inputs, upscale_videos
-from realsr_fast.io import DEFAULT_QUALITY
 from realsr_fast.tiling import DEFAULT_TILE_PAD
 
 DESCRIPTION = """\
@@ -158,6 +155,9 @@ def quality(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from realsr_fast.demo.compare_page import check_page_path
     from realsr_fast.inference.output_size import OutputSize
+    from realsr_fast.inference.ranks import gather_reports, shard
+    from realsr_fast.inference.upscale_files import upscale_files
+    from realsr_fast.inference.upscale_video import VideoOptions, plan_video_jobs, split_video_inputs, upscale_videos
 
     if args.outscale is not None and (args.width is not None or args.height is not None):
         args.upscale_parser.error("--outscale and --width/--height both set the output size; give one of them")
@@ -188,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
             progress=rank == 0 and not args.quiet, shard=(rank, world), **upscaler,
         ))
     if videos:
-        video = VideoOptions(args.codec, args.crf, args.pix_fmt, args.start, args.duration)
+        video = VideoOptions(args.codec, args.crf, args.pix_fmt, args.start, args.duration,
+                             metadata=not args.strip_metadata)
         reports.append(upscale_videos(videos, args.output, single_input=len(args.inputs) == 1,
                                       overwrite=args.overwrite, progress=rank == 0 and not args.quiet, shard=(rank, world),
                                       video=video, size=size, **upscaler))
@@ -207,7 +208,8 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     video = parser.add_argument_group(
         "video (pip install 'realsr_fast[video]')",
         "Videos are decoded, upscaled and encoded as a stream (memory: a few frames); frame rate, "
-        "timestamps, the rotation tag, audio and subtitles (copied, not re-encoded) are kept. The "
+        "timestamps, the rotation tag, tags (title, language...; --strip-metadata drops them), audio and "
+        "subtitles (copied, not re-encoded) are kept. The "
         "output goes to a hidden temporary file renamed at the end: an interrupted run leaves no "
         "file under the output name.")
     video.add_argument("--codec", default=None, metavar="NAME",

@@ -57,6 +57,9 @@ _DEFAULT_CODECS = {"webm": ("libvpx-vp9", "libaom-av1", "libsvtav1"),
                    None: ("libx264", "libx265", "libopenh264", "mpeg4")}
 # Frames per network call when `VideoOptions.batch` is None: batching helps GPUs, not CPUs.
 _GPU_BATCH = 4
+# Tags that muxers write about the file itself (not the user's): never copied.
+_GENERATED_TAGS = {"encoder", "duration", "number_of_frames", "number_of_bytes", "bps", "major_brand",
+                   "minor_version", "compatible_brands"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,8 @@ class VideoOptions:
     codec: FFmpeg encoder name (None: libx264, or VP9 for .webm); crf: constant rate factor
     (None: the encoder's default); pix_fmt: the encoder's pixel format (None: the input's when the
     encoder takes it, else yuv420p); start / duration: the segment in seconds (duration None: to
-    the end); batch: frames per network call (None: 1 on the CPU, 4 on a GPU).
+    the end); batch: frames per network call (None: 1 on the CPU, 4 on a GPU); metadata: copy
+    the container's and the streams' tags (title, language, creation time...) and dispositions.
     """
 
     codec: str | None = None
@@ -75,6 +79,7 @@ class VideoOptions:
     start: float = 0.0
     duration: float | None = None
     batch: int | None = None
+    metadata: bool = True
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.start) and self.start >= 0):
@@ -576,10 +581,26 @@ class _Transcoder:
             except (ValueError, av.FFmpegError) as exc:
                 raise RealSRError(f"{self.source}: its {stream.type} stream ({stream.codec_context.name}) cannot be "
                                   f"copied into a .{self.fmt} file ({exc}); choose another output container") from None
+        if options.metadata:
+            _copy_tags(self.container, self.out)
+            for stream in [self.video, *self.copied]:
+                _copy_tags(stream, encoder if stream is self.video else self.mapping[stream.index])
         self.encoder = encoder
         pending, self.pending = self.pending, []
         for packet in pending:
             self._mux_copy(packet)
+
+
+def _copy_tags(source, target) -> None:
+    """The user's tags of a container or stream (not those a muxer writes), and a stream's disposition."""
+    for key, value in source.metadata.items():
+        if key.lower() not in _GENERATED_TAGS and not key.upper().startswith("_STATISTICS"):
+            target.metadata[key] = value
+    if hasattr(source, "disposition"):
+        try:
+            target.disposition = source.disposition
+        except (AttributeError, TypeError, ValueError):
+            pass
 
 
 def _default_codec(av, fmt: str) -> str:
