@@ -50,10 +50,11 @@ def test_adapt_end_to_end_split_files_resume_and_learning(tmp_path, rng):
     assert main(adapt_args(photos, out, 8)) == 0
 
     summary = json.loads((out / "summary.json").read_text())
-    train, held_out = summary["photos"]["train"], summary["photos"]["held_out"]
-    assert sorted(train + held_out) == [f"photo{i}" for i in range(5)] and len(held_out) == 2
-    assert not set(train) & set(held_out)
+    train, held_out, test = (summary["photos"][role] for role in ("train", "validation", "test"))
+    assert sorted(train + held_out + test) == [f"photo{i}" for i in range(5)] and len(held_out) == len(test) == 2
+    assert not set(train) & set(held_out) and not set(test) & set(train + held_out)
     assert sorted(p.stem for p in (out / "split" / "val").iterdir()) == held_out
+    assert sorted(p.stem for p in (out / "split" / "test").iterdir()) == test
     assert sorted(p.stem for p in (out / "split" / "train").iterdir()) == train
     for name in ("model.safetensors", "report.html", "curve.png", "curve.json"):
         assert (out / name).is_file(), name
@@ -171,17 +172,21 @@ def test_adapt_trains_on_the_fallback_and_reports_it(tmp_path, rng):
     assert main(args + [item for setting in tiny for item in ("--set", setting)]) == 0
 
     summary = json.loads((out / "summary.json").read_text())
+    train = summary["photos"]["train"]
+    assert "photo0" in train and len(train) == 2  # seed 0 trains on photo0 (the untrusted estimate) and photo3
     assert summary["kernels"]["fell_back"] == ["photo0"] and summary["kernels"]["trust_checked"]
-    # the bank the Trainer read: the fallback in place of photo0's estimate, the others untouched
+    assert summary["kernels"]["left_out"] == sorted(summary["photos"]["validation"] + summary["photos"]["test"])
+    # the bank the Trainer read: the fallback in place of photo0's estimate, the other training photo's untouched,
+    # the validation and test photos' estimates absent
     bank = load_kernel_bank(summary["settings"]["kernels"], 4)
     by_photo = {path.parent.name: kernel.double().numpy() for kernel, path in zip(bank.kernels, bank.files)}
-    assert sorted(by_photo) == sorted(estimates)
+    assert sorted(by_photo) == train
     assert np.abs(by_photo["photo0"] - reference_fallback_x4(FALLBACK_SIGMA)).max() < 1e-6
-    for photo in ("photo1", "photo2", "photo3"):
+    for photo in train[1:]:
         assert np.abs(by_photo[photo] - estimates[photo]).max() < 1e-6, photo
     assert np.array_equal(np.load(tmp_path / "kernels" / "photo0" / "photo0_kernel_x4.npy"), estimates["photo0"])
     html = (out / "report.html").read_text()
-    assert "1 of 4 estimates were not trusted" in html and "photo0 use the fallback" in html
+    assert "1 of 2 estimates were not trusted" in html and "photo0 use the fallback" in html
 
 
 def test_already_clean_photos_in_any_format_are_split_as_they_are(tmp_path, rng):
@@ -200,13 +205,13 @@ def test_already_clean_photos_in_any_format_are_split_as_they_are(tmp_path, rng)
     assert main(args + [item for setting in tiny for item in ("--set", setting)]) == 0
 
     summary = json.loads((out / "summary.json").read_text())
-    assert sorted(summary["photos"]["train"] + summary["photos"]["held_out"]) == [f"photo{i}" for i in range(4)]
+    assert sorted(sum(summary["photos"].values(), [])) == [f"photo{i}" for i in range(4)]
     assert not (out / "hr").exists()  # no clean-up
     split = sorted((out / "split").glob("*/*"))
     assert sorted(p.name for p in split) == ["photo0.jpg", "photo1.tif", "photo2.webp", "photo3.png"]
     for copy in split:
         assert copy.read_bytes() == (photos / copy.name).read_bytes(), copy
-    held_out = summary["photos"]["held_out"]
+    held_out = summary["photos"]["validation"]
     assert [p.stem for p in (out / "split" / "val").iterdir()] == held_out
 
 

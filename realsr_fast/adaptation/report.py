@@ -9,8 +9,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from realsr_fast.adaptation.scoring import BaseChoice
 from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.noise_bank import load_noise_bank
+from realsr_fast.data.split import Roles
 from realsr_fast.demo.pipeline import amplified_noise, kernel_image
 from realsr_fast.demo.report import Figure, Layer, Section, compare, gallery, paragraph, table, write_report
 from realsr_fast.io import atomic_write, write_json
@@ -29,11 +31,16 @@ class OutputPaths:
     curve: Path
 
 
-def write_outputs(out: Path, config: TrainConfig, result: FineTuneResult, train: Sequence[str], held_out: Sequence[str],
-                  kernel_choices: Sequence[KernelChoice], kernels: Path, noise: Path, minutes: float | None) -> OutputPaths:
+def write_outputs(out: Path, config: TrainConfig, result: FineTuneResult, roles: Roles,
+                  kernel_choices: Sequence[KernelChoice], left_out: Sequence[str], kernels: Path, noise: Path,
+                  noise_source: dict, base: BaseChoice, test: dict, minutes: float | None) -> OutputPaths:
     """Write `out/curve.png`, `out/report.html` and `out/summary.json` for a finished (or stopped) run.
 
-    `kernels` holds the estimates; training read `config.data.kernels`, made from them as `kernel_choices` say."""
+    `kernels` holds the estimates; training read `config.data.kernels`, made from the training
+    photos' ones as `kernel_choices` say (`left_out`: the validation and test photos' estimates);
+    `noise_source` says what made `noise`; `test` holds the test photos and their `scores` per model,
+    or `why` there are none."""
+    train, held_out = roles.train, roles.val
     paths = OutputPaths(out / "report.html", out / "summary.json", out / "curve.png")
     curve_png = plot_curve(result.curve)
     with atomic_write(paths.curve) as file:
@@ -41,7 +48,8 @@ def write_outputs(out: Path, config: TrainConfig, result: FineTuneResult, train:
     start, best, last = result.curve[0], result.best, result.curve[-1]
     metrics = [name for name in ("psnr", "ssim", "lpips") if name in start]
     summary = {
-        "photos": {"train": list(train), "held_out": list(held_out)},
+        "photos": {"train": list(roles.train), "validation": list(roles.val), "test": list(roles.test)},
+        "test": test, "base": asdict(base), "noise": noise_source,
         "mode": config.loss.mode, "iterations": result.iteration, "seconds": round(result.seconds, 1),
         "minutes_budget": minutes, "interrupted": result.interrupted, "model": MODEL_NAME,
         "start": start, "best": best, "last": last,
@@ -50,6 +58,7 @@ def write_outputs(out: Path, config: TrainConfig, result: FineTuneResult, train:
                      "init": config.generator.init, "device": config.run.device, "kernels": config.data.kernels,
                      "kernel_estimates": str(kernels), "noise": str(noise)},
         "kernels": {"fallback": f"isotropic Gaussian, sigma {FALLBACK_SIGMA} px at x2 (its analytic x4 kernel)",
+                    "left_out": list(left_out),
                     "fell_back": [c.photo for c in kernel_choices if c.used == "fallback"],
                     "trust_checked": any(c.trust != "not checked" for c in kernel_choices),
                     "photos": [asdict(c) for c in kernel_choices]},
@@ -58,8 +67,14 @@ def write_outputs(out: Path, config: TrainConfig, result: FineTuneResult, train:
     rows = [[label, f"{row['iteration']}"] + [f"{row[m]:.4f}" for m in metrics]
             for label, row in (("starting model", start), ("best (model.safetensors)", best), ("last", last))]
     sections = [
-        Section("scores", "Held-out scores", [
-            paragraph(f"{len(train)} photos trained on, {len(held_out)} held out ({', '.join(held_out)}); "
+        Section("test", "Test photos (never used for a choice)", _test_section(test, config.generator.scale)),
+        Section("choices", "Starting model and noise", [
+            paragraph(f"Starting model: {base.chosen}, {base.why}."),
+            paragraph(f"Noise: {noise_source.get('description', noise_source.get('source'))}."),
+            paragraph("Validation and test LR are made with the kernels and noise of the training photos only"
+                      + (f" (the estimates of {', '.join(left_out)} are left out)." if left_out else "."))]),
+        Section("scores", "Validation scores (choose the checkpoint)", [
+            paragraph(f"{len(train)} photos trained on, {len(held_out)} for validation ({', '.join(held_out)}); "
                       f"{config.loss.mode.upper()} mode, {result.iteration} iterations in {result.seconds / 60:.1f} min. "
                       f"PSNR-Y / SSIM-Y with a {config.generator.scale}-pixel border, on LR made from the held-out "
                       "HR with this camera's kernels and noise."),
@@ -69,9 +84,27 @@ def write_outputs(out: Path, config: TrainConfig, result: FineTuneResult, train:
         Section("camera", "Kernels and noise", _kernel_trust(kernel_choices)
                 + _camera_figures(Path(config.data.kernels), noise, config.generator.scale)),
     ]
-    write_report(paths.report, "RealSR adapt", sections,
-                 subtitle=f"{best['psnr'] - start['psnr']:+.2f} dB PSNR-Y on held-out photos over the starting model")
+    write_report(paths.report, "RealSR adapt", sections, subtitle=test_line(test))
     return paths
+
+
+def test_line(test: dict) -> str:
+    """One line: PSNR-Y of each model on the test photos, or why there is no test score."""
+    if "scores" not in test:
+        return test["why"]
+    listed = " / ".join(f"{name} {row['psnr']:.2f}" for name, row in test["scores"].items())
+    return f"test PSNR-Y ({test['images']} photo(s), never used for a choice): {listed} dB"
+
+
+def _test_section(test: dict, scale: int) -> list[str]:
+    if "scores" not in test:
+        return [paragraph(test["why"], note=True)]
+    metrics = [m for m in ("psnr", "ssim", "lpips") if all(m in row for row in test["scores"].values())]
+    rows = [[name] + [f"{row[m]:.4f}" for m in metrics] for name, row in test["scores"].items()]
+    return [paragraph(f"Test photos: {', '.join(test['photos'])}. PSNR-Y / SSIM-Y with a {scale}-pixel border, on LR "
+                      "made from their HR with the training photos' kernels and noise; no choice (starting model, "
+                      "checkpoint) read them."),
+            table(["model"] + [f"{m.upper()}-Y" if m != "lpips" else "LPIPS" for m in metrics], rows)]
 
 
 def plot_curve(curve: list[dict[str, float]]) -> bytes:

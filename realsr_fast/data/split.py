@@ -1,8 +1,9 @@
-"""The held-out split: whole photos go to validation, never crops of a training photo."""
+"""The held-out split: whole photos go to validation (and test), never crops of a training photo."""
 from __future__ import annotations
 
 import hashlib
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +27,41 @@ def split_names(names: Sequence[str], held_out: float, seed: int = 0) -> tuple[l
     ranked = sorted(set(names), key=lambda name: hashlib.sha256(f"{seed}:{name}".encode()).hexdigest())
     count = min(max(1, round(held_out * len(ranked))), len(ranked) - 1)
     return sorted(ranked[count:]), sorted(ranked[:count])
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The three roles of a camera's photos (sorted stems): `train` is trained on, `val` picks the
+    checkpoint and the starting model, `test` is only scored (empty with fewer than 3 photos)."""
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+
+
+def split_roles(names: Sequence[str], held_out: float, seed: int = 0) -> Roles:
+    """Split photo stems into training, validation and test photos by a hash of (seed, stem).
+
+    Ranked by the hash, the first `round(held_out * n)` stems (at least one) go to test, the next
+    as many to validation, the rest to training; every role keeps at least one photo when there are
+    3 or more. With 2 photos there is no test photo (one trains, one validates); a photo's role does
+    not depend on the other photos' names, only on how many there are.
+
+    Raises:
+        RealSRError: fewer than two photos, or `held_out` outside (0, 1).
+    """
+    if not 0 < held_out < 1:
+        raise RealSRError(f"--held-out is the fraction of photos kept for validation and for test, in (0, 1); got {held_out}")
+    unique = set(names)
+    if len(unique) < 2:
+        raise RealSRError(f"adapting needs at least 2 photos (one to train on, one to choose the checkpoint; "
+                          f"3 or more for a test score), got {len(unique)}")
+    ranked = sorted(unique, key=lambda name: hashlib.sha256(f"{seed}:{name}".encode()).hexdigest())
+    if len(ranked) == 2:
+        return Roles(ranked[1:], ranked[:1], [])
+    count = max(1, round(held_out * len(ranked)))
+    count = min(count, (len(ranked) - 1) // 2)
+    return Roles(sorted(ranked[2 * count:]), sorted(ranked[count:2 * count]), sorted(ranked[:count]))
 
 
 def materialise(source: Path, names: Sequence[str], target: Path) -> None:
