@@ -23,23 +23,16 @@ appear together in their folder by one rename, or not at all. A file whose SHA-2
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import re
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import torch
-from tqdm import tqdm
-
 from realsr_fast.errors import RealSRError
-from realsr_fast.io import atomic_write
 
 OFFLINE_ENV = "REALSR_OFFLINE"
 MIRROR_ENV = "REALSR_WEIGHTS_MIRROR"
@@ -96,6 +89,8 @@ ESRGAN_PSNR_X4 = PretrainedFile(
 
 def hub_checkpoint_path(file: PretrainedFile) -> Path:
     """Where torch's hub cache keeps `file`: `<torch hub dir>/checkpoints/<name>`."""
+    import torch  # here, not at the top: the CLI reads OFFLINE_ENV for its help without torch
+
     return Path(torch.hub.get_dir()) / "checkpoints" / file.name
 
 
@@ -122,6 +117,8 @@ def fetch_pretrained(file: PretrainedFile, *, progress: bool = True) -> Path:
                           f"forbids downloading them: {by_hand}")
     url = _source_url(file)
     target.parent.mkdir(parents=True, exist_ok=True)
+    from realsr_fast.io import atomic_write  # here: numpy and Pillow are not needed for the CLI's help
+
     with atomic_write(target) as sink:  # removes the partial file on any error
         digest = _download(url, sink, file, progress)
         if not digest.startswith(file.expected_hash):
@@ -223,6 +220,10 @@ def _source_url(file: PretrainedFile) -> str:
 
 def _download(url: str, sink, file: PretrainedFile, progress: bool) -> str:
     """Stream `url` into `sink`; the SHA-256 hex digest of what arrived. Network trouble -> RealSRError."""
+    import http.client  # here, like torch and tqdm: the CLI reads OFFLINE_ENV for its help
+    import urllib.error
+    import urllib.request
+
     by_hand = f"or fetch {file.url} by hand into {hub_checkpoint_path(file).parent}"
     digest, received, expected = hashlib.sha256(), 0, None
     try:
@@ -232,6 +233,8 @@ def _download(url: str, sink, file: PretrainedFile, progress: bool) -> str:
                                   f"confirmation); {by_hand.removeprefix('or ')}")
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
+            from tqdm import tqdm
+
             with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
                       desc=f"downloading {file.name}", leave=False) as bar:
                 while chunk := response.read(_CHUNK):

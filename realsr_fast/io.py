@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from realsr_fast.errors import RealSRError
+from realsr_fast.image_formats import DEFAULT_QUALITY, OUTPUT_FORMATS  # noqa: F401 (OUTPUT_FORMATS: re-exported)
 
 if TYPE_CHECKING:
     import torch
@@ -48,8 +49,6 @@ _FORMAT_BY_SUFFIX = {
     ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
 }
 _ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
-#: JPEG and WebP quality when none is given (`write_image(quality=)`, `realsr upscale --quality`).
-DEFAULT_QUALITY = 95
 _QUALITY_FORMATS = {"JPEG", "WEBP"}
 _SAVE_OPTIONS = {
     # 4:4:4 chroma: subsampling would halve the colour resolution we just quadrupled.

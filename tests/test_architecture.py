@@ -22,7 +22,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 LAYERS: dict[str, int] = {
     # 0-2: foundation: the exception and version; device, image I/O, the compiled ops, optional
     # packages; folder-job plumbing, pretrained-weight downloads
-    "_version": 0, "errors": 0, "_C": 0,
+    "_version": 0, "errors": 0, "image_formats": 0, "_C": 0,
     "device": 1, "io": 1, "ops": 1, "optional": 1,
     "batch": 2, "download": 2,
     "metrics": 3,

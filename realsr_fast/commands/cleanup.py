@@ -5,7 +5,6 @@ import argparse
 import sys
 
 from realsr_fast.commands.arguments import positive_float, positive_int
-from realsr_fast.data.cleanup import cleanup_folder
 
 DESCRIPTION = """\
 Make clean HR images from real photos, as RealSR does: MATLAB bicubic resize by 1/FACTOR
@@ -39,6 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from realsr_fast.data.cleanup import cleanup_folder
+
     report = cleanup_folder(args.source, args.output, args.factor, args.multiple, args.overwrite, progress=not args.quiet)
     print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1

@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 
 from realsr_fast.commands.arguments import add_device_argument, non_negative_int, positive_int
-from realsr_fast.demo.adapted import ADAPT_ITERATIONS
-from realsr_fast.demo.pipeline import ADAPTED_RECIPE, DEMO_ITERATIONS, METHOD_TITLES, run_demo
+from realsr_fast.demo import ADAPT_ITERATIONS, DEMO_ITERATIONS
 
 DESCRIPTION = f"""\
 Run the whole RealSR pipeline on the bundled sample photos, in a few minutes on a CPU: estimate
@@ -50,6 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from realsr_fast.demo.pipeline import ADAPTED_RECIPE, METHOD_TITLES, run_demo
+
     result = run_demo(args.output, iterations=args.kernel_iters, seed=args.seed, device=args.device,
                       progress=not args.quiet, adapt_iterations=args.adapt_iterations)
     for recipe, by_method in result.evaluations.items():

@@ -7,8 +7,6 @@ from pathlib import Path
 
 from realsr_fast.commands.arguments import add_offline_argument, apply_offline, non_negative_int
 from realsr_fast.errors import RealSRError, UsageError
-from realsr_fast.evaluate import evaluate_folders, format_table, write_csv, write_evaluation_json
-from realsr_fast.metrics import fetch_lpips_weights
 
 DESCRIPTION = """\
 Score super-resolved images against ground truth the way SR papers report it: PSNR and SSIM on
@@ -54,6 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from realsr_fast.evaluate import evaluate_folders, format_table, write_csv, write_evaluation_json
+    from realsr_fast.metrics import fetch_lpips_weights
+
     apply_offline(args)
     lpips = args.lpips
     if lpips:

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from realsr_fast.commands.arguments import add_device_argument, add_method_argument, add_prior_argument, positive_int
-from realsr_fast.kernelgan.training import ITERATIONS
+from realsr_fast.kernelgan import ITERATIONS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from realsr_fast.commands.arguments import finite_float, fraction, positive_int
-from realsr_fast.data.noise_mining import NOISE_TRACKS, NoiseSettings, mine_noise_folder
+from realsr_fast.data.noise_settings import NOISE_TRACKS, NoiseSettings
 
 DESCRIPTION = """\
 Collect samples of the cameras' real noise, as RealSR does: every full PATCH x PATCH window of
@@ -58,6 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from realsr_fast.data.noise_mining import mine_noise_folder
+
     base = NOISE_TRACKS[args.track] if args.track else NoiseSettings()
     max_var = base.max_var if args.max_var is None else args.max_var
     min_mean = base.min_mean if args.min_mean is None else args.min_mean

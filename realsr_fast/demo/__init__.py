@@ -1,1 +1,11 @@
 """The end-to-end demo job (`realsr demo`) and the HTML report it writes."""
+
+from realsr_fast.kernelgan import ITERATIONS
+
+# The demo's defaults live here, in the light package `__init__`, so that `realsr demo --help` shows
+# them without importing torch; `demo.pipeline` and `demo.adapted` import them from here.
+DEMO_ITERATIONS = ITERATIONS
+"""KernelGAN iterations per sample photo: the official setting."""
+ADAPT_ITERATIONS = 60
+"""Default fine-tuning iterations of the demo's adapted column (48 px crops x 2): chosen where the
+held-out gain levels off; its time and gain are measured in docs/adapt.md."""

@@ -23,9 +23,6 @@ from realsr_fast.device import resolve_device
 from realsr_fast.train.checkpoint import CHECKPOINT_DIR
 from realsr_fast.train.finetune import MODEL_NAME, fine_tune, fine_tune_config
 
-ADAPT_ITERATIONS = 60
-"""Default fine-tuning iterations of the demo (48 px crops x 2): 105 s on the shared 2-core CPU, +1.5 dB
-PSNR-Y over the official model on the held-out sample; most of the gain comes by 40-60 (docs/adapt.md)."""
 HELD_OUT = 0.25
 """Fraction of the photos held out: one of the four samples."""
 

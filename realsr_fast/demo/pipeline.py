@@ -47,7 +47,8 @@ from realsr_fast.data.noise_bank import load_noise_bank
 from realsr_fast.data.noise_mining import NoiseSettings, mine_noise_folder
 from realsr_fast.data.paired import degrade_image
 from realsr_fast.data.recipes import RECIPES
-from realsr_fast.demo.adapted import ADAPT_ITERATIONS, AdaptedModel, adapt_to_samples
+from realsr_fast.demo import ADAPT_ITERATIONS, DEMO_ITERATIONS
+from realsr_fast.demo.adapted import AdaptedModel, adapt_to_samples
 from realsr_fast.demo.report import (
     Bar,
     Box,
@@ -71,13 +72,12 @@ from realsr_fast.errors import RealSRError
 from realsr_fast.evaluate import Evaluation, evaluate_folders
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.io import atomic_write, image_to_tensor, read_image, tensor_to_image, write_image
+from realsr_fast.kernelgan import ITERATIONS
 from realsr_fast.kernelgan.crops import prepare_image
 from realsr_fast.kernelgan.estimate import estimate_kernel_folder
-from realsr_fast.kernelgan.training import ITERATIONS
 from realsr_fast.models import DEFAULT_MODEL
 
 SCALE = 4
-DEMO_ITERATIONS = ITERATIONS
 NOISE_SETTINGS = NoiseSettings(patch=32, stride=32, max_var=20.0, min_mean=0.0)
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 LR_RECIPES = {name: RECIPES[name].description for name in ("kernel+noise", "bicubic+noise")}

@@ -41,6 +41,7 @@ from realsr_fast.inference.output_size import OutputSize
 from realsr_fast.io import (
     HEIF_SUFFIXES,
     IMAGE_SUFFIXES,
+    OUTPUT_FORMATS,
     SIXTEEN_BIT_SUFFIXES,
     list_images,
     read_image,
@@ -51,10 +52,6 @@ from realsr_fast.io import (
 if TYPE_CHECKING:
     from realsr_fast.inference.upscaler import Upscaler
 
-# --format choices and the suffix each writes.
-OUTPUT_FORMATS: dict[str, str] = {
-    "png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif", "bmp": ".bmp",
-}
 _LOSSY_SUFFIXES = {".jpg", ".jpeg"}
 
 

@@ -23,6 +23,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 import torch
 
+from realsr_fast.kernelgan import ITERATIONS
 from realsr_fast.kernelgan.constraints import (
     LAMBDA_BICUBIC_START,
     ConstraintSchedule,
@@ -43,7 +44,6 @@ from realsr_fast.kernelgan.networks import (
 
 Prior = Literal["none", "fkp"]
 
-ITERATIONS = 3000
 ADAM_BETAS = (0.5, 0.999)
 NOISE_CHUNK = 64
 """Iterations of noise drawn per image at a time (fewer, larger random draws)."""
