@@ -72,7 +72,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image or video (.mp4 .mkv .mov .webm .avi .m4v) files and/or folders")
     parser.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                         help="output file (one input file) or folder")
     add_model_argument(parser, help="a named model (see `realsr models`) or a weight file: ncnn "
