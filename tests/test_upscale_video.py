@@ -7,8 +7,10 @@ a FLAC audio stream, so every decoded pixel is known exactly; the model is a tin
 from __future__ import annotations
 
 import fractions
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +43,9 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def make_clip(path: Path, frames: int = 6, height: int = 16, width: int = 24, audio: bool = True,
-              seed: int = 0) -> list[np.ndarray]:
-    """A lossless RGB clip (FFV1 bgr0) at 24 fps with a 1 kHz FLAC tone; returns its frames."""
+              seed: int = 0, subtitles: bool = False) -> list[np.ndarray]:
+    """A lossless RGB clip (FFV1 bgr0) at 24 fps with a 1 kHz FLAC tone (and two SubRip subtitles);
+    returns its frames."""
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(frames)]
     with av.open(str(path), "w") as out:
@@ -52,6 +55,15 @@ def make_clip(path: Path, frames: int = 6, height: int = 16, width: int = 24, au
         sound = out.add_stream("flac", rate=8000, layout="mono") if audio else None
         if sound is not None:
             sound.metadata["language"] = "fra"
+        if subtitles:  # SubRip packets, taken from a .srt file beside the clip
+            srt = path.with_suffix(".srt")
+            srt.write_text("1\n00:00:00,000 --> 00:00:00,100\nHello\n\n2\n00:00:00,120 --> 00:00:00,200\nWorld\n")
+            with av.open(str(srt)) as subtitle_file:
+                text = out.add_stream_from_template(subtitle_file.streams.subtitles[0])
+                for packet in subtitle_file.demux(subtitle_file.streams.subtitles[0]):
+                    if packet.size:
+                        packet.stream = text
+                        out.mux(packet)
         for i, image in enumerate(images):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = i
@@ -85,11 +97,17 @@ def audio_packets(path: Path) -> list[tuple[bytes, float]]:
         return [(bytes(p), float(p.pts * p.time_base)) for p in container.demux(stream) if p.size]
 
 
+def subtitle_packets(path: Path) -> list[tuple[bytes, float]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.subtitles[0]
+        return [(bytes(p), float(p.pts * p.time_base)) for p in container.demux(stream) if p.size]
+
+
 def test_frames_equal_the_image_path_and_audio_and_timestamps_are_kept(tmp_path, tiny_model):
     from realsr_fast.inference.upscaler import Upscaler
 
     source = tmp_path / "clip.mkv"
-    make_clip(source)
+    make_clip(source, subtitles=True)
     out = tmp_path / "clip_x4.mkv"
     assert cli.main(["upscale", str(source), "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
                      "--backend", "torch", "--precision", "fp32", *LOSSLESS]) == 0
@@ -100,6 +118,7 @@ def test_frames_equal_the_image_path_and_audio_and_timestamps_are_kept(tmp_path,
     for image, got in zip(inputs, outputs):
         assert np.array_equal(got, upscaler.upscale_image(image))  # the path `realsr upscale frame.png` takes
     assert audio_packets(out) == audio_packets(source)
+    assert subtitle_packets(out) == subtitle_packets(source) and len(subtitle_packets(out)) == 2
     with av.open(str(source)) as a, av.open(str(out)) as b:
         assert b.streams.video[0].time_base == a.streams.video[0].time_base
         assert b.streams.video[0].average_rate == RATE
@@ -204,6 +223,25 @@ def test_errors_leave_no_file(tmp_path, tiny_model, capsys, monkeypatch):
     assert cli.main([*args[:1], str(tmp_path / "bad.mp4"), *args[2:]]) == 1
     assert "bad.mp4" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4", "clip.mkv"]
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_no_file(tmp_path, tiny_model):
+    """torchrun stops the other ranks with SIGTERM when one fails: the temporary file goes too."""
+    source = tmp_path / "clip.mkv"
+    make_clip(source, frames=96, height=120, width=160, audio=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    process = subprocess.Popen([sys.executable, "-c", RSS_SCRIPT, str(tiny_model), str(source), str(out / "x.mkv")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(out.iterdir()) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "finished before it could be stopped"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0 and b"KeyboardInterrupt" in stderr
+    assert list(out.iterdir()) == []
 
 
 def test_without_pyav_one_line_names_the_extra(tmp_path, tiny_model, monkeypatch, capsys):

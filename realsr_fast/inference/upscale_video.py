@@ -23,14 +23,17 @@ Memory: frames flow decoder -> batch -> network -> encoder, so a run holds a bat
 what the encoder buffers (its look-ahead), whatever the length of the video.
 
 Atomic: the output is written to a hidden temporary file in the output's folder and renamed at
-the end; Ctrl-C or an error deletes it, so an interrupted run never leaves a file under the final
-name (and a re-run does that video again).
+the end; Ctrl-C, SIGTERM (torchrun stopping the ranks) or an error deletes it, so an interrupted
+run never leaves a file under the final name (and a re-run does that video again).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -338,7 +341,7 @@ def upscale_video(upscaler: Upscaler, source: str | os.PathLike, target: str | o
         if not container.streams.video:
             raise RealSRError(f"{source}: has no video stream")
         target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as temporary:
+        with _sigterm_interrupts(), atomic_path(target) as temporary:
             try:
                 with av.open(str(temporary), "w", format=fmt) as out:
                     return _Transcoder(av, container, out, upscaler, options, size, fmt, source, share).run(progress)
@@ -348,6 +351,25 @@ def upscale_video(upscaler: Upscaler, source: str | os.PathLike, target: str | o
         raise RealSRError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
         container.close()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (torchrun stopping the other ranks when one fails, `kill`) acts as Ctrl-C while a
+    video is written, so its temporary file is removed too. Main thread only; the previous handler
+    is put back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _help_rank0(av, upscaler: Upscaler, source: Path, options: VideoOptions, size, share: FrameShare) -> int:
