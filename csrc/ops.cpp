@@ -1,11 +1,12 @@
 // Operator schemas of the realsr_fast library.
 //
 // The kernels register themselves per device in cpu/*.cpp and cuda/*.cpp; the fake (meta)
-// implementations for torch.compile live in realsr_fast/ops.py.
+// implementations for torch.compile live in realsr_fast/ops/ (one module per op, registered by
+// its __init__).
 #include <torch/library.h>
 
 TORCH_LIBRARY(realsr_fast, m) {
-  // The fakes and autograd formulas are in realsr_fast/ops.py; without it, torch's error names it.
+  // The fakes and autograd formulas are in the realsr_fast.ops package; without it, torch's error names it.
   m.set_python_module("realsr_fast.ops");
   m.def(
       "degrade(Tensor hr, Tensor kernels, int scale, Tensor? noise_bank=None, "
