@@ -80,9 +80,8 @@ def add_method_argument(parser: argparse.ArgumentParser, kernelgan_flags: str) -
     `kernelgan_flags` names this verb's KernelGAN-only options for the help ("--kernel-iters and --seeds")."""
     parser.add_argument("--method", choices=("kernelgan", "spectral"), default="kernelgan",
                         help="kernelgan: the paper's KernelGAN (default); spectral: a Gaussian blur fitted to the "
-                        "photo's power spectrum (seconds per photo, no training; on synthetic DIV2KRK-style blur "
-                        "it beat the best constant kernel by 4 dB where KernelGAN fell 6 dB short, see "
-                        f"docs/kernel_prior.md); {kernelgan_flags} are KernelGAN's")
+                        "photo's power spectrum (no training, much quicker; it scores above KernelGAN on the kernel "
+                        f"benchmark, figures in docs/kernel_prior.md); {kernelgan_flags} are KernelGAN's")
 
 
 def add_prior_argument(parser: argparse.ArgumentParser) -> None:

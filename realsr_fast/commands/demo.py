@@ -12,7 +12,7 @@ their blur kernels with KernelGAN ({DEMO_ITERATIONS} iterations, the official se
 LR = (HR * k)↓4 + n (the paper's recipe) and LR = bicubic↓4 + n (what the DF2K model was trained
 on), upscale the LR with the official RealSR DF2K model and with bicubic, and score both against
 the HR (PSNR / SSIM on Y). Then, as a third column, the official model fine-tuned for these photos
-(`realsr adapt`'s recipe, --adapt-iterations, a couple of minutes on a 2-core CPU) on three of
+(`realsr adapt`'s recipe, --adapt-iterations; its time on a CPU in docs/adapt.md) on three of
 them, shown and scored on the fourth, held out.
 
 Writes DIR/report.html, a single self-contained page (open it in any browser) with the kernels,
@@ -25,7 +25,7 @@ EPILOG = """\
 examples:
   realsr demo
   realsr demo -o /tmp/realsr_demo --kernel-iters 300      # quicker, rougher kernels
-  realsr demo --adapt-iterations 0                 # no adapted model (saves ~2 min on a CPU)"""
+  realsr demo --adapt-iterations 0                 # no adapted model (quicker)"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--iters", dest="kernel_iters", type=positive_int, default=argparse.SUPPRESS,
                         help=argparse.SUPPRESS)  # the older name
     parser.add_argument("--adapt-iterations", type=non_negative_int, default=ADAPT_ITERATIONS, metavar="N",
-                        help="fine-tuning iterations of the adapted model, ~1-2 s each on a 2-core CPU; 0: no "
+                        help="fine-tuning iterations of the adapted model (time per iteration: docs/adapt.md); 0: no "
                         "adapted column (default: %(default)s)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: %(default)s)")
     add_device_argument(parser, help="where KernelGAN and the model run (default: %(default)s)")

@@ -8,7 +8,7 @@ held-out photos' LR with it. The model kept is the last one, not the best on the
 since those are what it is judged on.
 
 Folder `OUT/adapt/`: `train/`, `held_out/` (the HR of whole photos), `run/config.yaml` (the
-Trainer's settings; its 190 MB of checkpoints are deleted, as the demo never resumes), `curve.json`,
+Trainer's settings; its checkpoints are deleted, as the demo never resumes), `curve.json`,
 `model.safetensors`.
 """
 from __future__ import annotations

@@ -27,9 +27,9 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 # Without native bf16, oneDNN converts to fp32 around each convolution, with scratch buffers per
-# thread: measured peaks of 9-15 x scale^2 * nf * 2 bytes per LR pixel on an AVX2 EPYC (1-2
-# threads), against 2-3 for fp32 in its own units, so such a tile is planned as if each activation
-# took 12 bytes (24 in those units).
+# thread, so a bf16 tile's peak is several times fp32's: such a tile is planned as if each
+# activation took 12 bytes, chosen from the peaks in benchmarks/README.md, "Measurements behind the
+# defaults", "Tile memory".
 EMULATED_BF16_ITEMSIZE = 12
 
 

@@ -3,6 +3,7 @@ the out-of-memory retry, and the automatic tile size. This file stays free of to
 show its defaults quickly."""
 from __future__ import annotations
 
-#: LR pixels of context around each tile; 24 leaves seams of at most a few grey levels where the
-#: ncnn port's 10 leaves up to 30 (measured in benchmarks/README.md, "Tile context").
+#: LR pixels of context around each tile: enough that tile seams stay within a few grey levels of
+#: the whole image's output (more than the ncnn port's 10); chosen from the seam measurements in
+#: benchmarks/README.md, "Measurements behind the defaults", "Tile context".
 DEFAULT_TILE_PAD = 24

@@ -16,8 +16,7 @@ import torch
 MIN_TILE = 32
 #: Fraction of the memory available now that one tile may use. There is no fixed cap on the
 #: CPU: every tile recomputes `pad` pixels of context on each side, so splitting an image that
-#: fits costs time (a 512x512 photo cut into 4 tiles ran 1.22x slower than whole on ncnn,
-#: benchmarks/README.md, "Upscale by size").
+#: fits costs time (how much, for a photo cut into 4 tiles: benchmarks/README.md, "Upscale by size").
 MEMORY_FRACTION = {"cpu": 0.25, "cuda": 0.6}
 
 
