@@ -15,7 +15,7 @@ from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.noise_bank import load_noise_bank
 from realsr_fast.data.split import split_roles
 from realsr_fast.io import write_image
-from realsr_fast.train import data as train_data
+from realsr_fast.train import batches as train_data
 
 TINY = ["generator.init=null", "generator.nf=8", "generator.nb=1", "generator.gc=4", "data.patch=32", "data.batch=2",
         "optim.lr_g=3e-3", "val.every=1", "val.crop=32", "run.checkpoint_every=1", "run.progress=false"]

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from realsr_fast.errors import RealSRError
+from realsr_fast.train.batches import StreamSampler, synthetic_kernel_bank, synthetic_noise_bank
 from realsr_fast.train.config import PRESET_DIR, load_config
-from realsr_fast.train.data import StreamSampler, synthetic_kernel_bank, synthetic_noise_bank
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -63,7 +63,7 @@ def test_dped_preset_cites_the_official_option_file():
 
 def test_track1_clean_targets_join_the_hr_as_given(tmp_path):
     from realsr_fast.io import write_image
-    from realsr_fast.train.data import crop_dataset
+    from realsr_fast.train.batches import crop_dataset
 
     for folder, count in (("cleaned", 2), ("targets", 3)):
         for i in range(count):

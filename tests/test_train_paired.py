@@ -17,8 +17,8 @@ from realsr_fast.data.paired_reader import PairedCropDataset, paired_files
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_image
 from realsr_fast.models.formats import load_checkpoint
+from realsr_fast.train.batches import SeededCrops, crop_stream, noise_adder, paired_validation_set
 from realsr_fast.train.config import DataConfig, load_config
-from realsr_fast.train.data import SeededCrops, crop_stream, noise_adder, paired_validation_set
 from realsr_fast.train.distributed import DistContext
 from realsr_fast.train.trainer import Trainer
 

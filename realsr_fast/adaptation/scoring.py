@@ -1,7 +1,7 @@
 """Scores outside the Trainer: the starting model chosen on validation photos, and the final
 comparison (bicubic / official / Real-ESRGAN / adapted) on the test photos, never used for a choice.
 
-Pairs are made as the Trainer makes its validation pairs (`train.data.validation_set`: centre crop
+Pairs are made as the Trainer makes its validation pairs (`train.batches.validation_set`: centre crop
 of `val.crop`, LR degraded once by a Degrader of the training kernels and noise seeded with
 `run.seed`), so a base scored here on the validation photos scores what the Trainer's iteration 0
 would give.
@@ -21,8 +21,8 @@ from realsr_fast.data.imresize import imresize
 from realsr_fast.device import resolve_device
 from realsr_fast.errors import RealSRError
 from realsr_fast.models.loading import load_model
+from realsr_fast.train.batches import ValidationImage, build_degrader, validation_set
 from realsr_fast.train.config import TrainConfig
-from realsr_fast.train.data import ValidationImage, build_degrader, validation_set
 
 OFFICIAL = "df2k"
 REALESRGAN = "realesrgan-x4plus"

@@ -10,7 +10,7 @@
   rename) and `latest.json` last, so a run killed at any moment leaves a complete checkpoint behind.
 
 The data order and the Degrader's draws need no state of their own: both are functions of the
-seed, the rank and the iteration (see `train.data`), so restoring the iteration restores them.
+seed, the rank and the iteration (see `train.batches`), so restoring the iteration restores them.
 """
 from __future__ import annotations
 

@@ -44,8 +44,7 @@ from realsr_fast.models.loading import load_model
 from realsr_fast.models.rrdbnet import RRDBNet
 from realsr_fast.models.vgg import build_vgg
 from realsr_fast.train import checkpoint as ckpt
-from realsr_fast.train.config import TrainConfig, to_yaml
-from realsr_fast.train.data import (
+from realsr_fast.train.batches import (
     ValidationImage,
     build_degrader,
     crop_dataset,
@@ -53,6 +52,7 @@ from realsr_fast.train.data import (
     paired_validation_set,
     validation_set,
 )
+from realsr_fast.train.config import TrainConfig, to_yaml
 from realsr_fast.train.distributed import DistContext, any_rank, rank_seed, wrap
 from realsr_fast.train.losses import LossWeights, PerceptualLoss, generator_losses, ragan_discriminator_loss
 
@@ -240,7 +240,7 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """This rank's loader batches from where the run stands (see `train.data`)."""
+        """This rank's loader batches from where the run stands (see `train.batches`)."""
         loader = crop_stream(self.config.data, self.config.generator.scale, self.batch, self.config.run.seed,
                              self.context.rank, self.context.world_size, self.iteration * self.batch,
                              self.device.type == "cuda", self.crops)
