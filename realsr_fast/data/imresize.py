@@ -33,6 +33,7 @@ import math
 import torch
 
 from realsr_fast.errors import RealSRError
+from realsr_fast.ops import symmetric_index
 
 MATLAB_CUBIC_A = -0.5
 """Keys' parameter of MATLAB's and PIL's bicubic kernel."""
@@ -47,12 +48,6 @@ def cubic(x: torch.Tensor, a: float = MATLAB_CUBIC_A) -> torch.Tensor:
     near = (a + 2) * ax3 - (a + 3) * ax2 + 1
     far = a * ax3 - 5 * a * ax2 + 8 * a * ax - 4 * a
     return torch.where(ax <= 1, near, torch.where(ax < 2, far, torch.zeros_like(ax)))
-
-
-def _symmetric_index(index: torch.Tensor, length: int) -> torch.Tensor:
-    """Map any integer index into [0, length) by half-sample symmetric extension (period 2*length)."""
-    folded = index.remainder(2 * length)
-    return torch.where(folded < length, folded, 2 * length - 1 - folded)
 
 
 def _axis_taps(in_len: int, out_len: int, scale: float, a: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,7 +66,7 @@ def _axis_taps(in_len: int, out_len: int, scale: float, a: float) -> tuple[torch
     weight = scale * cubic(distance * scale, a) if shrink else cubic(distance, a)
     weight = weight / weight.sum(dim=1, keepdim=True)
     used = weight.ne(0).any(dim=0)
-    index = _symmetric_index(index[:, used].long() - 1, in_len)
+    index = symmetric_index(index[:, used].long() - 1, in_len)
     return index, weight[:, used]
 
 

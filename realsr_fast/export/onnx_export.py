@@ -32,6 +32,7 @@ from realsr_fast.export.precision import (
     unit_names,
 )
 from realsr_fast.io import atomic_path
+from realsr_fast.models.formats import FORMAT_TAG
 from realsr_fast.models.loading import weights_sha256
 from realsr_fast.models.rrdbnet import RRDBNet
 from realsr_fast.optional import import_optional
@@ -39,7 +40,6 @@ from realsr_fast.tiling import DEFAULT_TILE_PAD
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
-FORMAT_TAG = "realsr_fast"
 MIN_OPSET = 17
 PRECISIONS = ("fp32", "fp16")
 IO_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}

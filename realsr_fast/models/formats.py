@@ -30,7 +30,8 @@ from realsr_fast.models.rrdbnet import RRDBNet, parameter_shapes
 StateDict = dict[str, torch.Tensor]
 Config = dict[str, int]
 
-#: Metadata values of realsr_fast's safetensors checkpoints.
+#: Metadata values of realsr_fast's safetensors checkpoints (FORMAT_TAG also marks its ONNX graphs,
+#: `export.onnx_export`).
 FORMAT_TAG = "realsr_fast"
 ARCH = "RRDBNet"
 CONFIG_KEYS = ("in_nc", "out_nc", "nf", "nb", "gc", "scale")

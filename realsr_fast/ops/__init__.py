@@ -42,7 +42,7 @@ from realsr_fast.ops import (
 )
 from realsr_fast.ops._batchnorm_relu import batchnorm_relu, batchnorm_relu_reference
 from realsr_fast.ops._correlation_kernel_grad import correlation_kernel_grad, correlation_kernel_grad_reference
-from realsr_fast.ops._degrade import PADDINGS, degrade, degrade_reference
+from realsr_fast.ops._degrade import PADDINGS, degrade, degrade_reference, symmetric_index
 from realsr_fast.ops._isa import cpu_isa, forced_cpu_isa
 from realsr_fast.ops._patch_stats import grey_reference, patch_stats, patch_stats_reference
 from realsr_fast.ops._winograd import (
@@ -57,7 +57,7 @@ from realsr_fast.ops._winograd import (
 )
 
 __all__ = [
-    "PADDINGS", "degrade", "degrade_reference",
+    "PADDINGS", "degrade", "degrade_reference", "symmetric_index",
     "patch_stats", "patch_stats_reference", "grey_reference",
     "batchnorm_relu", "batchnorm_relu_reference",
     "correlation_kernel_grad", "correlation_kernel_grad_reference",

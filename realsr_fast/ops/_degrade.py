@@ -124,10 +124,16 @@ FAKES = {
 # --- Plain PyTorch composition (the baseline) ---------------------------------------------------
 
 
+def symmetric_index(index: torch.Tensor, length: int) -> torch.Tensor:
+    """Map any integer index into [0, length) by half-sample symmetric extension (period 2*length):
+    scipy's 'reflect', MATLAB's 'symmetric', the padding RealSR blurs with (and `data.imresize`'s)."""
+    folded = index.remainder(2 * length)
+    return torch.where(folded < length, folded, 2 * length - 1 - folded)
+
+
 def _symmetric_indices(start: int, stop: int, size: int, device: torch.device) -> torch.Tensor:
     """Source indices of positions start..stop-1 under half-sample symmetric extension."""
-    idx = torch.arange(start, stop, device=device).remainder(2 * size)
-    return torch.where(idx < size, idx, 2 * size - 1 - idx)
+    return symmetric_index(torch.arange(start, stop, device=device), size)
 
 
 def _extend(x: torch.Tensor, k: int, scale: int, padding: str) -> torch.Tensor:
