@@ -17,11 +17,8 @@ from realsr_fast.commands.arguments import (
 )
 from realsr_fast.commands.compare import add_report_argument, write_upscale_page
 from realsr_fast.errors import RealSRError
+from realsr_fast.image_formats import DEFAULT_QUALITY, OUTPUT_FORMATS
 from realsr_fast.inference.backends import BACKENDS, DEFAULT_STRENGTH_BASE
-from realsr_fast.inference.ranks import gather_reports, shard
-from realsr_fast.inference.upscale_files import OUTPUT_FORMATS, upscale_files
-from realsr_fast.inference.upscale_video import VideoOptions, plan_video_jobs, split_video_inputs, upscale_videos
-from realsr_fast.io import DEFAULT_QUALITY
 from realsr_fast.tiling import DEFAULT_TILE_PAD
 
 DESCRIPTION = """\
@@ -159,6 +156,9 @@ def quality(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from realsr_fast.demo.compare_page import check_page_path
     from realsr_fast.inference.output_size import OutputSize
+    from realsr_fast.inference.ranks import gather_reports, shard
+    from realsr_fast.inference.upscale_files import upscale_files
+    from realsr_fast.inference.upscale_video import VideoOptions, plan_video_jobs, split_video_inputs, upscale_videos
 
     if args.outscale is not None and (args.width is not None or args.height is not None):
         args.upscale_parser.error("--outscale and --width/--height both set the output size; give one of them")
