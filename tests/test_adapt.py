@@ -207,7 +207,7 @@ def test_already_clean_photos_in_any_format_are_split_as_they_are(tmp_path, rng)
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(sum(summary["photos"].values(), [])) == [f"photo{i}" for i in range(4)]
     assert not (out / "hr").exists()  # no clean-up
-    split = sorted((out / "split").glob("*/*"))
+    split = sorted(path for role in ("train", "val", "test") for path in (out / "split" / role).iterdir())
     assert sorted(p.name for p in split) == ["photo0.jpg", "photo1.tif", "photo2.webp", "photo3.png"]
     for copy in split:
         assert copy.read_bytes() == (photos / copy.name).read_bytes(), copy

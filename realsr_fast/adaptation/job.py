@@ -150,7 +150,8 @@ def adapt(
         noise_source = {"source": "given", "description": f"given with --noise: {noise} (used as it is)"}
 
     if any(o.startswith("generator.init=") for o in overrides):
-        base_choice = BaseChoice(str(train_config.generator.init), "set with --set generator.init")
+        init = train_config.generator.init
+        base_choice = BaseChoice(str(init) if init else "none (random initialisation)", "set with --set generator.init")
     else:
         base_choice = choose_base(base, train_config, out / "split" / "val")
         train_config.generator.init = base_choice.chosen
