@@ -14,6 +14,7 @@ from realsr_fast.data import noise_source
 from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.noise_bank import load_noise_bank
 from realsr_fast.data.split import split_roles
+from realsr_fast.errors import RealSRError
 from realsr_fast.io import write_image
 from realsr_fast.train import batches as train_data
 
@@ -49,6 +50,8 @@ def test_roles_are_disjoint_deterministic_and_nonempty_from_three_photos():
         assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
     two = split_roles(["a", "b"], 0.2)
     assert len(two.train) == len(two.val) == 1 and two.test == []
+    with pytest.raises(RealSRError, match="at least 2 photos"):
+        split_roles(["only"], 0.2)  # refused before any work: nothing would choose the checkpoint
 
 
 def test_test_lr_uses_training_kernels_and_noise_only_and_no_choice_reads_test_photos(tmp_path, rng, monkeypatch):
