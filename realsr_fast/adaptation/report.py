@@ -76,11 +76,11 @@ def write_outputs(out: Path, config: TrainConfig, result: FineTuneResult, roles:
         Section("scores", "Validation scores (choose the checkpoint)", [
             paragraph(f"{len(train)} photos trained on, {len(held_out)} for validation ({', '.join(held_out)}); "
                       f"{config.loss.mode.upper()} mode, {result.iteration} iterations in {result.seconds / 60:.1f} min. "
-                      f"PSNR-Y / SSIM-Y with a {config.generator.scale}-pixel border, on LR made from the held-out "
-                      "HR with this camera's kernels and noise."),
+                      f"PSNR-Y / SSIM-Y with a {config.generator.scale}-pixel border, on LR made from the validation "
+                      "HR with the training photos' kernels and noise."),
             table(["model", "iteration"] + [f"{m.upper()}-Y" if m != "lpips" else "LPIPS" for m in metrics], rows)]),
-        Section("curve", "Learning curve", [gallery([Figure(_decode_png(curve_png), "held-out PSNR-Y per validation")])]),
-        Section("compare", "Before / after on held-out photos", _comparisons(out, config, result)),
+        Section("curve", "Learning curve", [gallery([Figure(_decode_png(curve_png), "validation PSNR-Y per validation step")])]),
+        Section("compare", "Before / after on validation photos", _comparisons(out, config, result)),
         Section("camera", "Kernels and noise", _kernel_trust(kernel_choices)
                 + _camera_figures(Path(config.data.kernels), noise, config.generator.scale)),
     ]
@@ -108,7 +108,7 @@ def _test_section(test: dict, scale: int) -> list[str]:
 
 
 def plot_curve(curve: list[dict[str, float]]) -> bytes:
-    """PNG bytes of held-out PSNR-Y against iteration, the starting model as a dashed line."""
+    """PNG bytes of validation PSNR-Y against iteration, the starting model as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,7 +118,7 @@ def plot_curve(curve: list[dict[str, float]]) -> bytes:
     axis.plot([row["iteration"] for row in curve], [row["psnr"] for row in curve], "o-", label="fine-tuned")
     axis.axhline(curve[0]["psnr"], linestyle="--", color="grey", label="starting model")
     axis.set_xlabel(f"iteration (last at {curve[-1]['seconds'] / 60:.1f} min)")
-    axis.set_ylabel("held-out PSNR-Y (dB)")
+    axis.set_ylabel("validation PSNR-Y (dB)")
     axis.legend()
     axis.grid(alpha=0.3)
     figure.tight_layout()
@@ -136,7 +136,7 @@ def _decode_png(data: bytes) -> np.ndarray:
 
 @torch.no_grad()
 def _comparisons(out: Path, config: TrainConfig, result: FineTuneResult) -> list[str]:
-    """A slider per held-out photo: LR (nearest), starting model, adapted model, HR."""
+    """A slider per validation photo: LR (nearest), starting model, adapted model, HR."""
     scale = config.generator.scale
     models = {"starting model": load_model(config.generator.init) if config.generator.init else None,
               "adapted": load_model(out / MODEL_NAME)}
@@ -149,7 +149,7 @@ def _comparisons(out: Path, config: TrainConfig, result: FineTuneResult) -> list
                 layers.append(Layer(label, _to_image(model.eval()(lr)), 1))
         layers.append(Layer("HR", pair.hr[0].permute(1, 2, 0).cpu().numpy(), 1))
         blocks.append(compare(layers, 1, 2 if len(layers) > 3 else len(layers) - 1, caption=pair.name))
-    return blocks or [paragraph("no held-out images")]
+    return blocks or [paragraph("no validation images")]
 
 
 def _to_image(x: torch.Tensor) -> np.ndarray:
