@@ -64,3 +64,25 @@ def test_compress_equals_pillow_decoding_of_the_same_quality_roughly():
         mine = out[index].double().numpy()
         assert np.abs(mine - reference).mean() < 2 / 255, quality  # decoders' upsampling/IDCT differ slightly
         assert np.abs(mine - pixels[index] / 255).mean() > 1 / 255  # it did compress
+
+
+def test_the_jpeg_recipe_compresses_the_noisy_lr_last_at_qualities_around_the_cameras():
+    from realsr_fast.data.degrader import JPEG_SPREAD, Degrader
+
+    rng = np.random.default_rng()
+    seed = int(rng.integers(1 << 30))
+    kernels = torch.from_numpy(rng.random((3, 9, 9))).float()
+    kernels /= kernels.sum(dim=(1, 2), keepdim=True)
+    noise = torch.from_numpy(rng.integers(100, 156, (4, 3, 24, 24), dtype=np.uint8))
+    hr = torch.from_numpy(rng.integers(0, 256, (6, 3, 64, 64), dtype=np.uint8))
+    camera = float(rng.integers(60, 95))
+    jpeg_degrader = Degrader(kernels, noise, 4, "kernel+noise+jpeg", torch.Generator().manual_seed(seed), jpeg_quality=camera)
+    lr, choices = jpeg_degrader.forward_with_choices(hr)
+    qualities = choices.jpeg_quality
+    assert qualities.min() >= camera - JPEG_SPREAD and qualities.max() <= camera + JPEG_SPREAD
+    plain = Degrader(kernels, noise, 4, "kernel+noise", torch.Generator().manual_seed(seed))
+    plain_lr, plain_choices = plain.forward_with_choices(hr)
+    assert torch.equal(plain_choices.kernel_index, choices.kernel_index)
+    assert torch.equal(lr, jpeg.compress(plain_lr, qualities.tolist()))
+    with pytest.raises(RealSRError):
+        Degrader(kernels, noise, 4, "kernel+noise+jpeg")

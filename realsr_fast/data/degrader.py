@@ -28,10 +28,14 @@ from torch import nn
 
 from realsr_fast import ops
 from realsr_fast.data.imresize import bicubic_kernel
+from realsr_fast.data.jpeg import compress
 from realsr_fast.data.kernel_bank import KernelBank
 from realsr_fast.data.noise_bank import NoiseBank
 from realsr_fast.data.recipes import get_recipe
 from realsr_fast.errors import RealSRError
+
+JPEG_SPREAD = 5
+"""Half-width of the JPEG qualities drawn around the camera's (the ``+jpeg`` recipe)."""
 
 
 @dataclass
@@ -40,12 +44,13 @@ class DegradeChoices:
 
     `kernel_index`: `(B,)` int64 rows of the kernel bank; `noise_index`: `(B,)` int64 rows of the
     noise bank and `noise_offset`: `(B, 2)` int64 top-left `(oy, ox)` of each noise crop, or None
-    for recipes without noise.
+    for recipes without noise; `jpeg_quality`: `(B,)` int64 JPEG qualities, or None without JPEG.
     """
 
     kernel_index: torch.Tensor
     noise_index: torch.Tensor | None = None
     noise_offset: torch.Tensor | None = None
+    jpeg_quality: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> "DegradeChoices":
         """The same choices on `device` (asynchronous copies)."""
@@ -56,7 +61,7 @@ class DegradeChoices:
         return self._map(lambda t: t[index:index + 1])
 
     def _map(self, fn) -> "DegradeChoices":
-        fields = (self.kernel_index, self.noise_index, self.noise_offset)
+        fields = (self.kernel_index, self.noise_index, self.noise_offset, self.jpeg_quality)
         return DegradeChoices(*(None if t is None else fn(t) for t in fields))
 
 
@@ -73,6 +78,10 @@ class Degrader(nn.Module):
         generator: source of the random choices (any device; same seed, same choices); None uses
             torch's global generator.
         padding: boundary rule of the blur (``symmetric`` is RealSR's, see :func:`ops.degrade`).
+        jpeg_quality: the camera's JPEG quality (`data.jpeg.jpeg_quality_of_folder`), needed by the
+            ``+jpeg`` recipe: each sample's LR is compressed last (blur, sub-sampling, noise, then JPEG,
+            the order of the camera) at a quality drawn uniformly from the integers within
+            `JPEG_SPREAD` of it (clipped to [1, 100]).
 
     The banks are non-persistent buffers: ``.to(device)`` moves them, checkpoints do not store them.
     """
@@ -85,9 +94,15 @@ class Degrader(nn.Module):
         recipe: str = "kernel+noise",
         generator: torch.Generator | None = None,
         padding: str = "symmetric",
+        jpeg_quality: float | None = None,
     ) -> None:
         super().__init__()
         spec = get_recipe(recipe)
+        if spec.jpeg and jpeg_quality is None:
+            raise RealSRError(f"the {recipe!r} recipe needs the photos' JPEG quality (jpeg_quality)")
+        if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
+            raise RealSRError(f"JPEG quality must be in [1, 100], got {jpeg_quality}")
+        self.jpeg_quality = jpeg_quality if spec.jpeg else None
         if padding not in ops.PADDINGS:
             raise RealSRError(f"unknown padding {padding!r}; choose one of {', '.join(ops.PADDINGS)}")
         self.scale, self.recipe, self.generator, self.padding = int(scale), recipe, generator, padding
@@ -132,7 +147,12 @@ class Degrader(nn.Module):
             )
         noise_index = draw(len(self.noise), (batch,))
         offset = torch.stack([draw(patch_h - height + 1, (batch,)), draw(patch_w - width + 1, (batch,))], dim=1)
-        return DegradeChoices(kernel_index, noise_index, offset)
+        quality = None
+        if self.jpeg_quality is not None:
+            low = max(1, round(self.jpeg_quality) - JPEG_SPREAD)
+            high = min(100, round(self.jpeg_quality) + JPEG_SPREAD)
+            quality = low + draw(high - low + 1, (batch,))
+        return DegradeChoices(kernel_index, noise_index, offset, quality)
 
     def lr_size(self, hr: torch.Tensor) -> tuple[int, int]:
         """`(ceil(H / s), ceil(W / s))` of a `(B, C, H, W)` batch."""
@@ -145,6 +165,11 @@ class Degrader(nn.Module):
             `(B, C, ceil(H/s), ceil(W/s))` of `out_dtype` (float32 by default; uint8 rounds once).
         """
         choices = choices.to(hr.device)
+        if choices.jpeg_quality is not None:
+            lr = self.apply(hr, DegradeChoices(choices.kernel_index, choices.noise_index, choices.noise_offset))
+            lr = compress(lr, choices.jpeg_quality.tolist())
+            return lr if out_dtype in (None, torch.float32) else (
+                (lr * 255).round().to(out_dtype) if out_dtype == torch.uint8 else lr.to(out_dtype))
         return ops.degrade(
             hr,
             self.kernels[choices.kernel_index],
@@ -170,4 +195,5 @@ class Degrader(nn.Module):
 
     def extra_repr(self) -> str:
         noise = f", noise={tuple(self.noise.shape)}" if self.uses_noise else ""
-        return f"recipe={self.recipe!r}, scale={self.scale}, kernels={tuple(self.kernels.shape)}{noise}"
+        jpeg = f", jpeg_quality={self.jpeg_quality}" if self.jpeg_quality is not None else ""
+        return f"recipe={self.recipe!r}, scale={self.scale}, kernels={tuple(self.kernels.shape)}{noise}{jpeg}"

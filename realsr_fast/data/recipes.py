@@ -16,12 +16,14 @@ from realsr_fast.errors import RealSRError
 @dataclass(frozen=True)
 class Recipe:
     """`kernels`: blur with an estimated kernel from the bank (else MATLAB bicubic); `noise`: add
-    a zero-mean crop of a real noise patch to the LR. `description`: what it is, for people."""
+    a zero-mean crop of a real noise patch to the LR; `jpeg`: then JPEG-compress the LR at a quality
+    drawn around the camera's (`data.jpeg`). `description`: what it is, for people."""
 
     name: str
     kernels: bool
     noise: bool
     description: str
+    jpeg: bool = False
 
     @property
     def offline(self) -> bool:
@@ -38,6 +40,8 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
            description="the paper's: a random estimated kernel, every 4th pixel, plus real noise"),
     Recipe("bicubic+noise", kernels=False, noise=True,
            description="the released DF2K model's training data: MATLAB bicubic 1/4 plus real noise"),
+    Recipe("kernel+noise+jpeg", kernels=True, noise=True, jpeg=True,
+           description="the paper's, then JPEG at a quality around the photos' own (for JPEG photos)"),
 )}
 
 #: How the on-the-fly path picks kernels: one fixed per HR image (RealSR's offline LR), or one per crop.

@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from realsr_fast import ops
-from realsr_fast.data.degrader import Degrader
+from realsr_fast.data.degrader import JPEG_SPREAD, Degrader
+from realsr_fast.data.jpeg import compress
 from realsr_fast.data.recipes import KERNEL_DRAWS
 from realsr_fast.errors import RealSRError
 
@@ -111,6 +112,10 @@ class PairMaker(nn.Module):
         offset = torch.stack([self._draw(patch_h - size + 1, (batch,)), self._draw(patch_w - size + 1, (batch,))], 1)
         lr = ops.degrade(lr.contiguous(), _IDENTITY.to(lr.device), 1, noise_bank=deg.noise,
                          noise_index=noise_index.to(lr.device), noise_offset=offset.to(lr.device), clamp=True)
+        if deg.jpeg_quality is not None:  # the camera's order: blur, sub-sampling, noise, then compression
+            low = max(1, round(deg.jpeg_quality) - JPEG_SPREAD)
+            high = min(100, round(deg.jpeg_quality) + JPEG_SPREAD)
+            lr = compress(lr, (low + self._draw(high - low + 1, (batch,))).tolist())
         return hr.contiguous(), lr
 
 

@@ -156,7 +156,8 @@ def build_degrader(config: DataConfig, scale: int, generator: torch.Generator | 
             raise RealSRError(f"the {config.recipe!r} recipe needs data.noise (a folder from `realsr noise`, "
                               f"or {BUILTIN_SYNTHETIC})")
         noise = synthetic_noise_bank() if config.noise == BUILTIN_SYNTHETIC else load_noise_bank(config.noise)
-    return Degrader(kernels, noise, scale=scale, recipe=config.recipe, generator=generator)
+    return Degrader(kernels, noise, scale=scale, recipe=config.recipe, generator=generator,
+                    jpeg_quality=config.jpeg_quality if recipe.jpeg else None)
 
 
 def noise_adder(config: DataConfig, generator: torch.Generator | None) -> Degrader:

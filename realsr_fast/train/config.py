@@ -96,6 +96,8 @@ class DataConfig:
     fixes one kernel per HR image (RealSR's offline LR), `per_sample` draws one per crop
     (`realsr_fast.data.training_pairs`). `hr_as_given`: a second folder of HR images used as they
     are beside `hr` (Track 1: the 800 clean DF2K targets, which the official does not clean up).
+    `jpeg_quality`: the photos' JPEG quality (`data.jpeg.jpeg_quality_of_folder`), which the
+    `kernel+noise+jpeg` recipe compresses each LR around.
     """
 
     hr: Optional[str] = None
@@ -104,6 +106,7 @@ class DataConfig:
     kernels: Optional[str] = None
     noise: Optional[str] = None
     recipe: str = "kernel+noise"
+    jpeg_quality: Optional[float] = None
     kernel_draw: str = "per_image"
     patch: int = 128
     batch: int = 16
