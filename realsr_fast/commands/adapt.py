@@ -12,13 +12,19 @@ from realsr_fast.commands.arguments import (
     positive_float,
     positive_int,
 )
+from realsr_fast.kernelgan import ITERATIONS
 
 DESCRIPTION = """\
-Make a model for one camera from a folder of its photos: clean them into HR (1/2 MATLAB bicubic),
-estimate their x4 blur kernels (KernelGAN, or --method spectral) and mine their noise, hold out whole photos for
-validation, and fine-tune the official DF2K model on HR crops degraded on the fly with those
-kernels and that noise. The held-out photos are scored (PSNR-Y / SSIM-Y, LPIPS when installed)
-for the starting model and every val.every iterations (--set val.every=N); the best model is kept.
+Make a model for one camera from a folder of its photos. Whole photos get one of three roles by
+a hash of their names: training, validation (chooses the starting model and the checkpoint) and
+test (scored once at the end, never used for a choice; none with 2 photos). The training photos
+are cleaned into HR (1/2 MATLAB bicubic), their x4 blur kernels estimated (KernelGAN, or --method
+spectral) and their noise collected (flat patches, or a noise model fitted to them); the starting
+model (--base: df2k, or Real-ESRGAN x4plus when better on validation) is fine-tuned on HR crops
+degraded on the fly with those kernels and that noise. Validation and test LR are made with the
+training photos' kernels and noise; validation is scored every val.every iterations (--set
+val.every=N) and the best model kept; the test photos compare bicubic, the official model(s) and
+the adapted one.
 
 Outputs in OUT: model.safetensors (load it with `realsr upscale --model OUT/model.safetensors`),
 report.html (learning curve, before/after sliders on held-out photos, kernels and noise),
@@ -55,10 +61,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--iterations", type=positive_int, default=None,
                         help="iteration budget (default: the preset's, 1000)")
     parser.add_argument("--held-out", type=positive_float, default=0.2, metavar="FRACTION",
-                        help="fraction of photos kept for validation, at least one (default: %(default)s)")
+                        help="fraction of photos kept for validation and as many for test, at least one each with "
+                        "3 or more photos (default: %(default)s)")
     parser.add_argument("--kernels", metavar="DIR", default=None, help="use these kernels instead of running KernelGAN")
     parser.add_argument("--noise", metavar="DIR", default=None, help="use these noise patches instead of mining them")
-    parser.add_argument("--kernel-iters", type=positive_int, default=3000,
+    parser.add_argument("--kernel-iters", type=positive_int, default=ITERATIONS,
                         help="KernelGAN iterations per photo (default: %(default)s, the official setting)")
     parser.add_argument("--seeds", type=positive_int, default=1,
                         help="KernelGAN runs per photo (default: %(default)s); with 2 or more, a photo whose runs "
@@ -67,8 +74,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "KernelGAN's time; cached estimates are reused as they are")
     add_method_argument(parser, kernelgan_flags="--kernel-iters, --seeds and --prior")
     add_prior_argument(parser)
-    parser.add_argument("--noise-patch", type=positive_int, default=256,
-                        help="side of mined noise patches (default: %(default)s, RealSR's)")
+    parser.add_argument("--noise-patch", type=positive_int, default=None,
+                        help="side of mined noise patches (default: the largest of 256/128/64/32 that finds enough "
+                        "flat patches in the training photos; without any, a noise model fitted to them, docs/adapt.md)")
+    parser.add_argument("--base", default="auto", metavar="auto|df2k|realesrgan-x4plus|PATH",
+                        help="starting model (default: auto, the better of df2k and realesrgan-x4plus on the "
+                        "validation photos when the realesrgan extra is installed, else df2k)")
     parser.add_argument("--already-clean", action="store_true",
                         help="PHOTOS are clean HR images already: skip the 1/2 clean-up")
     parser.add_argument("--config", metavar="YAML", default=None,
@@ -95,10 +106,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     result = adapt(args.photos, args.out, mode=args.mode, minutes=args.minutes, iterations=args.iterations,
                    held_out=args.held_out, kernels=args.kernels, noise=args.noise, kernel_iterations=args.kernel_iters,
-                   seeds=args.seeds, prior=args.prior, method=args.method, noise_patch=args.noise_patch, device=args.device, seed=args.seed,
+                   seeds=args.seeds, prior=args.prior, method=args.method, noise_patch=args.noise_patch,
+                   base=args.base, device=args.device, seed=args.seed,
                    config=args.config, overrides=args.overrides, clean=not args.already_clean,
                    progress=not args.quiet)
-    start, best = result.fine_tune.curve[0], result.fine_tune.best
-    print(f"held-out PSNR-Y {start['psnr']:.2f} -> {best['psnr']:.2f} dB ({best['psnr'] - start['psnr']:+.2f}) at "
-          f"iteration {best['iteration']}; model {result.model}, report {result.report}")
+    from realsr_fast.adaptation.report import test_line
+
+    print(f"{test_line(result.test)}; base {result.base.chosen}; model {result.model}, report {result.report}")
     return 130 if result.fine_tune.interrupted else 0
