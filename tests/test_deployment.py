@@ -128,11 +128,12 @@ def test_default_upscale_with_an_unwritable_cache_folder(tmp_path, rng, monkeypa
     blocker.write_text("x")
     monkeypatch.setenv(zoo.HOME_ENV, str(blocker / "realsr_fast"))
     photo = write_photo(tmp_path / "in", rng)
-    for run in range(2):
+    for run, precision in enumerate(["auto", "auto", "fp32"]):  # fp32: the path that once timed backends
         with pytest.warns(UserWarning, match="cannot cache the converted model"):
-            assert cli.main(["upscale", str(photo), "-o", str(tmp_path / f"out{run}.png")]) == 0
-    first, second = (np.asarray(Image.open(tmp_path / f"out{run}.png")) for run in range(2))
-    assert first.shape == (40, 48, 3) and np.array_equal(first, second)
+            assert cli.main(["upscale", str(photo), "-o", str(tmp_path / f"out{run}.png"),
+                             "--precision", precision]) == 0
+    first, second, fp32 = (np.asarray(Image.open(tmp_path / f"out{run}.png")) for run in range(3))
+    assert first.shape == fp32.shape == (40, 48, 3) and np.array_equal(first, second)
 
 
 def test_a_corrupt_cached_model_is_converted_again(tmp_path, rng, monkeypatch) -> None:
@@ -276,12 +277,13 @@ def test_peak_rss_of_a_real_upscale_is_within_the_plan(tmp_path) -> None:
 WORKER = textwrap.dedent("""
     import sys
     from realsr_fast import cli
-    sys.exit(cli.main(["upscale", sys.argv[1], "-o", sys.argv[2]]))
+    sys.exit(cli.main(["upscale", sys.argv[1], "-o", sys.argv[2], "--precision", sys.argv[3]]))
 """)
 
 
 @pytest.mark.slow
-def test_threads_and_processes_upscaling_at_once_with_a_shared_cache(tmp_path, rng) -> None:
+@pytest.mark.parametrize("precision", ["auto", "fp32"])  # fp32: the default where bf16 is not native
+def test_threads_and_processes_upscaling_at_once_with_a_shared_cache(tmp_path, rng, precision) -> None:
     """3 threads on one Upscaler and 2 CLI processes, all at once, on the default path with one
     cache folder that starts empty (both processes convert and cache the model at the same time):
     every output equals the single-threaded bytes, and none is missing."""
@@ -289,10 +291,10 @@ def test_threads_and_processes_upscaling_at_once_with_a_shared_cache(tmp_path, r
     photos = [write_photo(tmp_path / "in", rng, f"p{i}.png", size=(int(rng.integers(8, 20)), int(rng.integers(8, 20))))
               for i in range(6)]
     env = {**os.environ, zoo.HOME_ENV: str(home)}
-    processes = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / "in"), str(tmp_path / f"proc{k}")],
+    processes = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / "in"), str(tmp_path / f"proc{k}"), precision],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for k in range(2)]
-    upscaler = Upscaler("df2k", device="cpu", backend="auto")
+    upscaler = Upscaler("df2k", device="cpu", backend="auto", precision=precision)
     inputs = [np.asarray(Image.open(photo).convert("RGB")) for photo in photos] * 2
     threaded = run_in_threads(upscaler, inputs, threads=3)
     outcomes = [(p.wait(timeout=600), p.stderr.read()) for p in processes]
