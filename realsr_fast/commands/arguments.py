@@ -75,13 +75,14 @@ def add_device_argument(parser: argparse.ArgumentParser,
     parser.add_argument("--device", default="auto", choices=DEVICES, help=help)
 
 
-def add_method_argument(parser: argparse.ArgumentParser, kernelgan_flags: str) -> None:
-    """`--method kernelgan|spectral`: how each photo's kernel is estimated (`kernelgan.estimate.Method`);
+def add_method_argument(parser: argparse.ArgumentParser, kernelgan_flags: str, default: str = "kernelgan") -> None:
+    """`--method kernelgan|spectral|families`: how each photo's kernel is estimated (`kernelgan.estimate.Method`);
     `kernelgan_flags` names this verb's KernelGAN-only options for the help ("--kernel-iters and --seeds")."""
-    parser.add_argument("--method", choices=("kernelgan", "spectral"), default="kernelgan",
-                        help="kernelgan: the paper's KernelGAN (default); spectral: a Gaussian blur fitted to the "
-                        "photo's power spectrum (no training, much quicker; it scores above KernelGAN on the kernel "
-                        f"benchmark, figures in docs/kernel_prior.md); {kernelgan_flags} are KernelGAN's")
+    parser.add_argument("--method", choices=("kernelgan", "spectral", "families"), default=default,
+                        help="kernelgan: the paper's KernelGAN; spectral: a Gaussian blur fitted to the photo's power "
+                        "spectrum; families: Gaussian, defocus-disk and motion blurs fitted the same way, the likeliest "
+                        "kept, JPEG-aware (no training, seconds per photo; figures in docs/evaluation.md); "
+                        f"default {default}; {kernelgan_flags} are KernelGAN's")
 
 
 def add_prior_argument(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from realsr_fast.batch import refuse_output_in_sources, source_images
+from realsr_fast.data.jpeg import luminance_table
 from realsr_fast.data.kernel_files import kernel_paths, load_kernel, save_kernel, write_sheet
 from realsr_fast.device import resolve_device, torchrun_ranks
 from realsr_fast.errors import RealSRError
@@ -27,14 +28,16 @@ from realsr_fast.io import read_image, write_json
 from realsr_fast.kernelgan.confidence import TRUSTED_DB, kernel_agreement_db
 from realsr_fast.kernelgan.constraints import LAMBDA_BICUBIC_START
 from realsr_fast.kernelgan.crops import prepare_image
+from realsr_fast.kernelgan.families import estimate_families
 from realsr_fast.kernelgan.networks import GForm
 from realsr_fast.kernelgan.postprocess import analytic_x4, post_process
 from realsr_fast.kernelgan.quality import kernel_report, most_consistent
 from realsr_fast.kernelgan.spectral import estimate_blur
 from realsr_fast.kernelgan.training import ITERATIONS, Prior, train_kernelgan
 
-Method = Literal["kernelgan", "spectral"]
-"""How kernels are estimated: KernelGAN (the paper's) or the spectral maximum-likelihood Gaussian fit."""
+Method = Literal["kernelgan", "spectral", "families"]
+"""How kernels are estimated: KernelGAN (the paper's), the spectral maximum-likelihood Gaussian fit, or the
+spectral fit over the Gaussian, defocus-disk and motion families (`kernelgan.families`)."""
 METHODS: tuple[str, ...] = get_args(Method)
 REPORT_NAME = "report.json"
 SHEET_NAME = "kernels.png"
@@ -69,6 +72,7 @@ def estimate_kernels(
     prior: Prior = "none",
     bicubic_weight: float = LAMBDA_BICUBIC_START,
     method: Method = "kernelgan",
+    jpeg_tables: Sequence[np.ndarray | None] | None = None,
 ) -> list[Estimate]:
     """Estimate each image's kernel with KernelGAN, all images (and runs) trained together, or spectrally.
 
@@ -92,7 +96,9 @@ def estimate_kernels(
     With `runs >= 2` the report has `seed_agreement_db` (worst pairwise PSNR between the
     runs' re-syntheses of the image) and `trusted` (agreement >= `TRUSTED_DB`); see `confidence`.
     The spectral method's report has `half_agreement_db` (the same measure between the fits to
-    two halves of the photo) and `trusted` from it.
+    two halves of the photo) and `trusted` from it. The families method (`kernelgan.families`) takes
+    `jpeg_tables` (each image's `(8, 8)` luminance quantisation table when it was a JPEG, else None) and
+    reports the chosen family, its parameters, `misfit` and `trusted` from it.
     """
     if scale not in (2, 4):
         raise RealSRError(f"kernels are estimated at x2 (and x4 from them): --scale must be 2 or 4, not {scale}")
@@ -100,6 +106,9 @@ def estimate_kernels(
     prepared = [prepare_image(im) for im in images]
     if method == "spectral":
         return [_spectral_estimate(image, scale, on_iteration) for image in prepared]
+    if method == "families":
+        tables = list(jpeg_tables) if jpeg_tables is not None else [None] * len(prepared)
+        return [_families_estimate(image, table, scale, on_iteration) for image, table in zip(prepared, tables)]
     seeds = [image_seed(seed, name, run) for name in names for run in range(runs)]
     result = train_kernelgan(
         [im for im in prepared for _ in range(runs)], seeds, iterations, form, device, on_iteration, prior=prior,
@@ -128,9 +137,23 @@ def check_method(method: str, runs: int, prior: str) -> None:
         raise RealSRError(f"--seeds must be at least 1, got {runs}")
     if method not in METHODS:
         raise RealSRError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
-    if method == "spectral" and (runs != 1 or prior != "none"):
-        raise RealSRError("--seeds and --prior belong to KernelGAN; --method spectral is deterministic and "
-                          "checks itself on two halves of each photo (half_agreement_db in the report)")
+    if method != "kernelgan" and (runs != 1 or prior != "none"):
+        raise RealSRError(f"--seeds and --prior belong to KernelGAN; --method {method} is deterministic and "
+                          "checks itself (half_agreement_db or misfit and trusted in the report)")
+
+
+def _families_estimate(image: np.ndarray, table: np.ndarray | None, scale: int,
+                       on_done: Callable[[int], None] | None) -> Estimate:
+    found = estimate_families(image, table)
+    report = kernel_report(found.kernel, (0.0, 0.0), True, scale)
+    report.update(method="families", family=found.chosen.family, fit_params=list(found.chosen.params),
+                  used_params=list(found.used.params), log_size_sd=found.chosen.log_size_sd,
+                  spectrum_slope=found.chosen.slope, misfit=found.chosen.misfit, trusted=found.trusted,
+                  jpeg=table is not None, bic={name: fit.bic for name, fit in found.fits.items()})
+    if on_done is not None:
+        on_done(1)
+    kernel_x4 = analytic_x4(found.kernel) if scale == 4 else None
+    return Estimate(kernel_x2=found.kernel, kernel_x4=kernel_x4, report=report)
 
 
 def _spectral_estimate(image: np.ndarray, scale: int, on_done: Callable[[int], None] | None) -> Estimate:
@@ -239,7 +262,7 @@ def estimate_kernel_folder(
     bar = tqdm(total=sum(steps or len(group) for group in batches), unit="it" if steps else "image",
                disable=not progress or not batches, desc="kernels")
     for group in batches:
-        images, names, sources = [], [], []
+        images, names, sources, tables = [], [], [], []
         for path in group:
             try:
                 image = read_image(path)
@@ -253,6 +276,7 @@ def estimate_kernel_folder(
             images.append(image)
             names.append(path.stem)
             sources.append(path)
+            tables.append(luminance_table(path) if method == "families" else None)
         if not images:
             bar.update(steps or 0)
             continue
@@ -260,6 +284,7 @@ def estimate_kernel_folder(
             estimates = estimate_kernels(
                 images, names, scale, iterations, seed, runs, form, torch_device,
                 on_iteration=lambda _: bar.update(1), prior=prior, bicubic_weight=bicubic_weight, method=method,
+                jpeg_tables=tables,
             )
         except RealSRError as exc:  # e.g. a flat photo: the rest go on
             bar.update(0 if steps else len(images))

@@ -1,0 +1,427 @@
+"""Blind blur estimation over several lens-blur families by spectral maximum likelihood
+(`realsr kernels --method families`, the default of `realsr adapt`).
+
+`kernelgan.spectral` fits one anisotropic Gaussian to the LR photo's Welch periodogram by the Whittle
+likelihood of the model
+
+    E|Y(u)|^2 = sum_a c |f_a|^-alpha |K(f_a)|^2 + eta^2,   f_a = (u + a) / 2
+
+(a power-law clean image blurred by K, sub-sampled x2 with its 4 aliases, plus white noise). Here the
+same likelihood is maximised for each of three kernel families, whose transfer functions K are closed
+forms (docs/kernel_prior.md, "Kernel families"):
+
+- `gaussian`: anisotropic Gaussian, widths s1 >= s2 and an angle: exp(-2 pi^2 f'Sf);
+- `disk` (defocus): a uniform disk of radius r, pixel-antialiased (its coverage of each pixel), then a
+  Gaussian of width g: 2 J1(2 pi r |f|) / (2 pi r |f|) * sinc(f_r) sinc(f_c) * exp(-2 pi^2 g^2 |f|^2);
+- `motion` (linear camera shake): a segment of length L at an angle, pixel-antialiased, then a
+  Gaussian of width g: sinc(L f.d) * sinc(f_r) sinc(f_c) * exp(-2 pi^2 g^2 |f|^2);
+
+and the family with the lowest BIC (2 n NLL + k log n, n the number of frequencies fitted) is kept. The
+size of the kept kernel (geometric mean Gaussian width, disk radius, segment length) is shrunk in log
+space towards the family's typical size by the posterior weight v / (v + p^2), where v is the variance
+of the log size from the likelihood's own curvature (the Laplace approximation, times `CURVATURE_INFLATION`
+for a model that real photos only approximately obey) and p the family's prior spread: a
+well-determined fit keeps its size and its anisotropy; the anisotropy itself is never shrunk.
+
+On JPEG input the frequencies that the camera's quantisation removes carry no blur: with the
+luminance quantisation table (`data.jpeg.luminance_table`) each LR frequency maps to the DCT
+frequency that carries it, and frequencies whose quantisation step exceeds `JPEG_MAX_STEP` grey levels
+are left out of the likelihood.
+
+Trust: `misfit` is the largest log-ratio between the observed and the fitted spectrum averaged over
+radial bands (above `MAX_MISFIT` the photo is not the model), and the family agreement is the PSNR
+between the photo re-synthesised with the kept kernel and with the runner-up family's (below
+`MIN_FAMILY_AGREEMENT_DB` two families that the likelihood hardly tells apart would make different
+training data); either flags the estimate untrusted.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from realsr_fast.errors import RealSRError
+from realsr_fast.kernelgan.confidence import IDENTICAL_DB, kernel_agreement_db
+from realsr_fast.kernelgan.postprocess import X2_SIZE, wanted_centre
+from realsr_fast.kernelgan.spectral import (
+    FLAT_STD,
+    LOWEST_FREQUENCY,
+    SLOPE_BOUNDS,
+    SMALL_TILE,
+    TILE,
+    _bounded,
+    _unbounded,
+    welch_periodograms,
+)
+from realsr_fast.kernelgan.synthetic import covariance
+
+SCALE = 2
+FAMILIES = ("gaussian", "disk", "motion")
+WIDTH_BOUNDS = (0.1, 8.0)
+"""Gaussian widths and the smoothing width g (HR px) during the fit."""
+RADIUS_BOUNDS = (0.3, 8.0)
+"""Disk radius (HR px)."""
+LENGTH_BOUNDS = (0.5, 16.0)
+"""Motion segment length (HR px)."""
+SMOOTH_BOUNDS = (0.05, 4.0)
+"""Gaussian smoothing width g of the disk and motion families (HR px)."""
+TYPICAL_SIZE = {"gaussian": math.sqrt(2.8), "disk": 2.0, "motion": 4.0}
+"""The shrink target of each family: the median size of its prior (docs/evaluation.md, "Priors"):
+Gaussian variances uniform in [0.6, 5] (median sqrt(2.8) px), disk radius uniform in [1, 3] px,
+segment length uniform in [2, 6] px."""
+PRIOR_LOG_SD = {"gaussian": 0.28, "disk": 0.31, "motion": 0.31}
+"""Standard deviation of the log size under each family's prior (of the uniform draws above)."""
+CURVATURE_INFLATION = 1.0
+"""Factor on the Laplace variance of the log size (chosen on the development set, docs/evaluation.md)."""
+BIC_WEIGHT = 1.0
+"""Factor on the BIC's parameter penalty (chosen on the development set)."""
+MAX_MISFIT = 1.0
+"""Largest radial-band log-ratio of observed to fitted spectrum of a trusted estimate (development set)."""
+MIN_FAMILY_AGREEMENT_DB = 0.0
+"""Least re-synthesis agreement (dB) between the kept kernel and the runner-up family's of a trusted estimate
+(development set)."""
+JPEG_MAX_STEP = 12.0
+"""Largest luminance quantisation step (grey levels) of a DCT frequency kept in the JPEG fit (development set)."""
+MAX_SIZE = {"gaussian": 4.0, "disk": 5.0, "motion": 10.0}
+"""Largest kept size (HR px): wider does not fit the 17x17 kernel window."""
+MIN_SIZE = 0.3
+
+STARTS: dict[str, list[tuple[float, ...]]] = {
+    "gaussian": [(1.0, 1.0, 0.0), (2.0, 2.0, 0.0), (2.0, 1.0, 0.0), (2.0, 1.0, 1.05), (2.0, 1.0, 2.1)],
+    "disk": [(1.2, 0.3), (2.5, 0.3)],
+    "motion": [(3.5, a, 0.4) for a in (0.0, 0.8, 1.6, 2.4)],
+}
+"""L-BFGS starts per family (family parameters in HR px and radians)."""
+NUISANCE_ITERATIONS, JOINT_ITERATIONS = 40, 120
+"""L-BFGS iterations: the image spectrum and noise at the start's blur, then everything together."""
+
+
+def _minimise(loss_of, parameters: torch.Tensor, iterations: int) -> None:
+    """L-BFGS (strong Wolfe line search) on `parameters` in place."""
+    optimiser = torch.optim.LBFGS([parameters], max_iter=iterations, line_search_fn="strong_wolfe",
+                                  tolerance_grad=1e-9, tolerance_change=1e-12)
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = loss_of()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+
+
+class _BesselJ1(torch.autograd.Function):
+    """J1 with its derivative J0(x) - J1(x) / x (torch.special.bessel_j1 has no autograd)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.special.bessel_j1(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        safe = torch.where(x.abs() < 1e-6, torch.ones_like(x), x)
+        derivative = torch.where(x.abs() < 1e-6, torch.full_like(x, 0.5),
+                                 torch.special.bessel_j0(x) - torch.special.bessel_j1(safe) / safe)
+        return grad * derivative
+
+
+def jinc(x: torch.Tensor) -> torch.Tensor:
+    """2 J1(x) / x, 1 at 0: the transfer of a unit-area disk at x = 2 pi r |f|."""
+    safe = torch.where(x.abs() < 1e-6, torch.ones_like(x), x)
+    return torch.where(x.abs() < 1e-6, torch.ones_like(x), 2 * _BesselJ1.apply(safe) / safe)
+
+
+def _sinc(x: torch.Tensor) -> torch.Tensor:
+    return torch.sinc(x)
+
+
+def transfer_power(family: str, params: list[torch.Tensor], f_row: torch.Tensor, f_col: torch.Tensor) -> torch.Tensor:
+    """|K(f)|^2 of the family at HR frequencies (cycles/px), parameters in px and radians."""
+    if family == "gaussian":
+        major, minor, angle = params
+        cos, sin = angle.cos(), angle.sin()
+        s_rr = cos * cos * major**2 + sin * sin * minor**2
+        s_rc = cos * sin * (major**2 - minor**2)
+        s_cc = sin * sin * major**2 + cos * cos * minor**2
+        return torch.exp(-4 * math.pi**2 * (s_rr * f_row * f_row + 2 * s_rc * f_row * f_col + s_cc * f_col * f_col))
+    box = (_sinc(f_row) * _sinc(f_col)).square()
+    radius2 = f_row.square() + f_col.square()
+    if family == "disk":
+        radius, smooth = params
+        shape = jinc(2 * math.pi * radius * radius2.sqrt()).square()
+    elif family == "motion":
+        length, angle, smooth = params
+        shape = _sinc(length * (angle.cos() * f_row + angle.sin() * f_col)).square()
+    else:
+        raise RealSRError(f"unknown kernel family {family!r}; choose one of {', '.join(FAMILIES)}")
+    return shape * box * torch.exp(-4 * math.pi**2 * smooth**2 * radius2)
+
+
+_BOUNDS = {"gaussian": (WIDTH_BOUNDS, WIDTH_BOUNDS, None), "disk": (RADIUS_BOUNDS, SMOOTH_BOUNDS),
+           "motion": (LENGTH_BOUNDS, None, SMOOTH_BOUNDS)}
+
+
+def _to_params(family: str, raw: torch.Tensor) -> list[torch.Tensor]:
+    return [raw[i] if b is None else _bounded(raw[i], *b) for i, b in enumerate(_BOUNDS[family])]
+
+
+def _to_raw(family: str, values: tuple[float, ...]) -> list[float]:
+    return [v if b is None else _unbounded(v, *b) for v, b in zip(values, _BOUNDS[family])]
+
+
+def frequency_mask(tile: int, jpeg_table: np.ndarray | None = None) -> torch.Tensor:
+    """`(tile, tile)` bool: the LR frequencies fitted (above `LOWEST_FREQUENCY` cycles per tile, and on JPEG
+    input those whose DCT frequency's quantisation step is at most `JPEG_MAX_STEP`)."""
+    u = torch.fft.fftfreq(tile, dtype=torch.float64)
+    u_row, u_col = torch.meshgrid(u, u, indexing="ij")
+    used = u_row.square().add(u_col.square()).sqrt() >= LOWEST_FREQUENCY / tile
+    if jpeg_table is not None:
+        # DCT basis k of an 8-point block oscillates at k / 16 cycles per pixel.
+        index = lambda v: (v.abs() * 16).round().clamp(max=7).long()  # noqa: E731
+        steps = torch.from_numpy(np.asarray(jpeg_table, dtype=np.float64))[index(u_row), index(u_col)]
+        used &= steps <= JPEG_MAX_STEP
+        # The 8-px block grid puts its artefacts on the multiples of 1/8 cycle per pixel, in each axis.
+        on_grid = lambda v: ((v * 8 - (v * 8).round()).abs() * tile / 8 < 0.5) & (v != 0)  # noqa: E731
+        used &= ~(on_grid(u_row) | on_grid(u_col))
+    return used
+
+
+@dataclass
+class FamilyFit:
+    """One family's maximum-likelihood fit."""
+
+    family: str
+    params: tuple[float, ...]
+    """Gaussian: (sigma_major, sigma_minor, angle); disk: (radius, smooth); motion: (length, angle, smooth)."""
+    slope: float
+    nll: float
+    """Mean Whittle negative log-likelihood per fitted frequency."""
+    bic: float
+    log_size_sd: float
+    """Laplace standard deviation of the log size (from the curvature of the likelihood)."""
+    misfit: float
+
+    @property
+    def size(self) -> float:
+        """Geometric mean Gaussian width, disk radius or segment length (HR px)."""
+        if self.family == "gaussian":
+            return math.sqrt(self.params[0] * self.params[1])
+        return self.params[0]
+
+    def with_size(self, size: float) -> FamilyFit:
+        """The same fit scaled to `size` (a Gaussian keeps its axis ratio)."""
+        if self.family == "gaussian":
+            ratio = math.sqrt(self.params[0] / self.params[1])
+            params = (size * ratio, size / ratio, self.params[2])
+        else:
+            params = (size, *self.params[1:])
+        return FamilyFit(self.family, params, self.slope, self.nll, self.bic, self.log_size_sd, self.misfit)
+
+    def kernel(self, size: int = X2_SIZE) -> np.ndarray:
+        """`(size, size)` float64 x2 kernel, sum 1, centred as KernelGAN's."""
+        return render_kernel(self.family, self.params, size)
+
+
+def render_kernel(family: str, params: tuple[float, ...], size: int = X2_SIZE, supersample: int = 8) -> np.ndarray:
+    """`(size, size)` float64 x2 kernel of a family member, sum 1, centred at `wanted_centre(size)`.
+
+    Disk and segment are pixel-antialiased (their coverage of each pixel, on a `supersample` finer grid),
+    then blurred by the smoothing Gaussian.
+    """
+    centre = wanted_centre(size, SCALE)
+    offsets = np.arange(size) - centre
+    if family == "gaussian":
+        major, minor, angle = params
+        inverse = np.linalg.inv(covariance(max(major, 1e-3), max(minor, 1e-3), angle))
+        d = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), axis=-1)
+        kernel = np.exp(-0.5 * np.einsum("...i,ij,...j->...", d, inverse, d))
+        return kernel / kernel.sum()
+    fine = (np.arange(size * supersample) + 0.5) / supersample - 0.5 - centre
+    fr, fc = np.meshgrid(fine, fine, indexing="ij")
+    if family == "disk":
+        radius, smooth = params
+        shape = (fr**2 + fc**2 <= radius**2).astype(np.float64)
+        if shape.sum() == 0:
+            shape[np.unravel_index(np.argmin(fr**2 + fc**2), shape.shape)] = 1
+    elif family == "motion":
+        length, angle, smooth = params
+        steps = max(2, int(math.ceil(length * supersample * 2)) + 1)
+        t = np.linspace(-length / 2, length / 2, steps)
+        rows = np.round((centre + t * math.cos(angle) + 0.5) * supersample - 0.5).astype(int)
+        cols = np.round((centre + t * math.sin(angle) + 0.5) * supersample - 0.5).astype(int)
+        keep = (rows >= 0) & (rows < size * supersample) & (cols >= 0) & (cols < size * supersample)
+        shape = np.zeros_like(fr)
+        np.add.at(shape, (rows[keep], cols[keep]), 1.0)
+    else:
+        raise RealSRError(f"unknown kernel family {family!r}; choose one of {', '.join(FAMILIES)}")
+    kernel = shape.reshape(size, supersample, size, supersample).sum(axis=(1, 3))
+    if smooth > 0.05:
+        half = size // 2
+        g = np.exp(-0.5 * (np.arange(-half, half + 1) / smooth) ** 2)
+        g /= g.sum()
+        kernel = np.apply_along_axis(lambda v: np.convolve(v, g, mode="same"), 0, kernel)
+        kernel = np.apply_along_axis(lambda v: np.convolve(v, g, mode="same"), 1, kernel)
+    return kernel / kernel.sum()
+
+
+def _objective(periodogram: torch.Tensor, family: str, used: torch.Tensor):
+    tile = periodogram.shape[0]
+    u = torch.fft.fftfreq(tile, dtype=torch.float64)
+    u_row, u_col = torch.meshgrid(u, u, indexing="ij")
+    f_row = torch.stack([((u_row[used] + a) / SCALE + 0.5) % 1 - 0.5 for a in range(SCALE) for _ in range(SCALE)])
+    f_col = torch.stack([((u_col[used] + b) / SCALE + 0.5) % 1 - 0.5 for _ in range(SCALE) for b in range(SCALE)])
+    radius2 = f_row.square() + f_col.square() + (0.25 / tile) ** 2
+    log_radius2 = radius2.log()
+    cos2 = (f_row.square() - f_col.square()) / radius2  # cos 2 theta, sin 2 theta of each alias
+    sin2 = 2 * f_row * f_col / radius2
+    observed = periodogram[used]
+    count = len(_BOUNDS[family])
+
+    def expected_of(p: torch.Tensor) -> torch.Tensor:
+        power = transfer_power(family, _to_params(family, p[:count]), f_row, f_col)
+        clean = torch.exp(p[count] - 0.5 * _bounded(p[count + 1], *SLOPE_BOUNDS) * log_radius2
+                          + p[count + 3] * cos2 + p[count + 4] * sin2)
+        return (clean * power).sum(0) + p[count + 2].exp()
+
+    def objective(p: torch.Tensor) -> torch.Tensor:
+        expected = expected_of(p)
+        return (observed / expected + expected.log()).mean()
+
+    return objective, expected_of, observed, u_row[used], u_col[used]
+
+
+def _misfit(observed: torch.Tensor, expected: torch.Tensor, u_row: torch.Tensor, u_col: torch.Tensor) -> float:
+    """Largest |log mean(P / E)| over 8 radial bands of LR frequency."""
+    band = (u_row.square() + u_col.square()).sqrt().mul(16).floor().clamp(max=7).long()
+    ratio = observed / expected
+    worst = 0.0
+    for b in range(8):
+        chosen = band == b
+        if int(chosen.sum()) >= 8:
+            worst = max(worst, abs(math.log(float(ratio[chosen].mean()))))
+    return worst
+
+
+def fit_family(periodogram: torch.Tensor, family: str, used: torch.Tensor, tiles: int = 1,
+               starts: list[tuple[float, ...]] | None = None) -> FamilyFit:
+    """The maximum-likelihood member of `family` for a mean LR periodogram `(T, T)` float64.
+
+    `tiles`: how many tiles the periodogram averages (the likelihood's curvature grows with it).
+    """
+    objective, expected_of, observed, u_row, u_col = _objective(periodogram, family, used)
+    count = len(_BOUNDS[family])
+    level = float(observed.mean())
+    best: tuple[float, torch.Tensor] | None = None
+    for start in starts or STARTS[family]:
+        blur = torch.tensor(_to_raw(family, start), dtype=torch.float64)
+        nuisance = torch.tensor([math.log(level) - 8, _unbounded(2.0, *SLOPE_BOUNDS), math.log(level * 1e-4),
+                                 0.0, 0.0], dtype=torch.float64, requires_grad=True)
+        _minimise(lambda: objective(torch.cat([blur, nuisance])), nuisance, NUISANCE_ITERATIONS)
+        p = torch.cat([blur, nuisance.detach()]).requires_grad_(True)
+        _minimise(lambda: objective(p), p, JOINT_ITERATIONS)
+        with torch.no_grad():
+            loss = float(objective(p))
+        if math.isfinite(loss) and (best is None or loss < best[0]):
+            best = (loss, p.detach())
+    if best is None:
+        raise RealSRError(f"the spectral {family} blur fit did not converge on this image")
+    loss, p = best
+    params = [float(v) for v in _to_params(family, p[:count])]
+    if family == "gaussian" and params[1] > params[0]:
+        params = [params[1], params[0], params[2] + math.pi / 2]
+    if family in ("gaussian", "motion"):
+        index = 2 if family == "gaussian" else 1
+        params[index] %= math.pi
+    n = int(observed.numel())
+    # Laplace: the curvature of the total NLL (n frequencies, `tiles` averaged periodograms) in the raw
+    # parameters, the variance of the log size by the delta method.
+    hessian = torch.autograd.functional.hessian(objective, p) * n * max(1, tiles)
+    try:
+        covariance_raw = torch.linalg.inv(hessian)
+        gradient = torch.zeros_like(p)
+        log_size_of = _log_size_jacobian(family, p)
+        gradient[:count] = log_size_of
+        variance = float(gradient @ covariance_raw @ gradient)
+    except RuntimeError:
+        variance = float("inf")
+    log_size_sd = math.sqrt(variance) if variance > 0 and math.isfinite(variance) else float("inf")
+    with torch.no_grad():
+        misfit = _misfit(observed, expected_of(p), u_row, u_col)
+    k = count + 5
+    bic = 2 * n * max(1, tiles) * loss + BIC_WEIGHT * k * math.log(n * max(1, tiles))
+    return FamilyFit(family, tuple(params), float(_bounded(p[count + 1], *SLOPE_BOUNDS)), loss, bic,
+                     log_size_sd, misfit)
+
+
+def _log_size_jacobian(family: str, p: torch.Tensor) -> torch.Tensor:
+    """d log(size) / d raw parameters of the family."""
+    count = len(_BOUNDS[family])
+    raw = p[:count].detach().clone().requires_grad_(True)
+    params = _to_params(family, raw)
+    log_size = 0.5 * (params[0].log() + params[1].log()) if family == "gaussian" else params[0].log()
+    (gradient,) = torch.autograd.grad(log_size, raw)
+    return gradient
+
+
+def shrink(fit: FamilyFit, inflation: float = CURVATURE_INFLATION) -> FamilyFit:
+    """`fit` with its log size moved towards the family's typical size by the posterior weight
+    v / (v + p^2) (v: inflated Laplace variance, p: prior spread), clipped to the family's range."""
+    variance = inflation * fit.log_size_sd**2
+    prior = PRIOR_LOG_SD[fit.family] ** 2
+    weight = 1.0 if not math.isfinite(variance) else variance / (variance + prior)
+    log_size = (1 - weight) * math.log(fit.size) + weight * math.log(TYPICAL_SIZE[fit.family])
+    return fit.with_size(float(np.clip(math.exp(log_size), MIN_SIZE, MAX_SIZE[fit.family])))
+
+
+@dataclass
+class FamiliesEstimate:
+    """One photo's estimate over the families."""
+
+    kernel: np.ndarray
+    """`(17, 17)` float64 x2 kernel, sum 1."""
+    fits: dict[str, FamilyFit]
+    """Every family's maximum-likelihood fit."""
+    chosen: FamilyFit
+    """The lowest-BIC fit, before shrinking."""
+    used: FamilyFit
+    """The shrunk fit `kernel` draws."""
+    trusted: bool
+    jpeg_quality: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def estimate_families(image: np.ndarray, jpeg_table: np.ndarray | None = None,
+                      families: tuple[str, ...] = FAMILIES) -> FamiliesEstimate:
+    """Estimate the x2 blur of `image` `(H, W, 3)` float in [0, 1] (at least 64x64) over `families`.
+
+    `jpeg_table`: the photo's 8x8 luminance quantisation table (natural order) when it was a JPEG.
+
+    Raises:
+        RealSRError: the image is too small or has no detail.
+    """
+    height, width = image.shape[:2]
+    if min(height, width) < 2 * SMALL_TILE:
+        raise RealSRError(f"image is {width}x{height} pixels; the spectral estimate needs at least "
+                          f"{2 * SMALL_TILE}x{2 * SMALL_TILE}")
+    tile = TILE if min(height, width) >= 2 * TILE else SMALL_TILE
+    grey = torch.from_numpy(np.mean(image, axis=-1, dtype=np.float64))
+    if float(grey.std()) < FLAT_STD:
+        raise RealSRError("the image has no detail to estimate a blur from (it is flat)")
+    periodogram = welch_periodograms(grey, tile).all
+    step = tile // 2
+    tiles = ((height - tile) // step + 1) * ((width - tile) // step + 1)
+    effective = max(1, tiles // 4)  # half-overlapping tiles: about a quarter are independent
+    used = frequency_mask(tile, jpeg_table)
+    fits = {name: fit_family(periodogram, name, used, effective) for name in families}
+    ranked = sorted(fits.values(), key=lambda f: f.bic)
+    chosen = ranked[0]
+    kept = shrink(chosen)
+    kernel = kept.kernel()
+    # What the runner-up family would do to this photo, against what the kept kernel does (dB).
+    agreement = kernel_agreement_db(image, [kernel, shrink(ranked[1]).kernel()]) if len(ranked) > 1 else IDENTICAL_DB
+    trusted = chosen.misfit <= MAX_MISFIT and agreement >= MIN_FAMILY_AGREEMENT_DB
+    return FamiliesEstimate(kernel, fits, chosen, kept, trusted, extra={"family_agreement_db": agreement})
