@@ -149,6 +149,7 @@ def _families_estimate(image: np.ndarray, table: np.ndarray | None, scale: int,
     report.update(method="families", family=found.chosen.family, fit_params=list(found.chosen.params),
                   used_params=list(found.used.params), log_size_sd=found.chosen.log_size_sd,
                   spectrum_slope=found.chosen.slope, misfit=found.chosen.misfit, trusted=found.trusted,
+                  family_agreement_db=found.extra["family_agreement_db"],
                   jpeg=table is not None, bic={name: fit.bic for name, fit in found.fits.items()})
     if on_done is not None:
         on_done(1)

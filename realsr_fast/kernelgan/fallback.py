@@ -81,6 +81,14 @@ def _choose(photo: str, report_path: Path) -> KernelChoice:
     if "trusted" not in report:
         return KernelChoice(photo, "estimate", "not checked",
                             f"{report.get('runs', 1)} KernelGAN run per photo: trust needs 2 or more (--seeds 2)")
+    if report.get("method") == "families":
+        agreement = float(report["family_agreement_db"])
+        reason = (f"spectrum misfit {report['misfit']:.2f}, agreement with the runner-up blur family "
+                  f"{agreement:.1f} dB")
+        if report["trusted"]:
+            return KernelChoice(photo, "estimate", "trusted", reason + ": within the trust thresholds", agreement)
+        return KernelChoice(photo, "fallback", "untrusted", reason + f": outside the trust thresholds; the isotropic "
+                            f"Gaussian (sigma {FALLBACK_SIGMA} px at x2) is used instead", agreement)
     if "half_agreement_db" in report:
         agreement, sources = float(report["half_agreement_db"]), "the spectral fits to its two halves"
     else:
