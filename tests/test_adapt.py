@@ -75,7 +75,8 @@ def test_adapt_end_to_end_split_files_resume_and_learning(tmp_path, rng):
     assert summary["best"]["iteration"] > 0
 
 
-@pytest.mark.parametrize("extra, prior, method", [([], "none", "kernelgan"), (["--prior", "fkp"], "fkp", "kernelgan"),
+@pytest.mark.parametrize("extra, prior, method", [([], "none", "families"), (["--method", "kernelgan"], "none", "kernelgan"),
+                                                  (["--method", "kernelgan", "--prior", "fkp"], "fkp", "kernelgan"),
                                                   (["--method", "spectral"], "none", "spectral")])
 def test_adapt_estimates_kernels_with_the_asked_method(tmp_path, rng, monkeypatch, capsys, extra, prior, method):
     photos = tmp_path / "photos"

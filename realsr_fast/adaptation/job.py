@@ -32,6 +32,7 @@ from realsr_fast.adaptation.report import write_outputs
 from realsr_fast.adaptation.scoring import BaseChoice, choose_base, score_test_photos
 from realsr_fast.batch import refuse_output_in_sources, source_images
 from realsr_fast.data.cleanup import cleanup_folder
+from realsr_fast.data.jpeg import jpeg_quality_of_folder
 from realsr_fast.data.kernel_bank import find_kernel_files
 from realsr_fast.data.noise_bank import MANIFEST_NAME
 from realsr_fast.data.noise_source import choose_noise
@@ -72,7 +73,7 @@ def adapt(
     kernel_iterations: int = 3000,
     seeds: int = 1,
     prior: Prior = "none",
-    method: Method = "kernelgan",
+    method: Method = "families",
     noise_patch: int | None = None,
     base: str = "auto",
     device: str = "auto",
@@ -98,8 +99,10 @@ def adapt(
             trained on (the constant fallback kernel replaces it); with 1 trust is not checked.
         prior: KernelGAN's kernel parameterisation, `none` (official) or `fkp` (flow prior);
             kernels already estimated in `out` are reused whichever prior made them.
-        method: `kernelgan` (the paper's) or `spectral` (`kernelgan.spectral`; `seeds` must be 1,
-            the estimate checks itself on two halves of each photo); cached kernels are reused.
+        method: `families` (default: `kernelgan.families`, Gaussian, disk and motion blurs fitted to each
+            photo's spectrum, JPEG-aware), `kernelgan` (the paper's) or `spectral` (`kernelgan.spectral`);
+            `seeds` must be 1 except for `kernelgan`; cached kernels are reused. JPEG photos
+            (`data.jpeg.jpeg_quality_of_folder`) train with the `kernel+noise+jpeg` recipe at their quality.
         noise_patch: side of the mined noise patches; None: the largest of 256/128/64/32 that
             finds enough flat patches (`data.noise_source`).
         base: starting model, `auto` (the better of df2k and realesrgan-x4plus on the validation
@@ -142,6 +145,9 @@ def adapt(
     kernel_choices = training_kernels(out / "kernels_train", out / "kernels_used", SCALE)
 
     noise_dir = Path(noise) if noise is not None else out / "noise"
+    jpeg_quality = jpeg_quality_of_folder(source_images(train_photos, "photo"))
+    if jpeg_quality is not None:  # JPEG photos: the LR is compressed last, around their quality (#28)
+        overrides = ["data.recipe=kernel+noise+jpeg", f"data.jpeg_quality={jpeg_quality}", *overrides]  # --set wins
     train_config = fine_tune_config(out / "split" / "train", out / "split" / "val", out / "kernels_used", noise_dir,
                                     out / "run", mode, device, iterations, seed, config, overrides)
     if noise is None:

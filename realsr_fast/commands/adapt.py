@@ -18,10 +18,11 @@ DESCRIPTION = """\
 Make a model for one camera from a folder of its photos. Whole photos get one of three roles by
 a hash of their names: training, validation (chooses the starting model and the checkpoint) and
 test (scored once at the end, never used for a choice; none with 2 photos). The training photos
-are cleaned into HR (1/2 MATLAB bicubic), their x4 blur kernels estimated (KernelGAN, or --method
-spectral) and their noise collected (flat patches, or a noise model fitted to them); the starting
+are cleaned into HR (1/2 MATLAB bicubic), their x4 blur kernels estimated (Gaussian, defocus and
+motion blurs fitted to each photo's spectrum; --method kernelgan for the paper's) and their noise collected (flat patches, or a noise model fitted to them); the starting
 model (--base: df2k, or Real-ESRGAN x4plus when better on validation) is fine-tuned on HR crops
-degraded on the fly with those kernels and that noise. Validation and test LR are made with the
+degraded on the fly with those kernels and that noise (and JPEG photos' compression, at their
+quality). Validation and test LR are made with the
 training photos' kernels and noise; validation is scored every val.every iterations (--set
 val.every=N) and the best model kept; the test photos compare bicubic, the official model(s) and
 the adapted one.
@@ -72,7 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "disagree (seed agreement below the trust threshold) is not trained on with its estimate "
                         "but with a constant isotropic Gaussian kernel (docs/adapt.md); costs that many times "
                         "KernelGAN's time; cached estimates are reused as they are")
-    add_method_argument(parser, kernelgan_flags="--kernel-iters, --seeds and --prior")
+    add_method_argument(parser, kernelgan_flags="--kernel-iters, --seeds and --prior", default="families")
     add_prior_argument(parser)
     parser.add_argument("--noise-patch", type=positive_int, default=None,
                         help="side of mined noise patches (default: the largest of 256/128/64/32 that finds enough "
