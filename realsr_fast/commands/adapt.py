@@ -19,13 +19,13 @@ Make a model for one camera from a folder of its photos. Whole photos get one of
 a hash of their names: training, validation (chooses the starting model and the checkpoint) and
 test (scored once at the end, never used for a choice; none with 2 photos). The training photos
 are cleaned into HR (1/2 MATLAB bicubic), their x4 blur kernels estimated (Gaussian, defocus and
-motion blurs fitted to each photo's spectrum; --method kernelgan for the paper's) and their noise collected (flat patches, or a noise model fitted to them); the starting
-model (--base: df2k, or Real-ESRGAN x4plus when better on validation) is fine-tuned on HR crops
-degraded on the fly with those kernels and that noise (and JPEG photos' compression, at their
-quality). Validation and test LR are made with the
-training photos' kernels and noise; validation is scored every val.every iterations (--set
-val.every=N) and the best model kept; the test photos compare bicubic, the official model(s) and
-the adapted one.
+motion blurs fitted to each photo's spectrum; --method kernelgan for the paper's) and their noise
+collected (flat patches, or a noise model fitted to them); the starting model (--base: df2k, or
+Real-ESRGAN x4plus when better on validation) is fine-tuned on HR crops degraded on the fly with
+those kernels and that noise (and, for JPEG photos, JPEG at about their quality). Validation and
+test LR are made with the training photos' kernels and noise; validation is scored every
+val.every iterations (--set val.every=N) and the best model kept; the test photos compare
+bicubic, the official model(s) and the adapted one.
 
 Outputs in OUT: model.safetensors (load it with `realsr upscale --model OUT/model.safetensors`),
 report.html (learning curve, before/after sliders on held-out photos, kernels and noise),
