@@ -126,8 +126,8 @@ def test_estimate_kernels_reports_the_family():
 
 
 @pytest.mark.heavy  # minutes on a shared 2-core CPU
-@pytest.mark.xfail(strict=True, reason="the issue's goal, not yet met on the locked set: motion on these two photos "
-                   "-0.05 dB on average (docs/evaluation.md)")
+@pytest.mark.xfail(strict=True, reason="the issue's goal, not yet met on the locked set (figures in "
+                   "docs/evaluation.md)")
 def test_the_bar_on_a_few_locked_photos():
     """The issue's bar on two locked photos per family (clean x2; the full locked benchmark is
     benchmarks/bench_kernel_families.py): the estimate over 1 dB above the best constant kernel on average."""
