@@ -76,7 +76,7 @@ PRIOR_LOG_SD = {"gaussian": 0.28, "disk": 0.31, "motion": 0.31}
 CURVATURE_INFLATION = 1.0
 """Factor on the Laplace variance of the log size (chosen on the development set, docs/evaluation.md)."""
 BIC_WEIGHT = 1.0
-"""Factor on the BIC's parameter penalty (chosen on the development set)."""
+"""Factor on the BIC's parameter penalty (1: plain BIC; not tuned, docs/evaluation.md)."""
 MAX_MISFIT = math.inf
 """Largest radial-band log-ratio of observed to fitted spectrum of a trusted estimate. On the development set
 no finite threshold separated the estimates below the constant kernel from the others better than none
