@@ -6,7 +6,7 @@ Stages, each cached in OUT so that running the same command again resumes and ne
    used for a choice; none with 2 photos); `OUT/split/{train,val,test}/` hold their HR and
    `OUT/split/train_photos/` the training photos as given;
 2. `OUT/hr/`: clean-up (MATLAB bicubic 1/2 of each photo, `data.cleanup`);
-3. `OUT/kernels/`: x4 kernels of the training photos, KernelGAN or spectral
+3. `OUT/kernels/`: x4 kernels of the training photos, blur families (default), KernelGAN or spectral
    (`kernelgan.estimate_kernel_folder`), or `kernels=`; `OUT/kernels_train/`: the estimates of
    training photos only (a validation or test photo's estimate is left out, whoever made it);
    `OUT/kernels_used/`: what training reads, each of those or, where its `seeds` runs disagree,
