@@ -39,6 +39,8 @@ class ResidualDenseBlock(nn.Module):
         # ESRGAN's start for training from scratch (xinntao/ESRGAN and BasicSR RRDBNet_arch,
         # initialize_weights(..., 0.1)): small residual branches keep the 23-block trunk stable.
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5):
+            if conv.weight.is_meta:  # shapes only (loading weights): nothing to draw, and torch's
+                continue             # meta normal_ would import its compiler (seconds)
             nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in")
             conv.weight.data.mul_(DENSE_INIT_SCALE)
             nn.init.zeros_(conv.bias)
