@@ -20,41 +20,16 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="no Chromium at /usr/bin/chromium (apt-get install chromium)"),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
-from test_report_browser import FLAGS, _layer, _matches, _shown  # noqa: E402 (after the skip)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            tmp_path_factory.mktemp("profile"), executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield context
-        context.close()
+from test_report_browser import _layer, _matches, _shown, browser, offline_page  # noqa: E402, F401 (after the skip; a fixture)
 
 
 @pytest.fixture(params=(1280, 390), ids=lambda width: f"{width}px")
-def opened(request, browser, page, tmp_path):  # noqa: F811 (the imported fixture)
+def opened(request, browser, page, tmp_path):  # noqa: F811 (the imported fixtures)
     """The page at one width: (tab, width, console errors, requests that left file:/data:)."""
     width = request.param
-    tab = browser.new_page()
-    tab.set_default_timeout(10_000)
-    tab.set_viewport_size({"width": width, "height": 900})
-    errors, outside = [], []
-    tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-
-    def route(route):
-        if route.request.url.startswith(("file:", "data:")):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    tab.route("**/*", route)
-    tab.goto(page.as_uri(), wait_until="load")
-    yield tab, width, errors, outside
-    tab.screenshot(path=tmp_path / f"compare_{width}px.png", full_page=True)
-    tab.close()
+    with offline_page(browser, page, width) as (tab, errors, outside):
+        yield tab, width, errors, outside
+        tab.screenshot(path=tmp_path / f"compare_{width}px.png", full_page=True)
 
 
 def test_loads_offline_without_errors(opened):

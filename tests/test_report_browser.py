@@ -9,8 +9,10 @@ the test's temporary folder.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,10 +53,10 @@ def browser(tmp_path_factory):
         context.close()
 
 
-@pytest.fixture(params=WIDTHS, ids=lambda width: f"{width}px")
-def opened(request, browser, report, tmp_path):
-    """The report loaded at one width: (page, width, console errors, requests that left file:/data:)."""
-    width = request.param
+@contextlib.contextmanager
+def offline_page(browser, path: Path, width: int) -> Iterator[tuple[object, list[str], list[str]]]:
+    """`path` opened at `width` px where nothing may leave file:/data: -> (page, console errors,
+    requests refused); the page is closed after the block."""
     page = browser.new_page()
     page.set_default_timeout(10_000)
     page.set_viewport_size({"width": width, "height": 900})
@@ -70,12 +72,22 @@ def opened(request, browser, report, tmp_path):
             route.abort()
 
     page.route("**/*", route)
-    page.goto(report.as_uri(), wait_until="load")
-    yield page, width, errors, outside
-    page.screenshot(path=tmp_path / f"report_{width}px.png")
-    if page.locator(".side").count():
-        page.locator(".side").first.screenshot(path=tmp_path / f"comparison_{width}px.png")
-    page.close()
+    page.goto(path.as_uri(), wait_until="load")
+    try:
+        yield page, errors, outside
+    finally:
+        page.close()
+
+
+@pytest.fixture(params=WIDTHS, ids=lambda width: f"{width}px")
+def opened(request, browser, report, tmp_path):
+    """The report loaded at one width: (page, width, console errors, requests that left file:/data:)."""
+    width = request.param
+    with offline_page(browser, report, width) as (page, errors, outside):
+        yield page, width, errors, outside
+        page.screenshot(path=tmp_path / f"report_{width}px.png")
+        if page.locator(".side").count():
+            page.locator(".side").first.screenshot(path=tmp_path / f"comparison_{width}px.png")
 
 
 def test_loads_offline_without_errors(opened):

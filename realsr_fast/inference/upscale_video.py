@@ -333,6 +333,23 @@ def upscale_video(upscaler: Upscaler, source: str | os.PathLike, target: str | o
     fmt = CONTAINER_FORMATS.get(target.suffix.lower())
     if fmt is None:
         raise RealSRError(f"{target}: unknown video suffix; use one of {', '.join(sorted(VIDEO_SUFFIXES))}")
+    with _open_video(av, source) as container:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with _sigterm_interrupts(), atomic_path(target) as temporary:
+                try:
+                    with av.open(str(temporary), "w", format=fmt) as out:
+                        return _Transcoder(av, container, out, upscaler, options, size, fmt, source, share).run(progress)
+                except av.FFmpegError as exc:
+                    raise RealSRError(f"{source}: video error ({exc})") from None
+        except OSError as exc:
+            raise RealSRError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _open_video(av, source: Path) -> Iterator[object]:
+    """The input container of `source`, closed after the block; RealSRError when it cannot be opened
+    or has no video stream."""
     try:
         container = av.open(str(source))
     except (av.FFmpegError, OSError) as exc:
@@ -340,15 +357,7 @@ def upscale_video(upscaler: Upscaler, source: str | os.PathLike, target: str | o
     try:
         if not container.streams.video:
             raise RealSRError(f"{source}: has no video stream")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with _sigterm_interrupts(), atomic_path(target) as temporary:
-            try:
-                with av.open(str(temporary), "w", format=fmt) as out:
-                    return _Transcoder(av, container, out, upscaler, options, size, fmt, source, share).run(progress)
-            except av.FFmpegError as exc:
-                raise RealSRError(f"{source}: video error ({exc})") from None
-    except OSError as exc:
-        raise RealSRError(f"cannot write {target}: {exc.strerror or exc}") from None
+        yield container
     finally:
         container.close()
 
@@ -373,18 +382,11 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def _help_rank0(av, upscaler: Upscaler, source: Path, options: VideoOptions, size, share: FrameShare) -> int:
-    try:
-        container = av.open(str(source))
-    except (av.FFmpegError, OSError) as exc:
-        raise RealSRError(f"{source}: cannot open the video ({exc})") from None
-    try:
-        if not container.streams.video:
-            raise RealSRError(f"{source}: has no video stream")
-        _Transcoder(av, container, None, upscaler, options, size, "", source, share).run(progress=False)
-    except av.FFmpegError as exc:
-        raise RealSRError(f"{source}: video error ({exc})") from None
-    finally:
-        container.close()
+    with _open_video(av, source) as container:
+        try:
+            _Transcoder(av, container, None, upscaler, options, size, "", source, share).run(progress=False)
+        except av.FFmpegError as exc:
+            raise RealSRError(f"{source}: video error ({exc})") from None
     return 0
 
 
