@@ -19,15 +19,13 @@ def _encoded(rng: np.random.Generator, quality: int, path=None) -> Image.Image:
     return Image.open(target)
 
 
-def test_quality_of_pillow_files_at_fresh_qualities():
-    rng = np.random.default_rng()
+def test_quality_of_pillow_files_at_fresh_qualities(rng):
     for quality in rng.choice(np.arange(25, 101), 8, replace=False):
         with _encoded(rng, int(quality)) as image:
             assert jpeg.quality_of_tables(image.quantization) == quality
 
 
-def test_scaled_tables_match_pillows_and_the_standard_at_50():
-    rng = np.random.default_rng()
+def test_scaled_tables_match_pillows_and_the_standard_at_50(rng):
     quality = int(rng.integers(1, 101))
     with _encoded(rng, quality) as image:
         assert np.array_equal(jpeg.scaled_table(jpeg.LUMINANCE, quality).ravel(), np.array(image.quantization[0]))
@@ -37,8 +35,7 @@ def test_scaled_tables_match_pillows_and_the_standard_at_50():
         jpeg.scaled_table(jpeg.LUMINANCE, 0)
 
 
-def test_quality_of_folder_is_the_median_of_its_jpegs_and_none_for_pngs(tmp_path):
-    rng = np.random.default_rng()
+def test_quality_of_folder_is_the_median_of_its_jpegs_and_none_for_pngs(tmp_path, rng):
     qualities = sorted(int(q) for q in rng.choice(np.arange(60, 100), 3, replace=False))
     for index, quality in enumerate(qualities):
         _encoded(rng, quality, tmp_path / f"{index}.jpg").close()
@@ -50,9 +47,8 @@ def test_quality_of_folder_is_the_median_of_its_jpegs_and_none_for_pngs(tmp_path
     assert jpeg.luminance_table(tmp_path / "0.jpg").shape == (8, 8)
 
 
-def test_compress_equals_pillow_decoding_of_the_same_quality_roughly():
+def test_compress_equals_pillow_decoding_of_the_same_quality_roughly(rng):
     """The training step against an independent encoder: libjpeg via Pillow at the same quality."""
-    rng = np.random.default_rng()
     pixels = rng.integers(0, 256, (2, 3, 40, 56), dtype=np.uint8)
     batch = torch.from_numpy(pixels).float() / 255
     out = jpeg.compress(batch, [90, 40])
@@ -66,10 +62,9 @@ def test_compress_equals_pillow_decoding_of_the_same_quality_roughly():
         assert np.abs(mine - pixels[index] / 255).mean() > 1 / 255  # it did compress
 
 
-def test_the_jpeg_recipe_compresses_the_noisy_lr_last_at_qualities_around_the_cameras():
+def test_the_jpeg_recipe_compresses_the_noisy_lr_last_at_qualities_around_the_cameras(rng):
     from realsr_fast.data.degrader import JPEG_SPREAD, Degrader
 
-    rng = np.random.default_rng()
     seed = int(rng.integers(1 << 30))
     kernels = torch.from_numpy(rng.random((3, 9, 9))).float()
     kernels /= kernels.sum(dim=(1, 2), keepdim=True)

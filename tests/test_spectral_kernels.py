@@ -57,10 +57,9 @@ def mean_periodogram(lr: np.ndarray, tile: int = 64):
 
 
 @pytest.mark.parametrize("noise, tolerance", [(0.0, 0.08), (0.0, 0.08), (2.0, 0.15)])
-def test_fit_finds_the_blur_of_a_power_law_field(noise, tolerance):
+def test_fit_finds_the_blur_of_a_power_law_field(noise, tolerance, rng):
     """White noise is part of the model: with it (2 grey levels) the widths are still found, less closely
     (12 seeds: worst 12 %; before the fit took the spectrum first, 3 of them collapsed to widths near 0)."""
-    rng = np.random.default_rng()
     major, minor = sorted(rng.uniform(0.9, 2.2, 2), reverse=True)
     angle, slope = rng.uniform(0, np.pi), rng.uniform(2.0, 3.0)
     fit = fit_blur(mean_periodogram(power_law_lr(rng, covariance(major, minor, angle), slope, noise=noise)))
@@ -72,8 +71,7 @@ def test_fit_finds_the_blur_of_a_power_law_field(noise, tolerance):
         assert min(turn, np.pi - turn) < np.radians(8), (fit, major, minor, angle)
 
 
-def test_gaussian_kernel_has_the_asked_covariance():
-    rng = np.random.default_rng()
+def test_gaussian_kernel_has_the_asked_covariance(rng):
     cov = covariance(*sorted(rng.uniform(0.8, 2.0, 2), reverse=True), rng.uniform(0, np.pi))
     kernel = gaussian_kernel(cov, 31)
     offsets = np.arange(31) - 15.5  # x2 centre of an odd kernel
@@ -94,8 +92,7 @@ def test_shrunk_moves_each_width_towards_the_typical_one_in_log_space():
     assert (extreme.sigma_major, extreme.sigma_minor) == (MAX_SIGMA, MIN_SIGMA)
 
 
-def test_estimate_reports_a_centred_kernel_and_half_agreement():
-    rng = np.random.default_rng()
+def test_estimate_reports_a_centred_kernel_and_half_agreement(rng):
     lr = power_law_lr(rng, covariance(1.6, 1.1, 0.7), 2.5, side=384)
     estimate = estimate_blur(np.repeat(lr[..., None], 3, axis=2) / 255.0)
     assert estimate.kernel.shape == (17, 17) and abs(estimate.kernel.sum() - 1) < 1e-12
@@ -117,10 +114,9 @@ def test_spectral_method_refuses_kernelgan_options():
         estimate_kernels([image], ["a"], method="guess")
 
 
-def test_kernels_cli_spectral_writes_every_photo_and_reports_the_flat_one(tmp_path, capsys):
+def test_kernels_cli_spectral_writes_every_photo_and_reports_the_flat_one(tmp_path, capsys, rng):
     from PIL import Image
 
-    rng = np.random.default_rng()
     photos = tmp_path / "photos"
     photos.mkdir()
     for index in range(2):
