@@ -84,13 +84,13 @@ class TorchRunner(TileRunner):
 
     @property
     def resident_bytes(self) -> int:
-        """Bytes of weights this runner holds on its device, plus, on the CPU, the loaded fp32
-        weights: the Winograd transform frees them, but the C allocator keeps their pages for reuse,
-        so the process's resident memory still counts them."""
+        """Bytes of weights this runner holds on its device, plus, for the Winograd form, the loaded
+        fp32 weights: the transform frees them, but the C allocator keeps their pages for reuse, so
+        the process's resident memory still counts them."""
         held = {id(m): m for m in (self._network, self._model, self._fp32_model) if m is not None}
         weights = sum(m.resident_bytes if isinstance(m, WinogradRRDBNet)
                       else sum(p.nbytes for p in m.parameters()) for m in held.values())
-        return weights + (self._loaded_bytes if self._network is None and self.device.type == "cpu" else 0)
+        return weights + (self._loaded_bytes if isinstance(self._model, WinogradRRDBNet) else 0)
 
     def release(self) -> None:
         for model in (self._model, self._fp32_model):
