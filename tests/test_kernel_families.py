@@ -50,7 +50,9 @@ def test_jinc_and_its_gradient_match_scipy(rng):
     value = jinc(x)
     value.sum().backward()
     reference = 2 * j1(x.detach().numpy()) / x.detach().numpy()
-    assert np.allclose(value.detach().numpy(), reference, atol=1e-10)
+    # torch.special.bessel_j1 is a rational approximation: its jinc is within 1.9e-7 of scipy's on a
+    # 200 001-point grid over (0.01, 20), so 1e-10 failed on some draws.
+    assert np.allclose(value.detach().numpy(), reference, rtol=0, atol=5e-7)
     step = 1e-6
     numeric = (2 * j1(x.detach().numpy() + step) / (x.detach().numpy() + step) - reference) / step
     assert np.allclose(x.grad.numpy(), numeric, atol=1e-4)
