@@ -35,8 +35,8 @@ checkpoint up to the new budget (--minutes counts training + validation over all
 
 What a run costs (RRDBNet 16.7 M parameters, PSNR mode; measured numbers in docs/adapt.md):
   CPU (the preset: 48 px crops x 2, lr 1e-4): ~1 s per step with --threads 1 on 2 shared cores
-    (2 spin-waiting threads were 3.5x slower under load); on held-out photos of an unseen
-    degradation +1 dB PSNR-Y came within the first minute (docs/adapt.md). Validation adds a few
+    (2 threads spin-waiting for each other are slower under load); how soon held-out photos gain is
+    in docs/adapt.md. Validation adds a few
     seconds per held-out photo; KernelGAN adds its own cost per photo (--kernel-iters).
   GPU (the paper's 128 px crops x 16, bf16): a target of several iterations per second, i.e.
     thousands of iterations in 15 minutes; NOT measured yet."""
@@ -90,7 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, KernelGAN and training (default: 0)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch CPU threads (default: torch's); 1 on a CPU shared with other jobs, where two "
-                        "threads spin-waiting for each other made a training step 3.5x slower")
+                        "threads spin-waiting for each other slow a training step (docs/adapt.md)")
     add_device_argument(parser)
     add_offline_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the result")

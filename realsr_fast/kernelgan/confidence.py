@@ -19,8 +19,8 @@ from realsr_fast.ops import degrade
 IDENTICAL_DB = 100.0
 """Reported for kernels whose re-syntheses are equal (kept finite for JSON reports)."""
 TRUSTED_DB = 45.0
-"""Agreement (dB) from which an estimate is trusted. On the yardstick's 8 images (2 seeds) every
-estimate below it was 8-16 dB worse than the best constant kernel (docs/kernel_prior.md, "Confidence")."""
+"""Agreement (dB) from which an estimate is trusted, chosen on the yardstick's 8 images with 2 seeds;
+what the estimates below it lost is in docs/kernel_prior.md, "Confidence"."""
 
 
 def kernel_agreement_db(image: np.ndarray, kernels: list[np.ndarray]) -> float:

@@ -60,8 +60,8 @@ def post_process(raw: np.ndarray, zeroize: bool = True) -> PostProcessed:
     """G's `(13, 13)` kernel -> the saved `(17, 17)` x2 kernel, as the official `post_process_k`.
 
     `zeroize=False` skips step 1 (for kernels that are smooth already, as the flow prior's): keeping
-    about 40 taps cuts a wide kernel's tails, which narrows it (applied to true DIV2KRK kernels of
-    standard deviation near 2 px it costs 5 to 19 dB of re-synthesis PSNR).
+    about 40 taps cuts a wide kernel's tails, which narrows it (its cost on true DIV2KRK kernels:
+    docs/kernel_prior.md).
     """
     raw = np.asarray(raw, dtype=np.float64)
     shifted, shift = shift_to_centre(zeroize_negligible(raw) if zeroize else raw / raw.sum())

@@ -61,9 +61,8 @@ WIDTH_BOUNDS = (0.1, 8.0)
 SLOPE_BOUNDS = (0.1, 3.5)
 """Range of alpha during the fit. Clean natural images have alpha near 2 (Field 1987; van der Schaaf and
 van Hateren 1996); a steeper fall is blur. Without the cap, noise let the fit trade the blur's roll-off
-for a steep power law (widths -> 0, alpha 4.6-5): on 16 yardstick cases with Gaussian noise of 3/255
-the gain over the 1.75 px constant fell to +0.58 dB; with the cap +3.36 dB, with the cap and the
-spectrum-first starts of `fit_blur` +3.70 dB (noise-free: +4.63, +4.66, +4.66 dB)."""
+for a steep power law (widths -> 0); the cap and the spectrum-first starts of `fit_blur` stop that
+(measured on 16 yardstick cases with noise: docs/kernel_prior.md, "The spectral estimator")."""
 STARTS = [(s1, s2, angle) for s1, s2 in ((0.8, 0.8), (1.3, 1.3), (2.0, 2.0), (1.3, 0.8), (2.0, 0.8), (2.0, 1.3))
            for angle in ((0.0,) if s1 == s2 else (0.0, 0.8, 1.6, 2.4))]
 """L-BFGS starts (sigma_major, sigma_minor, angle): the likelihood has local optima in the angle."""
