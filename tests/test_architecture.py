@@ -29,13 +29,14 @@ LAYERS: dict[str, int] = {
     # 3: the network definitions and weight formats; training data and its file formats; the
     # backend-agnostic tiler; image-quality metrics (LPIPS fetches its weights)
     "models": 3, "data": 3, "tiling": 3,
-    # 4: what is built on those: KernelGAN, ONNX/TensorRT export, folder evaluation
-    "kernelgan": 4, "export": 4, "evaluate": 4,
+    # 4: what is built on those: kernel estimation, ONNX/TensorRT export, folder evaluation, the
+    # report layer (HTML pages, figures, kernel and noise pictures) the applications share
+    "kernelgan": 4, "kernel_estimation": 4, "export": 4, "evaluate": 4, "report": 4,
     # 5: the runtimes: inference over tile runners, training
     "inference": 5, "train": 5,
     # 6: the end-to-end demo job
     "demo": 6,
-    # 7: camera adaptation (drives the stages and training, reports with the demo's machinery)
+    # 7: camera adaptation (drives the stages and training)
     "adaptation": 7,
     # 8: the command line and the package's public face
     "commands": 8, "cli": 8, "__init__": 8,
