@@ -4,7 +4,7 @@ in the same run on the same photo, 2 threads each.
     python -m pytest benchmarks/bench_upscale.py --benchmark-json benchmarks/results/upscale_cpu.json
     python benchmarks/ratios.py benchmarks/results/upscale_cpu.json
 
-The table by input size alone (128², 256², 512², 500x375; `-k 128x128` for one size):
+The table by input size alone (128², 256², 512², 500x375, a 1000x750 photo; `-k 128x128` for one size):
 
     python -m pytest benchmarks/bench_upscale.py -k by_size --benchmark-json benchmarks/results/upscale_sizes_cpu.json
     python benchmarks/ratios.py benchmarks/results/upscale_sizes_cpu.json
@@ -20,7 +20,12 @@ Groups (the `_ours` row is the reference of each):
   (`backend="auto"`, the reference row) vs the ncnn package alone, and each of our paths forced:
   torch fp32 (Winograd trunk), torch bf16, and our ncnn backend (fp32 on the CPU); and stock
   PyTorch: the same RRDBNet's own forward (oneDNN direct convolutions, channels-last, inference
-  mode, whole image), the baseline of the Winograd trunk.
+  mode, whole image), the baseline of the Winograd trunk; and the other CPU engines people deploy
+  on, each over the same network's fp32 ONNX graph (as `realsr export --format onnx` writes it),
+  whole image, 2 threads (optional extras, skipped with the reason when absent): ONNX Runtime's CPU
+  provider (all graph optimisations), and OpenVINO's CPU plugin compiled for the image's shape in
+  fp32 (`INFERENCE_PRECISION_HINT f32`) and with the plugin's own default precision (bf16 on CPUs
+  with native bf16, as OpenVINO users get it).
 """
 from __future__ import annotations
 
@@ -147,6 +152,7 @@ SIZES = {  # (H, W) crops of real photos
     "256x256": lambda: skimage_data.astronaut()[0:256, 128:384],
     "512x512": lambda: skimage_data.astronaut(),
     "500x375": lambda: skimage_data.coffee()[0:375, 50:550],
+    "1000x750": lambda: skimage_data.hubble_deep_field()[61:811, 0:1000],
 }
 FORCED = {  # Upscaler options of each of our paths, forced
     "torch_fp32": dict(backend="torch", precision="fp32"),
@@ -165,6 +171,50 @@ def stock_forward(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return network(x.contiguous(memory_format=torch.channels_last)).clamp_(0, 1)
 
 
+@pytest.fixture(scope="module")
+def onnx_graph(tmp_path_factory):
+    """The default model's fp32 ONNX graph (dynamic batch, height and width)."""
+    from realsr_fast.export.onnx_export import export_onnx
+
+    path = tmp_path_factory.mktemp("onnx") / "df2k-fp32.onnx"
+    export_onnx(load_model("df2k"), path, precision="fp32")
+    return path
+
+
+def onnxruntime_run(graph, image_shape: tuple[int, int]):
+    """`x (1, 3, H, W) float32 numpy -> (1, 3, 4H, 4W)` by ONNX Runtime's CPU provider, 2 threads."""
+    ort = pytest.importorskip("onnxruntime")
+    from realsr_fast.export.onnx_export import INPUT_NAME
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 2, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {INPUT_NAME: x})[0]
+
+
+def openvino_run(graph, image_shape: tuple[int, int], precision: str | None):
+    """The same by OpenVINO's CPU plugin, compiled for this (1, 3, H, W) input, 2 threads;
+    `precision` f32, or None for the plugin's default."""
+    ov = pytest.importorskip("openvino")
+    core = ov.Core()
+    model = core.read_model(str(graph))
+    model.reshape([1, 3, *image_shape])
+    config = {"INFERENCE_NUM_THREADS": 2, "PERFORMANCE_HINT": "LATENCY"}
+    if precision is not None:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    compiled = core.compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+    return lambda x: request.infer([x])[compiled.output(0)]
+
+
+PEERS = {  # ONNX engines over the same graph: (H, W), graph -> run(x)
+    "onnxruntime": onnxruntime_run,
+    "openvino_fp32": lambda graph, shape: openvino_run(graph, shape, "f32"),
+    "openvino_default": lambda graph, shape: openvino_run(graph, shape, None),
+}
+
+
 def run_by_size(benchmark, size: str, **options) -> None:
     benchmark.group = f"upscale {size} x4 by path"
     image = np.ascontiguousarray(SIZES[size]())
@@ -172,6 +222,9 @@ def run_by_size(benchmark, size: str, **options) -> None:
     if options.pop("package", False):
         net = options["net"]
         out = benchmark.pedantic(ncnn_upscale, args=(net, x[0].numpy().copy()), **ROUNDS)[None]
+    elif "peer" in options:
+        run = PEERS[options["peer"]](options["graph"], image.shape[:2])
+        out = benchmark.pedantic(run, args=(x.numpy().copy(),), **ROUNDS)
     elif options.pop("stock", False):
         network = stock_network()
         out = benchmark.pedantic(stock_forward, args=(network, x), **ROUNDS)
@@ -203,3 +256,10 @@ def test_by_size_stock_torch(benchmark, size) -> None:
 def test_by_size_ncnn_package(benchmark, size, ncnn_net) -> None:
     """The ncnn package alone with its default CPU options, as realsr-ncnn-vulkan users run it."""
     run_by_size(benchmark, size, package=True, net=ncnn_net)
+
+
+@pytest.mark.parametrize("peer", PEERS)
+@pytest.mark.parametrize("size", SIZES)
+def test_by_size_onnx_engines(benchmark, size, peer, onnx_graph) -> None:
+    """ONNX Runtime and OpenVINO over the same network's ONNX graph, whole image."""
+    run_by_size(benchmark, size, peer=peer, graph=onnx_graph)
