@@ -1,4 +1,4 @@
-"""Kernel-estimate accuracy on synthetic truth (the yardstick of `realsr_fast.kernelgan.yardstick`).
+"""Kernel-estimate accuracy on synthetic truth (the yardstick of `realsr_fast.kernel_estimation.evaluation.yardstick`).
 
 Photos blurred with DIV2KRK-style kernels, estimated by KernelGAN at the official 3000 iterations in
 one batch (official mode `none`, flow prior `fkp`) and by the spectral estimator (`spectral`),
@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from realsr_fast.kernelgan import yardstick
-from realsr_fast.kernelgan.estimate import estimate_kernels
+from realsr_fast.kernel_estimation.estimate import estimate_kernels
+from realsr_fast.kernel_estimation.evaluation import yardstick
 
 IMAGES = 8
 SEEDS = 1

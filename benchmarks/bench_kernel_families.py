@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realsr_fast.kernelgan import yardstick
-from realsr_fast.kernelgan.postprocess import X2_SIZE, wanted_centre
-from realsr_fast.kernelgan.synthetic import anisotropic_gaussian
+from realsr_fast.kernel_estimation.evaluation import yardstick
+from realsr_fast.kernel_estimation.gaussians import anisotropic_gaussian
+from realsr_fast.kernel_estimation.postprocess import X2_SIZE, wanted_centre
 from realsr_fast.ops import degrade
 
 DEV_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble", "retina", "coins")
@@ -131,8 +131,8 @@ def make_cases(split: str, family: str, condition: str, side: int, per_photo: in
 
 def run_method(method: str, inputs: list[Input]) -> tuple[list[np.ndarray], list[dict], float]:
     """Kernels, per-case details and seconds per image of `families`, `spectral` or `kernelgan`."""
-    from realsr_fast.kernelgan.estimate import estimate_kernels
-    from realsr_fast.kernelgan.families import estimate_families
+    from realsr_fast.kernel_estimation.estimate import estimate_kernels
+    from realsr_fast.kernel_estimation.families import estimate_families
 
     start = time.perf_counter()
     kernels, details = [], []

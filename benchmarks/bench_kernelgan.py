@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from realsr_fast.kernelgan.crops import prepare_image
-from realsr_fast.kernelgan.training import train_kernelgan
+from realsr_fast.kernel_estimation.kernelgan.crops import prepare_image
+from realsr_fast.kernel_estimation.kernelgan.training import train_kernelgan
 
 ITERATIONS = 64
 

@@ -102,8 +102,8 @@ def _api():
     import realsr_fast
     from realsr_fast import ops
     from realsr_fast.export.onnx_export import export_onnx
-    from realsr_fast.kernelgan.crops import prepare_image
-    from realsr_fast.kernelgan.training import train_kernelgan
+    from realsr_fast.kernel_estimation.kernelgan.crops import prepare_image
+    from realsr_fast.kernel_estimation.kernelgan.training import train_kernelgan
     from realsr_fast.models import load_model
     from realsr_fast.train.config import load_config
     from realsr_fast.train.distributed import DistContext

@@ -17,8 +17,8 @@ from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.split import materialise, split_names
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_image
-from realsr_fast.kernelgan.estimate import estimate_kernel_folder
-from realsr_fast.kernelgan.fallback import FALLBACK_SIGMA, fallback_kernel, training_kernels
+from realsr_fast.kernel_estimation.estimate import estimate_kernel_folder
+from realsr_fast.kernel_estimation.fallback import FALLBACK_SIGMA, fallback_kernel, training_kernels
 from realsr_fast.models.loading import load_model
 
 # A tiny generator from scratch: its starting model is poor and smooth images are quickly learnt.

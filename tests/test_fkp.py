@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from realsr_fast.kernelgan import flow, yardstick
-from realsr_fast.kernelgan.confidence import IDENTICAL_DB, kernel_agreement_db
-from realsr_fast.kernelgan.fkp import LATENT_RADIUS, FlowGenerator, latent_init
-from realsr_fast.kernelgan.synthetic import anisotropic_gaussian
-from realsr_fast.kernelgan.training import train_kernelgan
+from realsr_fast.kernel_estimation.confidence import IDENTICAL_DB, kernel_agreement_db
+from realsr_fast.kernel_estimation.evaluation import yardstick
+from realsr_fast.kernel_estimation.gaussians import anisotropic_gaussian, isotropic_gaussian
+from realsr_fast.kernel_estimation.kernelgan import flow
+from realsr_fast.kernel_estimation.kernelgan.fkp import LATENT_RADIUS, FlowGenerator, latent_init
+from realsr_fast.kernel_estimation.kernelgan.training import train_kernelgan
 from realsr_fast.ops import degrade
 
 
@@ -94,7 +95,7 @@ def test_fkp_training_moves_the_latent_and_keeps_kernels_valid(rng):
 
 def test_isotropic_gaussian_has_the_asked_width_and_centre(rng):
     sigma = float(rng.uniform(0.8, 2.0))
-    centre, covariance = _moments(yardstick.isotropic_gaussian(sigma, 31))
+    centre, covariance = _moments(isotropic_gaussian(sigma, 31))
     np.testing.assert_allclose(centre, 15.5)
     np.testing.assert_allclose(np.diag(covariance), sigma**2, rtol=1e-6)
 
@@ -102,7 +103,7 @@ def test_isotropic_gaussian_has_the_asked_width_and_centre(rng):
 def test_best_constant_finds_the_width_the_set_was_made_with(rng):
     """A set blurred with one isotropic kernel: the search must return that width."""
     sigma = float(rng.choice(yardstick.CONSTANT_SIGMAS[10:30]))
-    truth = yardstick.isotropic_gaussian(sigma, 11)
+    truth = isotropic_gaussian(sigma, 11)
     cases = []
     for i in range(2):
         hr = torch.from_numpy(rng.random((1, 3, 48, 48))).float()
@@ -115,11 +116,11 @@ def test_best_constant_finds_the_width_the_set_was_made_with(rng):
 
 def test_seed_agreement_falls_as_kernels_part(rng):
     image = rng.random((40, 40, 3))
-    a = yardstick.isotropic_gaussian(1.2)
+    a = isotropic_gaussian(1.2)
     assert kernel_agreement_db(image, [a, a.copy()]) == IDENTICAL_DB
-    near = kernel_agreement_db(image, [a, yardstick.isotropic_gaussian(1.3)])
-    far = kernel_agreement_db(image, [a, yardstick.isotropic_gaussian(2.0)])
-    worst = kernel_agreement_db(image, [a, yardstick.isotropic_gaussian(1.3), yardstick.isotropic_gaussian(2.0)])
+    near = kernel_agreement_db(image, [a, isotropic_gaussian(1.3)])
+    far = kernel_agreement_db(image, [a, isotropic_gaussian(2.0)])
+    worst = kernel_agreement_db(image, [a, isotropic_gaussian(1.3), yardstick.isotropic_gaussian(2.0)])
     assert far < near < IDENTICAL_DB and worst == pytest.approx(far)
 
 

@@ -16,9 +16,10 @@ import torch
 from scipy.special import j1
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.kernelgan import families, yardstick
-from realsr_fast.kernelgan.estimate import estimate_kernels
-from realsr_fast.kernelgan.families import estimate_families, jinc, render_kernel
+from realsr_fast.kernel_estimation import families
+from realsr_fast.kernel_estimation.estimate import estimate_kernels
+from realsr_fast.kernel_estimation.evaluation import yardstick
+from realsr_fast.kernel_estimation.families import estimate_families, jinc, render_kernel
 
 
 def field_lr(rng: np.random.Generator, transfer, slope: float, side: int = 512) -> np.ndarray:
@@ -144,7 +145,7 @@ def test_the_bar_on_a_few_locked_photos():
 def test_an_untrusted_families_estimate_falls_back_to_the_constant_kernel(tmp_path):
     import json
 
-    from realsr_fast.kernelgan.fallback import _choose
+    from realsr_fast.kernel_estimation.fallback import _choose
 
     for trusted, kind in ((True, "estimate"), (False, "fallback")):
         report = tmp_path / f"{trusted}.json"

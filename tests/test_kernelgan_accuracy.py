@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from realsr_fast.data.imresize import bicubic_kernel
-from realsr_fast.kernelgan import yardstick
-from realsr_fast.kernelgan.estimate import estimate_kernels
+from realsr_fast.kernel_estimation.estimate import estimate_kernels
+from realsr_fast.kernel_estimation.evaluation import yardstick
+from realsr_fast.kernel_estimation.gaussians import isotropic_gaussian
 
 
 def _rows(prior: str, form: str, count: int, iterations: int = 3000, method: str = "kernelgan") -> list[yardstick.Row]:
@@ -28,7 +29,7 @@ def _rows(prior: str, form: str, count: int, iterations: int = 3000, method: str
 def test_the_bar_rejects_every_image_agnostic_kernel_and_passes_the_truth():
     cases = yardstick.make_cases(4, side=256)
     sigma = yardstick.best_constant_sigma(cases)
-    constants = [yardstick.isotropic_gaussian(s) for s in (sigma, 1.0, 2.0)] + [bicubic_kernel(2, 17).double().numpy()]
+    constants = [isotropic_gaussian(s) for s in (sigma, 1.0, 2.0)] + [bicubic_kernel(2, 17).double().numpy()]
     for kernel in constants:
         assert not yardstick.beats_constant(yardstick.score(cases, [kernel] * len(cases), sigma))
     truth_rows = yardstick.score(cases, [c.truth for c in cases], sigma)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from realsr_fast.kernelgan.networks import (
+from realsr_fast.kernel_estimation.kernelgan.networks import (
     BatchedDiscriminator,
     BatchedGenerator,
     discriminator_init,

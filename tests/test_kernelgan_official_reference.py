@@ -2,7 +2,7 @@
 
 The references here are written from the official definitions (util.py, data.py, networks.py,
 loss.py, kernelGAN.py) with stock numpy/scipy/torch.nn pieces; they share no code with
-`realsr_fast.kernelgan` except the inputs they are given.
+`realsr_fast.kernel_estimation.kernelgan` except the inputs they are given.
 """
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from realsr_fast.data.imresize import imresize
-from realsr_fast.kernelgan import training as kernelgan
-from realsr_fast.kernelgan.crops import (
+from realsr_fast.kernel_estimation.kernelgan import training as kernelgan
+from realsr_fast.kernel_estimation.kernelgan.crops import (
     crop_corners,
     gradient_map,
     prepare_image,
     probability_map,
 )
-from realsr_fast.kernelgan.networks import (
+from realsr_fast.kernel_estimation.kernelgan.networks import (
     BatchedDiscriminator,
     BatchedGenerator,
     discriminator_init,

@@ -8,11 +8,11 @@ import scipy.signal
 import torch
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.kernelgan import constraints as C
-from realsr_fast.kernelgan.crops import MIN_IMAGE_SIDE, box_sum_same, crop_corners, prepare_image
-from realsr_fast.kernelgan.postprocess import analytic_x4, post_process, zeroize_negligible
-from realsr_fast.kernelgan.quality import kernel_report, most_consistent
-from realsr_fast.kernelgan.synthetic import anisotropic_gaussian
+from realsr_fast.kernel_estimation.gaussians import anisotropic_gaussian
+from realsr_fast.kernel_estimation.kernelgan import constraints as C
+from realsr_fast.kernel_estimation.kernelgan.crops import MIN_IMAGE_SIDE, box_sum_same, crop_corners, prepare_image
+from realsr_fast.kernel_estimation.postprocess import analytic_x4, post_process, zeroize_negligible
+from realsr_fast.kernel_estimation.quality import kernel_report, most_consistent
 
 # Corner and centre values of the official loss.py bicubic_k.
 OFFICIAL_BICUBIC = {(0, 0): 0.0001373291015625, (0, 3): -0.0050811767578125, (2, 2): 0.0128326416015625,

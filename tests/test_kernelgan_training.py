@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from realsr_fast.cli import main
-from realsr_fast.kernelgan.crops import prepare_image
-from realsr_fast.kernelgan.training import train_kernelgan
+from realsr_fast.kernel_estimation.kernelgan.crops import prepare_image
+from realsr_fast.kernel_estimation.kernelgan.training import train_kernelgan
 
 
 def _photo(seed: int, height: int, width: int) -> np.ndarray:
@@ -51,7 +51,7 @@ def test_same_seed_same_kernel_and_other_seed_other_kernel():
 
 def test_bicubic_weight_option_is_the_starting_weight_of_the_bicubic_loss(monkeypatch):
     """--bicubic-weight 20 (Real-SR's copy of KernelGAN) starts the bicubic loss at 20, not 5."""
-    from realsr_fast.kernelgan import training
+    from realsr_fast.kernel_estimation.kernelgan import training
 
     started = []
     original = training.ConstraintSchedule.start
@@ -107,7 +107,7 @@ def test_kernels_command_writes_resumes_and_reports_failures(tmp_path, capsys):
 
 
 def test_ranks_take_disjoint_shares(tmp_path, monkeypatch):
-    from realsr_fast.kernelgan.estimate import _rank_share
+    from realsr_fast.kernel_estimation.estimate import _rank_share
 
     files = [tmp_path / f"{i}.png" for i in range(7)]
     shares = []
@@ -127,8 +127,8 @@ def test_empty_input_folder_and_output_inside_it_are_refused(tmp_path, capsys):
 
 
 def test_kernels_seeds_keep_the_medoid_run_and_overwrite_redoes(tmp_path, capsys):
-    from realsr_fast.kernelgan.estimate import image_seed
-    from realsr_fast.kernelgan.postprocess import post_process
+    from realsr_fast.kernel_estimation.estimate import image_seed
+    from realsr_fast.kernel_estimation.postprocess import post_process
 
     src, out = tmp_path / "photos", tmp_path / "out"
     src.mkdir()

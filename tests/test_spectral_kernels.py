@@ -17,10 +17,11 @@ from torch.utils._pytree import tree_leaves
 
 from realsr_fast.cli import main
 from realsr_fast.errors import RealSRError
-from realsr_fast.kernelgan import spectral
-from realsr_fast.kernelgan.estimate import estimate_kernel_folder, estimate_kernels
-from realsr_fast.kernelgan.fallback import training_kernels
-from realsr_fast.kernelgan.spectral import (
+from realsr_fast.kernel_estimation import spectral
+from realsr_fast.kernel_estimation.estimate import estimate_kernel_folder, estimate_kernels
+from realsr_fast.kernel_estimation.fallback import training_kernels
+from realsr_fast.kernel_estimation.gaussians import BEST_CONSTANT_SIGMA, covariance, gaussian_kernel
+from realsr_fast.kernel_estimation.spectral import (
     MAX_SIGMA,
     MIN_SIGMA,
     BlurFit,
@@ -30,8 +31,6 @@ from realsr_fast.kernelgan.spectral import (
     tile_periodograms,
     welch_periodograms,
 )
-from realsr_fast.kernelgan.synthetic import covariance, gaussian_kernel
-from realsr_fast.kernelgan.yardstick import BEST_CONSTANT_SIGMA
 
 
 def power_law_lr(rng: np.random.Generator, cov: np.ndarray, slope: float, side: int = 512,

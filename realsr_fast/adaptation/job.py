@@ -39,9 +39,9 @@ from realsr_fast.data.noise_source import choose_noise
 from realsr_fast.data.split import Roles, materialise, split_roles
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import write_json
-from realsr_fast.kernelgan.estimate import Method, estimate_kernel_folder
-from realsr_fast.kernelgan.fallback import training_kernels
-from realsr_fast.kernelgan.training import Prior
+from realsr_fast.kernel_estimation.estimate import Method, estimate_kernel_folder
+from realsr_fast.kernel_estimation.fallback import training_kernels
+from realsr_fast.kernel_estimation.kernelgan.training import Prior
 from realsr_fast.train.config import TrainConfig
 from realsr_fast.train.finetune import MODEL_NAME, PRESETS, FineTuneResult, fine_tune, fine_tune_config
 

@@ -16,7 +16,7 @@ from realsr_fast.data.split import Roles
 from realsr_fast.demo.pipeline import amplified_noise, kernel_image
 from realsr_fast.demo.report import Figure, Layer, Section, compare, gallery, paragraph, table, write_report
 from realsr_fast.io import atomic_write, write_json
-from realsr_fast.kernelgan.fallback import FALLBACK_SIGMA, KernelChoice
+from realsr_fast.kernel_estimation.fallback import FALLBACK_SIGMA, KernelChoice
 from realsr_fast.models.loading import load_model
 from realsr_fast.train.config import TrainConfig
 from realsr_fast.train.finetune import MODEL_NAME, FineTuneResult

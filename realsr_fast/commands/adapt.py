@@ -12,7 +12,7 @@ from realsr_fast.commands.arguments import (
     positive_float,
     positive_int,
 )
-from realsr_fast.kernelgan import ITERATIONS
+from realsr_fast.kernel_estimation import ITERATIONS
 
 DESCRIPTION = """\
 Make a model for one camera from a folder of its photos. Whole photos get one of three roles by

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from realsr_fast.commands.arguments import add_device_argument, add_method_argument, add_prior_argument, positive_int
-from realsr_fast.kernelgan import ITERATIONS
+from realsr_fast.kernel_estimation import ITERATIONS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realsr_fast.kernelgan.estimate import estimate_kernel_folder
+    from realsr_fast.kernel_estimation.estimate import estimate_kernel_folder
 
     summary = estimate_kernel_folder(
         args.input_dir, args.output, scale=args.scale, iterations=args.kernel_iters, seed=args.seed, runs=args.seeds,

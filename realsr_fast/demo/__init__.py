@@ -1,6 +1,6 @@
 """The end-to-end demo job (`realsr demo`) and the HTML report it writes."""
 
-from realsr_fast.kernelgan import ITERATIONS
+from realsr_fast.kernel_estimation import ITERATIONS
 
 # The demo's defaults live here, in the light package `__init__`, so that `realsr demo --help` shows
 # them without importing torch; `demo.pipeline` and `demo.adapted` import them from here.

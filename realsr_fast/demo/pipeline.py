@@ -72,9 +72,9 @@ from realsr_fast.errors import RealSRError
 from realsr_fast.evaluate import Evaluation, evaluate_folders
 from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.io import atomic_write, image_to_tensor, read_image, tensor_to_image, write_image
-from realsr_fast.kernelgan import ITERATIONS
-from realsr_fast.kernelgan.crops import prepare_image
-from realsr_fast.kernelgan.estimate import estimate_kernel_folder
+from realsr_fast.kernel_estimation import ITERATIONS
+from realsr_fast.kernel_estimation.estimate import estimate_kernel_folder
+from realsr_fast.kernel_estimation.kernelgan.crops import prepare_image
 from realsr_fast.models import DEFAULT_MODEL
 
 SCALE = 4
@@ -105,7 +105,7 @@ KERNEL_FLAGS = {
     "bad sum": "its weights add up to more than 1 % away from 1",
     "not converged": "training stopped before the kernel constraints switched on (too few iterations)",
 }
-"""What each flag of the kernel quality check means (realsr_fast.kernelgan.quality), in plain words."""
+"""What each flag of the kernel quality check means (realsr_fast.kernel_estimation.quality), in plain words."""
 
 
 @dataclass

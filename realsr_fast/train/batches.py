@@ -36,7 +36,7 @@ from realsr_fast.data.paired_reader import PairedCropDataset, paired_files
 from realsr_fast.data.recipes import get_recipe
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import list_images, read_image
-from realsr_fast.kernelgan.synthetic import anisotropic_gaussian, x4_kernel
+from realsr_fast.kernel_estimation.gaussians import anisotropic_gaussian, x4_kernel
 from realsr_fast.train.config import BUILTIN_SAMPLES, BUILTIN_SYNTHETIC, DataConfig
 
 SYNTHETIC_KERNELS = 7

@@ -16,7 +16,7 @@ Data comes one of two ways (exactly one must be set):
 Special values (for tests and trying things out without data):
 - `data.hr` / `val.hr`: `builtin:samples` is the package's three 128x128 sample photos;
 - `data.kernels`: `builtin:synthetic` is a seeded bank of the x`scale` MATLAB bicubic kernel plus
-  7 random anisotropic Gaussians (DIV2KRK style, `realsr_fast.kernelgan.synthetic`);
+  7 random anisotropic Gaussians (DIV2KRK style, `realsr_fast.kernel_estimation.gaussians`);
 - `data.noise`: `builtin:synthetic` is a seeded bank of 16 Gaussian noise patches (sigma 1..8 of 255).
 """
 from __future__ import annotations

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from realsr_fast.kernelgan.postprocess import wanted_centre
+from realsr_fast.kernel_estimation.postprocess import wanted_centre
 
 OFF_CENTRE_PX = 1.0
 MAX_RADIUS_95_PX = 6.0

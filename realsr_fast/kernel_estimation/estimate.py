@@ -25,15 +25,15 @@ from realsr_fast.data.kernel_files import kernel_paths, load_kernel, save_kernel
 from realsr_fast.device import resolve_device, torchrun_ranks
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_json
-from realsr_fast.kernelgan.confidence import TRUSTED_DB, kernel_agreement_db
-from realsr_fast.kernelgan.constraints import LAMBDA_BICUBIC_START
-from realsr_fast.kernelgan.crops import prepare_image
-from realsr_fast.kernelgan.families import estimate_families
-from realsr_fast.kernelgan.networks import GForm
-from realsr_fast.kernelgan.postprocess import analytic_x4, post_process
-from realsr_fast.kernelgan.quality import kernel_report, most_consistent
-from realsr_fast.kernelgan.spectral import estimate_blur
-from realsr_fast.kernelgan.training import ITERATIONS, Prior, train_kernelgan
+from realsr_fast.kernel_estimation.confidence import TRUSTED_DB, kernel_agreement_db
+from realsr_fast.kernel_estimation.families import estimate_families
+from realsr_fast.kernel_estimation.kernelgan.constraints import LAMBDA_BICUBIC_START
+from realsr_fast.kernel_estimation.kernelgan.crops import prepare_image
+from realsr_fast.kernel_estimation.kernelgan.networks import GForm
+from realsr_fast.kernel_estimation.kernelgan.training import ITERATIONS, Prior, train_kernelgan
+from realsr_fast.kernel_estimation.postprocess import analytic_x4, post_process
+from realsr_fast.kernel_estimation.quality import kernel_report, most_consistent
+from realsr_fast.kernel_estimation.spectral import estimate_blur
 
 Method = Literal["kernelgan", "spectral", "families"]
 """How kernels are estimated: KernelGAN (the paper's), the spectral maximum-likelihood Gaussian fit, or the

@@ -21,9 +21,9 @@ import numpy as np
 from realsr_fast.data.kernel_bank import find_kernel_files
 from realsr_fast.data.kernel_files import load_kernel
 from realsr_fast.io import atomic_write
-from realsr_fast.kernelgan.confidence import TRUSTED_DB
-from realsr_fast.kernelgan.postprocess import analytic_x4
-from realsr_fast.kernelgan.yardstick import BEST_CONSTANT_SIGMA, isotropic_gaussian
+from realsr_fast.kernel_estimation.confidence import TRUSTED_DB
+from realsr_fast.kernel_estimation.gaussians import BEST_CONSTANT_SIGMA, isotropic_gaussian
+from realsr_fast.kernel_estimation.postprocess import analytic_x4
 
 FALLBACK_SIGMA = BEST_CONSTANT_SIGMA
 """Width (x2 pixels) of the fallback: the best constant on the yardstick's 8 photos (docs/kernel_prior.md)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from realsr_fast.kernelgan.postprocess import wanted_centre
+from realsr_fast.kernel_estimation.postprocess import wanted_centre
 
 KERNEL_SIZE = 11
 DIM = KERNEL_SIZE**2
@@ -194,7 +194,7 @@ def load_flow() -> KernelFlow:
 
     if not WEIGHTS_FILE.is_file():
         raise RealSRError(f"the kernel prior's weights are missing ({WEIGHTS_FILE}); rebuild them with "
-                          "`python -m realsr_fast.kernelgan.flow` or reinstall realsr_fast")
+                          "`python -m realsr_fast.kernel_estimation.kernelgan.flow` or reinstall realsr_fast")
     flow = KernelFlow()
     flow.load_state_dict(torch.load(WEIGHTS_FILE, map_location="cpu", weights_only=True))
     for p in flow.parameters():

@@ -43,9 +43,10 @@ import numpy as np
 import torch
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.kernelgan.confidence import IDENTICAL_DB, kernel_agreement_db
-from realsr_fast.kernelgan.postprocess import X2_SIZE, wanted_centre
-from realsr_fast.kernelgan.spectral import (
+from realsr_fast.kernel_estimation.confidence import IDENTICAL_DB, kernel_agreement_db
+from realsr_fast.kernel_estimation.gaussians import covariance
+from realsr_fast.kernel_estimation.postprocess import X2_SIZE, wanted_centre
+from realsr_fast.kernel_estimation.spectral import (
     FLAT_STD,
     LOWEST_FREQUENCY,
     SLOPE_BOUNDS,
@@ -55,7 +56,6 @@ from realsr_fast.kernelgan.spectral import (
     _unbounded,
     welch_periodograms,
 )
-from realsr_fast.kernelgan.synthetic import covariance
 
 SCALE = 2
 FAMILIES = ("gaussian", "disk", "motion")

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from realsr_fast.data.imresize import bicubic_kernel
-from realsr_fast.kernelgan.networks import G_KERNEL_SIZE
-from realsr_fast.kernelgan.postprocess import wanted_centre
+from realsr_fast.kernel_estimation.kernelgan.networks import G_KERNEL_SIZE
+from realsr_fast.kernel_estimation.postprocess import wanted_centre
 
 WANTED_CENTRE = wanted_centre(G_KERNEL_SIZE, 2)
 """6.5: where the x2 kernel's centre of mass belongs (output i centred on input 2i + 0.5)."""

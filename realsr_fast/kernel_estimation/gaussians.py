@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from realsr_fast.kernelgan.postprocess import analytic_x4, wanted_centre
+from realsr_fast.kernel_estimation.postprocess import X2_SIZE as GRID_SIZE
+from realsr_fast.kernel_estimation.postprocess import analytic_x4, wanted_centre
 
 MIN_VARIANCE = 0.6
 MAX_VARIANCE = 5.0
 NOISE_LEVEL = 0.25
 X2_SIZE = 11
+BEST_CONSTANT_SIGMA = 1.75
+"""The best constant's width (px, x2) on the kernel yardstick's benchmark set (the first 8 cases of seed 2020,
+`evaluation.yardstick.best_constant_sigma`, docs/kernel_prior.md): the typical width of the DIV2KRK family on
+real photos, used where an image-agnostic width is wanted."""
 
 
 def covariance(sigma_major: float, sigma_minor: float, angle: float) -> np.ndarray:
@@ -32,6 +37,11 @@ def gaussian_kernel(cov: np.ndarray, size: int, scale: int = 2) -> np.ndarray:
     d = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), axis=-1)  # (size, size, 2) as (row, col)
     kernel = np.exp(-0.5 * np.einsum("...i,ij,...j->...", d, inverse, d))
     return kernel / kernel.sum()
+
+
+def isotropic_gaussian(sigma: float, size: int = GRID_SIZE) -> np.ndarray:
+    """`(size, size)` isotropic Gaussian with standard deviation `sigma` px, x2-aligned, sum 1 (17x17 by default)."""
+    return gaussian_kernel(np.eye(2) * sigma**2, size)
 
 
 def anisotropic_gaussian(rng: np.random.Generator, size: int = X2_SIZE, scale: int = 2) -> np.ndarray:

@@ -1,6 +1,6 @@
 """An honest yardstick for kernel estimates: photos blurred with known kernels, scored against truth.
 
-A case is a clean photo (taken as HR), a DIV2KRK-style kernel (`synthetic.anisotropic_gaussian`)
+A case is a clean photo (taken as HR), a DIV2KRK-style kernel (`gaussians.anisotropic_gaussian`)
 and the LR it makes (blur, keep every 2nd pixel, 8-bit). Any kernel is scored two ways:
 
 - kernel-space error: L1 distance to the true kernel, both on the 17x17 grid KernelGAN saves
@@ -22,15 +22,12 @@ import numpy as np
 import torch
 
 from realsr_fast.data.imresize import bicubic_kernel
-from realsr_fast.kernelgan.postprocess import X2_SIZE
-from realsr_fast.kernelgan.synthetic import anisotropic_gaussian, gaussian_kernel
+from realsr_fast.kernel_estimation.gaussians import anisotropic_gaussian, isotropic_gaussian
+from realsr_fast.kernel_estimation.postprocess import X2_SIZE
 from realsr_fast.ops import degrade
 
 CONSTANT_SIGMAS = np.round(np.arange(0.5, 3.001, 0.05), 2)
 """Standard deviations (px) searched for the best constant isotropic Gaussian."""
-BEST_CONSTANT_SIGMA = 1.75
-"""The best constant's width (px, x2) on the benchmark set (the first 8 cases of seed 2020, docs/kernel_prior.md):
-the typical width of the DIV2KRK family on real photos, used where an image-agnostic width is wanted."""
 MAX_SIDE = 512
 
 
@@ -95,11 +92,6 @@ def on_grid(kernel: np.ndarray, size: int = X2_SIZE) -> np.ndarray:
     pad = (size - kernel.shape[0]) // 2
     out = np.pad(kernel, pad) if pad >= 0 else kernel[-pad:pad, -pad:pad]
     return out / out.sum()
-
-
-def isotropic_gaussian(sigma: float, size: int = X2_SIZE) -> np.ndarray:
-    """`(size, size)` isotropic Gaussian with standard deviation `sigma` px, x2-aligned, sum 1."""
-    return gaussian_kernel(np.eye(2) * sigma**2, size)
 
 
 def resynthesis_psnrs(case: Case, kernels: np.ndarray) -> np.ndarray:

@@ -23,8 +23,8 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 import torch
 
-from realsr_fast.kernelgan import ITERATIONS
-from realsr_fast.kernelgan.constraints import (
+from realsr_fast.kernel_estimation import ITERATIONS
+from realsr_fast.kernel_estimation.kernelgan.constraints import (
     LAMBDA_BICUBIC_START,
     ConstraintSchedule,
     bicubic_loss,
@@ -32,9 +32,9 @@ from realsr_fast.kernelgan.constraints import (
     learning_rate,
     penalty_mask,
 )
-from realsr_fast.kernelgan.crops import D_CROP, G_CROP, crop_corners
-from realsr_fast.kernelgan.fkp import LATENT_LR, FlowGenerator, latent_init, latent_learning_rate
-from realsr_fast.kernelgan.networks import (
+from realsr_fast.kernel_estimation.kernelgan.crops import D_CROP, G_CROP, crop_corners
+from realsr_fast.kernel_estimation.kernelgan.fkp import LATENT_LR, FlowGenerator, latent_init, latent_learning_rate
+from realsr_fast.kernel_estimation.kernelgan.networks import (
     BatchedDiscriminator,
     BatchedGenerator,
     GForm,

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from realsr_fast.kernelgan.constraints import LR_START, learning_rate
-from realsr_fast.kernelgan.flow import DIM, KERNEL_SIZE, load_flow
-from realsr_fast.kernelgan.networks import G_KERNEL_SIZE, GForm, _StridedCorrelation
+from realsr_fast.kernel_estimation.kernelgan.constraints import LR_START, learning_rate
+from realsr_fast.kernel_estimation.kernelgan.flow import DIM, KERNEL_SIZE, load_flow
+from realsr_fast.kernel_estimation.kernelgan.networks import G_KERNEL_SIZE, GForm, _StridedCorrelation
 
 LATENT_RADIUS = KERNEL_SIZE - 1.0
 LATENT_LR = 5e-3

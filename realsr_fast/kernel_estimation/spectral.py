@@ -28,10 +28,9 @@ import numpy as np
 import torch
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.kernelgan.confidence import kernel_agreement_db
-from realsr_fast.kernelgan.postprocess import X2_SIZE
-from realsr_fast.kernelgan.synthetic import covariance, gaussian_kernel
-from realsr_fast.kernelgan.yardstick import BEST_CONSTANT_SIGMA
+from realsr_fast.kernel_estimation.confidence import kernel_agreement_db
+from realsr_fast.kernel_estimation.gaussians import BEST_CONSTANT_SIGMA, covariance, gaussian_kernel
+from realsr_fast.kernel_estimation.postprocess import X2_SIZE
 
 SCALE = 2
 """The estimate is the x2 kernel (x4 is derived from it, as for KernelGAN)."""
