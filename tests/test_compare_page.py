@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 from realsr_fast import cli
-from realsr_fast.demo.compare_page import Comparison, Result, write_comparison_page
 from realsr_fast.models import zoo
 from realsr_fast.models.formats import save_safetensors
 from realsr_fast.models.rrdbnet import RRDBNet
+from realsr_fast.report.compare_page import Comparison, Result, write_comparison_page
 
 skimage_data = pytest.importorskip("skimage.data")
 

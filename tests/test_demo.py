@@ -19,19 +19,12 @@ from skimage.metrics import structural_similarity
 
 from realsr_fast.cli import main
 from realsr_fast.data.imresize import bicubic_kernel
-from realsr_fast.demo.pipeline import (
-    KERNEL_FLAGS,
-    LR_RECIPES,
-    METHOD_TITLES,
-    SAMPLES_DIR,
-    amplified_noise,
-    busiest_window,
-    lr_dir,
-    run_demo,
-    sr_dir,
-    winners,
-)
-from realsr_fast.demo.report import (
+from realsr_fast.demo.pipeline import SAMPLES_DIR, lr_dir, run_demo, sr_dir
+from realsr_fast.demo.records import LR_RECIPES, METHOD_TITLES
+from realsr_fast.demo.sections import KERNEL_FLAGS, winners
+from realsr_fast.errors import RealSRError
+from realsr_fast.io import read_image, write_image
+from realsr_fast.report.page import (
     Bar,
     Box,
     Figure,
@@ -45,8 +38,7 @@ from realsr_fast.demo.report import (
     render_report,
     table,
 )
-from realsr_fast.errors import RealSRError
-from realsr_fast.io import read_image, write_image
+from realsr_fast.report.pictures import amplified_noise, busiest_window
 
 SECTIONS = ["overview", "kernels", "noise", "pairs", "comparison", "metrics", "adapted", "timings"]
 STAGES = ["noise", "kernels", "pairs", "load model", "RealSR x4", "bicubic x4", "adapt", "adapted x4", "metrics"]

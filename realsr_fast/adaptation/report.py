@@ -1,4 +1,4 @@
-"""The adapt run's outputs: `curve.png`, `report.html` (the demo's report machinery) and `summary.json`."""
+"""The adapt run's outputs: `curve.png`, `report.html` (:mod:`realsr_fast.report`) and `summary.json`."""
 from __future__ import annotations
 
 import io
@@ -13,64 +13,95 @@ from realsr_fast.adaptation.scoring import BaseChoice
 from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.noise_bank import load_noise_bank
 from realsr_fast.data.split import Roles
-from realsr_fast.demo.pipeline import amplified_noise, kernel_image
-from realsr_fast.demo.report import Figure, Layer, Section, compare, gallery, paragraph, table, write_report
 from realsr_fast.io import atomic_write, write_json
 from realsr_fast.kernel_estimation.fallback import FALLBACK_SIGMA, KernelChoice
 from realsr_fast.models.loading import load_model
+from realsr_fast.report.page import Figure, Layer, Section, compare, gallery, paragraph, table, write_report
+from realsr_fast.report.pictures import amplified_noise, kernel_image
 from realsr_fast.train.config import TrainConfig
 from realsr_fast.train.finetune import MODEL_NAME, FineTuneResult
 
 MAX_SHOWN = 8  # kernels, noise patches and held-out photos shown in the report
 
 
+@dataclass(frozen=True)
+class FinishedRun:
+    """What a finished (or stopped) `realsr adapt` run used and made, for its outputs.
+
+    `kernels` holds the estimates; training read `config.data.kernels`, made from the training
+    photos' ones as `kernel_choices` say (`left_out`: the validation and test photos' estimates);
+    `noise_source` says what made the noise bank `noise`; `test` holds the test photos and their
+    `scores` per model, or `why` there are none; `minutes` is the time budget (None: none).
+    """
+
+    config: TrainConfig
+    result: FineTuneResult
+    roles: Roles
+    base: BaseChoice
+    kernels: Path
+    kernel_choices: Sequence[KernelChoice]
+    left_out: Sequence[str]
+    noise: Path
+    noise_source: dict
+    test: dict
+    minutes: float | None
+
+
 @dataclass
 class OutputPaths:
+    """Where :func:`write_outputs` wrote the run's files."""
+
     report: Path
     summary: Path
     curve: Path
 
 
-def write_outputs(out: Path, config: TrainConfig, result: FineTuneResult, roles: Roles,
-                  kernel_choices: Sequence[KernelChoice], left_out: Sequence[str], kernels: Path, noise: Path,
-                  noise_source: dict, base: BaseChoice, test: dict, minutes: float | None) -> OutputPaths:
-    """Write `out/curve.png`, `out/report.html` and `out/summary.json` for a finished (or stopped) run.
-
-    `kernels` holds the estimates; training read `config.data.kernels`, made from the training
-    photos' ones as `kernel_choices` say (`left_out`: the validation and test photos' estimates);
-    `noise_source` says what made `noise`; `test` holds the test photos and their `scores` per model,
-    or `why` there are none."""
-    train, held_out = roles.train, roles.val
+def write_outputs(out: Path, run: FinishedRun) -> OutputPaths:
+    """Write `out/curve.png`, `out/report.html` and `out/summary.json` for `run`."""
     paths = OutputPaths(out / "report.html", out / "summary.json", out / "curve.png")
-    curve_png = plot_curve(result.curve)
+    curve_png = plot_curve(run.result.curve)
     with atomic_write(paths.curve) as file:
         file.write(curve_png)
+    write_json(paths.summary, _summary(run))
+    write_report(paths.report, "RealSR adapt", _sections(out, run, curve_png), subtitle=test_line(run.test))
+    return paths
+
+
+def _summary(run: FinishedRun) -> dict:
+    """The contents of `summary.json`: photos, choices, the learning curve, settings and kernels."""
+    config, result, choices = run.config, run.result, run.kernel_choices
     start, best, last = result.curve[0], result.best, result.curve[-1]
-    metrics = [name for name in ("psnr", "ssim", "lpips") if name in start]
-    summary = {
-        "photos": {"train": list(roles.train), "validation": list(roles.val), "test": list(roles.test)},
-        "test": test, "base": asdict(base), "noise": noise_source,
+    return {
+        "photos": {"train": list(run.roles.train), "validation": list(run.roles.val), "test": list(run.roles.test)},
+        "test": run.test, "base": asdict(run.base), "noise": run.noise_source,
         "mode": config.loss.mode, "iterations": result.iteration, "seconds": round(result.seconds, 1),
-        "minutes_budget": minutes, "interrupted": result.interrupted, "model": MODEL_NAME,
+        "minutes_budget": run.minutes, "interrupted": result.interrupted, "model": MODEL_NAME,
         "start": start, "best": best, "last": last,
         "gain_db": round(best["psnr"] - start["psnr"], 4), "curve": result.curve,
         "settings": {"lr_g": config.optim.lr_g, "patch": config.data.patch, "batch": config.data.batch,
                      "init": config.generator.init, "device": config.run.device, "kernels": config.data.kernels,
-                     "kernel_estimates": str(kernels), "noise": str(noise)},
+                     "kernel_estimates": str(run.kernels), "noise": str(run.noise)},
         "kernels": {"fallback": f"isotropic Gaussian, sigma {FALLBACK_SIGMA} px at x2 (its analytic x4 kernel)",
-                    "left_out": list(left_out),
-                    "fell_back": [c.photo for c in kernel_choices if c.used == "fallback"],
-                    "trust_checked": any(c.trust != "not checked" for c in kernel_choices),
-                    "photos": [asdict(c) for c in kernel_choices]},
+                    "left_out": list(run.left_out),
+                    "fell_back": [c.photo for c in choices if c.used == "fallback"],
+                    "trust_checked": any(c.trust != "not checked" for c in choices),
+                    "photos": [asdict(c) for c in choices]},
     }
-    write_json(paths.summary, summary)
+
+
+def _sections(out: Path, run: FinishedRun, curve_png: bytes) -> list[Section]:
+    """The report's sections: test, choices, validation scores, curve, before / after, kernels and noise."""
+    config, result, left_out = run.config, run.result, run.left_out
+    train, held_out = run.roles.train, run.roles.val
+    start, best, last = result.curve[0], result.best, result.curve[-1]
+    metrics = [name for name in ("psnr", "ssim", "lpips") if name in start]
     rows = [[label, f"{row['iteration']}"] + [f"{row[m]:.4f}" for m in metrics]
             for label, row in (("starting model", start), ("best (model.safetensors)", best), ("last", last))]
-    sections = [
-        Section("test", "Test photos (never used for a choice)", _test_section(test, config.generator.scale)),
+    return [
+        Section("test", "Test photos (never used for a choice)", _test_section(run.test, config.generator.scale)),
         Section("choices", "Starting model and noise", [
-            paragraph(f"Starting model: {base.chosen}, {base.why}."),
-            paragraph(f"Noise: {noise_source.get('description', noise_source.get('source'))}."),
+            paragraph(f"Starting model: {run.base.chosen}, {run.base.why}."),
+            paragraph(f"Noise: {run.noise_source.get('description', run.noise_source.get('source'))}."),
             paragraph("Validation and test LR are made with the kernels and noise of the training photos only"
                       + (f" (the estimates of {', '.join(left_out)} are left out)." if left_out else "."))]),
         Section("scores", "Validation scores (choose the checkpoint)", [
@@ -81,11 +112,9 @@ def write_outputs(out: Path, config: TrainConfig, result: FineTuneResult, roles:
             table(["model", "iteration"] + [f"{m.upper()}-Y" if m != "lpips" else "LPIPS" for m in metrics], rows)]),
         Section("curve", "Learning curve", [gallery([Figure(_decode_png(curve_png), "validation PSNR-Y per validation step")])]),
         Section("compare", "Before / after on validation photos", _comparisons(out, config, result)),
-        Section("camera", "Kernels and noise", _kernel_trust(kernel_choices)
-                + _camera_figures(Path(config.data.kernels), noise, config.generator.scale)),
+        Section("camera", "Kernels and noise", _kernel_trust(run.kernel_choices)
+                + _camera_figures(Path(config.data.kernels), run.noise, config.generator.scale)),
     ]
-    write_report(paths.report, "RealSR adapt", sections, subtitle=test_line(test))
-    return paths
 
 
 def test_line(test: dict) -> str:

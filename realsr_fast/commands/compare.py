@@ -1,5 +1,5 @@
 """`realsr compare INPUT OUTPUT... -o page.html`: a comparison page for your own files
-(`demo.compare_page`, the demo report's slider machinery)."""
+(`report.compare_page`, the report layer's slider machinery)."""
 from __future__ import annotations
 
 import argparse
@@ -30,9 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realsr_fast.demo.compare_page import Comparison, Result, check_page_path, write_comparison_page
     from realsr_fast.errors import UsageError
     from realsr_fast.io import read_image
+    from realsr_fast.report.compare_page import Comparison, Result, check_page_path, write_comparison_page
 
     check_page_path(args.output)
     paths = [Path(args.input), *map(Path, args.results)]
@@ -62,9 +62,9 @@ def write_upscale_page(page: str, inputs, output: str, recursive: bool, fmt: str
     `report` is the batch's `UpscaleReport`; the time shown per image is the batch's time divided by
     the images upscaled (model loading included), as the summary line prints it.
     """
-    from realsr_fast.demo.compare_page import Comparison, Result, write_comparison_page
     from realsr_fast.inference.upscale_files import plan_jobs
     from realsr_fast.io import read_image
+    from realsr_fast.report.compare_page import Comparison, Result, write_comparison_page
 
     written = {Path(path) for path in [*report.done, *report.skipped]}
     seconds = report.seconds / len(report.done) if report.done else None

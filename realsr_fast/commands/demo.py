@@ -49,7 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realsr_fast.demo.pipeline import ADAPTED_RECIPE, METHOD_TITLES, run_demo
+    from realsr_fast.demo.pipeline import run_demo
+    from realsr_fast.demo.records import ADAPTED_RECIPE, METHOD_TITLES
 
     result = run_demo(args.output, iterations=args.kernel_iters, seed=args.seed, device=args.device,
                       progress=not args.quiet, adapt_iterations=args.adapt_iterations)

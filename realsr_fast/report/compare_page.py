@@ -1,7 +1,7 @@
 """A comparison page for the user's own files: `realsr compare` and `realsr upscale --report`.
 
-One self-contained HTML page (the demo report's machinery, `demo.report`: inline CSS and script,
-images as PNG data URIs, the before/after slider) per set of inputs. For each input:
+One self-contained HTML page (:mod:`realsr_fast.report.page`: inline CSS and script, images as
+PNG data URIs, the before/after slider) per set of inputs. For each input:
 - a table of sizes and times: the input, each result (its size, its scale from the input, the
   time when known, its file size);
 - per result, a frame (the input, reduced by a whole number when wide, the compared region
@@ -9,8 +9,8 @@ images as PNG data URIs, the before/after slider) per set of inputs. For each in
   the result's size, at a whole-number zoom without smoothing (other results of the same size are
   in the slider's menus too).
 
-Images are `(H, W)` or `(H, W, C)` uint8 / uint16 arrays as `io.read_image` returns them; they are
-shown as 8-bit RGB (alpha dropped, grey replicated).
+Images are `(H, W, C)` uint8 / uint16 arrays as `io.read_image` returns them; they are shown as
+8-bit RGB (`batch.to_rgb8`: alpha dropped, grey replicated).
 """
 from __future__ import annotations
 
@@ -22,12 +22,13 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from realsr_fast.demo.report import (
+from realsr_fast.batch import to_rgb8
+from realsr_fast.errors import RealSRError, UsageError
+from realsr_fast.report.page import (
     Box,
     Figure,
     Layer,
     Section,
-    busiest_window,
     compare,
     gallery,
     heading,
@@ -36,7 +37,7 @@ from realsr_fast.demo.report import (
     table,
     write_report,
 )
-from realsr_fast.errors import RealSRError, UsageError
+from realsr_fast.report.pictures import busiest_window
 
 #: Largest side, in screen pixels, of a slider and of a frame (both fit a 390 px phone).
 DISPLAY_PX = 320
@@ -79,21 +80,6 @@ def check_page_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def as_rgb8(image: np.ndarray) -> np.ndarray:
-    """Any image from `io.read_image` -> `(H, W, 3)` uint8 (16-bit scaled, alpha dropped, grey replicated)."""
-    image = np.asarray(image)
-    if image.dtype == np.uint16:
-        image = (image.astype(np.uint32) * 255 + 32767) // 65535
-    image = image.astype(np.uint8)
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.shape[2] in (2, 4):
-        image = image[:, :, :-1]
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    return np.ascontiguousarray(image)
-
-
 def bicubic(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """`(H, W, 3)` uint8 resized to `(height, width, 3)` with Pillow's bicubic."""
     return np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))
@@ -130,8 +116,8 @@ def _region(shape: tuple[int, ...], source: np.ndarray, source_box: Box) -> Box:
 
 def comparison_sections(comparison: Comparison, key: str) -> list[Section]:
     """The sizes-and-times table and the per-result sliders of one input, as page sections."""
-    source = as_rgb8(comparison.image)
-    results = [Result(r.label, as_rgb8(r.image), r.seconds, r.path) for r in comparison.results]
+    source = to_rgb8(comparison.image)
+    results = [Result(r.label, to_rgb8(r.image), r.seconds, r.path) for r in comparison.results]
     rows = [("input", comparison.label, _size(source), "1", "-", _file_size(comparison.path))]
     for result in results:
         scale_y, scale_x = result.image.shape[0] / source.shape[0], result.image.shape[1] / source.shape[1]

@@ -1,6 +1,9 @@
-"""Self-contained HTML reports: inline CSS and script, images embedded as base64 PNG data URIs.
+"""Self-contained HTML pages: inline CSS and script, images embedded as base64 PNG data URIs.
 
-A report is a title and a list of :class:`Section`; a section's body is a list of HTML blocks
+The machinery of every report the package writes (the demo's, `realsr adapt`'s, the comparison
+page of :mod:`realsr_fast.report.compare_page`).
+
+A page is a title and a list of :class:`Section`; a section's body is a list of HTML blocks
 made by the helpers here (:func:`paragraph`, :func:`bullets`, :func:`table`, :func:`gallery`,
 :func:`compare`, :func:`bar_chart`, :func:`side_by_side`). Texts are escaped; in them `` `x` `` becomes code and
 ``**x**`` bold (how the winning score is highlighted). :class:`Html` marks markup made here
@@ -14,7 +17,7 @@ wrap, tables scroll inside their own box.
 
 Example:
     >>> section = Section("kernels", "Kernels", [paragraph("One per photo."),
-    ...                   gallery([Figure(kernel_image, "astronaut", scale=5)])])
+    ...                   gallery([Figure(kernel_image(kernel), "astronaut", scale=5)])])
     >>> write_report("out/report.html", "RealSR demo", [section])
 """
 from __future__ import annotations
@@ -178,24 +181,6 @@ class Section:
     key: str
     title: str
     body: list[str] = field(default_factory=list)
-
-
-def busiest_window(image: np.ndarray, side: int, step: int = 4) -> tuple[int, int]:
-    """Top-left `(y, x)`, multiples of `step`, of the `side`-square window with the most gradient.
-
-    `image` is `(H, W, 3)` uint8; the gradient is |dx| + |dy| of the channel mean.
-    """
-    grey = image.astype(np.float64).mean(axis=2)
-    energy = np.zeros_like(grey)
-    energy[:, 1:] += np.abs(np.diff(grey, axis=1))
-    energy[1:, :] += np.abs(np.diff(grey, axis=0))
-    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    ys = np.arange(0, image.shape[0] - side + 1, step)
-    xs = np.arange(0, image.shape[1] - side + 1, step)
-    sums = (integral[ys[:, None] + side, xs[None, :] + side] - integral[ys[:, None], xs[None, :] + side]
-            - integral[ys[:, None] + side, xs[None, :]] + integral[ys[:, None], xs[None, :]])
-    row, col = np.unravel_index(int(np.argmax(sums)), sums.shape)
-    return int(ys[row]), int(xs[col])
 
 
 def png_data_uri(image: np.ndarray) -> str:
