@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from realsr_fast.adaptation.report import write_outputs
+from realsr_fast.adaptation.report import FinishedRun, write_outputs
 from realsr_fast.adaptation.scoring import BaseChoice, choose_base, score_test_photos
 from realsr_fast.batch import refuse_output_in_sources, source_images
 from realsr_fast.data.cleanup import cleanup_folder
@@ -170,8 +170,8 @@ def adapt(
     else:
         test["why"] = (f"no test score: {len(names)} photos give one to train on and one to choose the checkpoint; "
                        "3 or more photos give a test photo that no choice has seen")
-    paths = write_outputs(out, train_config, result, roles, kernel_choices, left_out, Path(kernels), noise_dir,
-                          noise_source, base_choice, test, minutes)
+    paths = write_outputs(out, FinishedRun(train_config, result, roles, base_choice, Path(kernels), kernel_choices,
+                                           left_out, noise_dir, noise_source, test, minutes))
     return AdaptResult(out, out / MODEL_NAME, paths.report, paths.summary, roles, result, base_choice, test)
 
 

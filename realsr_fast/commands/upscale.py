@@ -154,7 +154,7 @@ def quality(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realsr_fast.demo.compare_page import check_page_path
+    from realsr_fast.report.compare_page import check_page_path
     from realsr_fast.inference.output_size import OutputSize
     from realsr_fast.inference.ranks import gather_reports, shard
     from realsr_fast.inference.upscale_files import upscale_files
