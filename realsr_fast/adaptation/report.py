@@ -13,7 +13,7 @@ from realsr_fast.adaptation.scoring import BaseChoice
 from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.noise_bank import load_noise_bank
 from realsr_fast.data.split import Roles
-from realsr_fast.io import atomic_write, write_json
+from realsr_fast.io import atomic_write, tensor_to_image, write_json
 from realsr_fast.kernel_estimation.fallback import FALLBACK_SIGMA, KernelChoice
 from realsr_fast.models.loading import load_model
 from realsr_fast.report.page import Figure, Layer, Section, compare, gallery, paragraph, table, write_report
@@ -172,17 +172,13 @@ def _comparisons(out: Path, config: TrainConfig, result: FineTuneResult) -> list
     blocks = []
     for pair in result.validation[:MAX_SHOWN]:
         lr = pair.lr.float().cpu()
-        layers = [Layer("LR", _to_image(lr), scale)]
+        layers = [Layer("LR", tensor_to_image(lr), scale)]
         for label, model in models.items():
             if model is not None:
-                layers.append(Layer(label, _to_image(model.eval()(lr)), 1))
+                layers.append(Layer(label, tensor_to_image(model.eval()(lr)), 1))
         layers.append(Layer("HR", pair.hr[0].permute(1, 2, 0).cpu().numpy(), 1))
         blocks.append(compare(layers, 1, 2 if len(layers) > 3 else len(layers) - 1, caption=pair.name))
     return blocks or [paragraph("no validation images")]
-
-
-def _to_image(x: torch.Tensor) -> np.ndarray:
-    return x[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def _kernel_trust(choices: Sequence[KernelChoice]) -> list[str]:

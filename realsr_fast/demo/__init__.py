@@ -1,9 +1,10 @@
-"""The end-to-end demo job (`realsr demo`) and the HTML report it writes."""
+"""The end-to-end demo (`realsr demo`): the job (:mod:`.pipeline`), its adapted model (:mod:`.adapted`),
+the records the job and its report share (:mod:`.records`) and the report's sections (:mod:`.sections`)."""
 
 from realsr_fast.kernel_estimation import ITERATIONS
 
 # The demo's defaults live here, in the light package `__init__`, so that `realsr demo --help` shows
-# them without importing torch; `demo.pipeline` and `demo.adapted` import them from here.
+# them without importing torch; `demo.pipeline` imports them from here.
 DEMO_ITERATIONS = ITERATIONS
 """KernelGAN iterations per sample photo: the official setting."""
 ADAPT_ITERATIONS = 60

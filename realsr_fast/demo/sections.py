@@ -100,9 +100,12 @@ def _scored(metric: str, value: float, best: bool) -> str:
 
 def report_sections(out: Path, names: list[str], pairs: Pairs, outputs: Outputs, result: DemoResult,
                     settings: dict, methods: Sequence[str] = METHODS) -> list[Section]:
-    """The report's sections: overview, kernels, noise, pairs, comparison, metrics, timings.
+    """The report's sections: overview, kernels, noise, pairs, comparison, metrics, the adapted model
+    (when `result` has one) and timings.
 
-    `methods` are compared in this order; the first is the baseline that differences are taken from.
+    `out` is the demo's output folder (its `kernels/` and `noise/` are read), `names` the photos'
+    stems, `settings` the run's as `summary.json` keeps them. `methods` are compared in this order;
+    the first is the baseline that differences are taken from.
     """
     sections = [
         _overview_section(settings, len(names)),
