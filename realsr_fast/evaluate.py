@@ -116,6 +116,30 @@ def evaluate_folders(
     Raises:
         RealSRError: a folder is missing or holds no images, or no pair could be made.
     """
+    pairs, problems = _pairs(sr_dir, gt_dir)
+    names, notes = _metric_names(rgb, lpips)
+    evaluation = Evaluation(
+        metric_names=names,
+        problems=problems,
+        notes=notes,
+        settings={"sr": str(sr_dir), "gt": str(gt_dir), "crop_border": crop_border,
+                  "y_channel": "ITU-R BT.601 (MATLAB rgb2ycbcr)", "ssim_window": "11x11 Gaussian, sigma 1.5"},
+    )
+    for sr_path, gt_path in tqdm(pairs, desc="eval", unit="image", disable=None if progress else True):
+        scored = _score_pair(sr_path, gt_path, names, crop_border)
+        if isinstance(scored, str):
+            evaluation.problems.append(scored)
+        else:
+            evaluation.images.append(scored)
+    return evaluation
+
+
+def _pairs(sr_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """The SR/GT pairs of the two folders and the pairing problems (:func:`pair_images`).
+
+    Raises:
+        RealSRError: a folder holds no images, or no pair could be made.
+    """
     sr_files, gt_files = list_images([sr_dir]), list_images([gt_dir])
     for folder, files in ((sr_dir, sr_files), (gt_dir, gt_files)):
         if not files:
@@ -126,6 +150,11 @@ def evaluate_folders(
             f"no image in {sr_dir} has a ground-truth image of the same name in {gt_dir} "
             f"(names are matched by stem, optionally with a suffix such as _x4)"
         )
+    return pairs, problems
+
+
+def _metric_names(rgb: bool, lpips: bool) -> tuple[list[str], list[str]]:
+    """The metrics to report and the notes on those left out (LPIPS when it cannot run offline)."""
     names = ["psnr_y", "ssim_y"] + (["psnr_rgb", "ssim_rgb"] if rgb else [])
     notes = []
     if lpips:
@@ -134,34 +163,27 @@ def evaluate_folders(
             names.append("lpips")
         else:
             notes.append(reason)
-    evaluation = Evaluation(
-        metric_names=names,
-        problems=problems,
-        notes=notes,
-        settings={"sr": str(sr_dir), "gt": str(gt_dir), "crop_border": crop_border,
-                  "y_channel": "ITU-R BT.601 (MATLAB rgb2ycbcr)", "ssim_window": "11x11 Gaussian, sigma 1.5"},
-    )
-    for sr_path, gt_path in tqdm(pairs, desc="eval", unit="image", disable=None if progress else True):
-        try:
-            sr, gt = read_image(sr_path), read_image(gt_path)
-        except RealSRError as exc:
-            evaluation.problems.append(f"{exc}; skipped")
-            continue
-        if sr.shape[:2] != gt.shape[:2] or _colour_channels(sr.shape) != _colour_channels(gt.shape):
-            evaluation.problems.append(_shape_problem(sr_path.name, sr.shape, gt.shape))
-            continue
-        try:
-            scores = {"psnr_y": metrics.psnr(sr, gt, crop_border), "ssim_y": metrics.ssim(sr, gt, crop_border)}
-            if rgb:
-                scores["psnr_rgb"] = metrics.psnr(sr, gt, crop_border, y_channel=False)
-                scores["ssim_rgb"] = metrics.ssim(sr, gt, crop_border, y_channel=False)
-            if "lpips" in names:
-                scores["lpips"] = metrics.lpips_distance(sr, gt, crop_border)
-        except RealSRError as exc:
-            evaluation.problems.append(f"{sr_path.name}: {exc}; skipped")
-            continue
-        evaluation.images.append(ImageScore(sr_path.stem, sr_path, gt_path, scores))
-    return evaluation
+    return names, notes
+
+
+def _score_pair(sr_path: Path, gt_path: Path, names: list[str], crop_border: int) -> ImageScore | str:
+    """The `names` scores of one pair, or the problem that kept it from being scored."""
+    try:
+        sr, gt = read_image(sr_path), read_image(gt_path)
+    except RealSRError as exc:
+        return f"{exc}; skipped"
+    if sr.shape[:2] != gt.shape[:2] or _colour_channels(sr.shape) != _colour_channels(gt.shape):
+        return _shape_problem(sr_path.name, sr.shape, gt.shape)
+    try:
+        scores = {"psnr_y": metrics.psnr(sr, gt, crop_border), "ssim_y": metrics.ssim(sr, gt, crop_border)}
+        if "psnr_rgb" in names:
+            scores["psnr_rgb"] = metrics.psnr(sr, gt, crop_border, y_channel=False)
+            scores["ssim_rgb"] = metrics.ssim(sr, gt, crop_border, y_channel=False)
+        if "lpips" in names:
+            scores["lpips"] = metrics.lpips_distance(sr, gt, crop_border)
+    except RealSRError as exc:
+        return f"{sr_path.name}: {exc}; skipped"
+    return ImageScore(sr_path.stem, sr_path, gt_path, scores)
 
 
 _FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}"}
