@@ -26,6 +26,7 @@ from realsr_fast.data.degrader import Degrader
 from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.noise_bank import load_noise_bank
 from realsr_fast.data.paired import build_paired_dataset
+from realsr_fast.data.paired_settings import PairedSettings
 from realsr_fast.io import read_image, write_image
 
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")])]
@@ -52,7 +53,7 @@ def data(tmp_path_factory):
         np.save(root / "kernels" / f"{i:04d}_kernel_x4.npy", kernel / kernel.sum())
     for i in range(32):
         write_image(root / "noise" / f"n{i:02d}.png", np.clip(rng.normal(128, 3, (256, 256, 3)), 0, 255).astype(np.uint8))
-    build_paired_dataset(root / "hr", root / "pairs", kernels_dir=root / "kernels", noise_dir=root / "noise", progress=False)
+    build_paired_dataset(root / "hr", root / "pairs", PairedSettings(kernels=root / "kernels", noise=root / "noise"), progress=False)
     return root
 
 

@@ -15,6 +15,7 @@ from realsr_fast.data.degrader import DegradeChoices, Degrader
 from realsr_fast.data.imresize import imresize
 from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.paired import build_paired_dataset
+from realsr_fast.data.paired_settings import PairedSettings
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_image
 
@@ -103,7 +104,7 @@ def offline(tmp_path, rng) -> tuple[Path, Path]:
     kernel_dir.mkdir()
     for i in range(3):
         np.save(kernel_dir / f"k{i}_kernel_x4.npy", rng.random((33, 33)) ** 3)
-    build_paired_dataset(hr_dir, tmp_path / "pairs", kernels_dir=kernel_dir, seed=2, progress=False)
+    build_paired_dataset(hr_dir, tmp_path / "pairs", PairedSettings(kernels=kernel_dir, seed=2), progress=False)
     return tmp_path / "pairs", kernel_dir
 
 

@@ -15,6 +15,7 @@ from realsr_fast.cli import main
 from realsr_fast.data.imresize import imresize
 from realsr_fast.data.kernel_bank import load_kernel_bank, stack_kernels
 from realsr_fast.data.paired import build_paired_dataset
+from realsr_fast.data.paired_settings import PairedSettings
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_image
 
@@ -151,7 +152,7 @@ def digest(folder: Path) -> dict[str, str]:
 def test_kernel_recipe_matches_scipy_reference_and_manifest(hr_folder, kernelgan_folder, noise_folder, tmp_path):
     sources = [digest(f) for f in (hr_folder, kernelgan_folder, noise_folder)]
     out = tmp_path / "pairs"
-    report = build_paired_dataset(hr_folder, out, kernels_dir=kernelgan_folder, noise_dir=noise_folder, seed=3, progress=False)
+    report = build_paired_dataset(hr_folder, out, PairedSettings(kernels=kernelgan_folder, noise=noise_folder, seed=3), progress=False)
     assert report.ok and len(report.done) == 6 and report.noise_patches == 3
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["recipe"] == "kernel" and manifest["scale"] == 4 and manifest["seed"] == 3
@@ -172,14 +173,14 @@ def test_kernel_recipe_matches_scipy_reference_and_manifest(hr_folder, kernelgan
 
 def test_choices_are_seeded_and_runs_resume(hr_folder, kernelgan_folder, tmp_path):
     def kernels_used(out: Path, seed: int, **kwargs) -> list[int]:
-        build_paired_dataset(hr_folder, out, kernels_dir=kernelgan_folder, seed=seed, progress=False, **kwargs)
+        build_paired_dataset(hr_folder, out, PairedSettings(kernels=kernelgan_folder, seed=seed), progress=False, **kwargs)
         return [pair["kernel_index"] for pair in json.loads((out / "manifest.json").read_text())["pairs"]]
 
     first = kernels_used(tmp_path / "a", 0)
     assert kernels_used(tmp_path / "b", 0) == first
     assert kernels_used(tmp_path / "c", 1) != first
     lr_before = digest(tmp_path / "a" / "LR")
-    report = build_paired_dataset(hr_folder, tmp_path / "a", kernels_dir=kernelgan_folder, progress=False)
+    report = build_paired_dataset(hr_folder, tmp_path / "a", PairedSettings(kernels=kernelgan_folder), progress=False)
     assert len(report.skipped) == 6 and not report.done
     assert kernels_used(tmp_path / "a", 0, overwrite=True) == first
     assert digest(tmp_path / "a" / "LR") == lr_before
@@ -187,7 +188,7 @@ def test_choices_are_seeded_and_runs_resume(hr_folder, kernelgan_folder, tmp_pat
 
 def test_bicubic_recipe_is_matlab_imresize(hr_folder, tmp_path):
     out = tmp_path / "pairs"
-    report = build_paired_dataset(hr_folder, out, recipe="bicubic", progress=False)
+    report = build_paired_dataset(hr_folder, out, PairedSettings(recipe="bicubic"), progress=False)
     assert report.ok and any("no noise folder" in note for note in report.notes)
     hr = read_image(out / "HR" / "img2.png")
     want = imresize(torch.from_numpy(hr.copy()).permute(2, 0, 1).double() / 255, 0.25).clamp(0, 1) * 255
@@ -196,22 +197,22 @@ def test_bicubic_recipe_is_matlab_imresize(hr_folder, tmp_path):
 
 def test_bad_inputs(hr_folder, kernelgan_folder, tmp_path):
     (hr_folder / "broken.png").write_bytes(b"nope")
-    report = build_paired_dataset(hr_folder, tmp_path / "out", recipe="bicubic", progress=False)
+    report = build_paired_dataset(hr_folder, tmp_path / "out", PairedSettings(recipe="bicubic"), progress=False)
     assert len(report.done) == 6 and "broken.png" in report.failed[0][1]
     with pytest.raises(RealSRError, match="needs a kernel folder"):
         build_paired_dataset(hr_folder, tmp_path / "out")
     with pytest.raises(RealSRError, match="unknown offline recipe"):
-        build_paired_dataset(hr_folder, tmp_path / "out", recipe="kernel+noise")
+        build_paired_dataset(hr_folder, tmp_path / "out", PairedSettings(recipe="kernel+noise"))
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(RealSRError, match="no noise patches"):
-        build_paired_dataset(hr_folder, tmp_path / "out", recipe="bicubic", noise_dir=empty)
+        build_paired_dataset(hr_folder, tmp_path / "out", PairedSettings(recipe="bicubic", noise=empty))
     with pytest.raises(RealSRError, match="no x4 kernels"):
-        build_paired_dataset(hr_folder, tmp_path / "out", kernels_dir=empty)
+        build_paired_dataset(hr_folder, tmp_path / "out", PairedSettings(kernels=empty))
     with pytest.raises(RealSRError, match="no HR images found"):
-        build_paired_dataset(empty, tmp_path / "out", recipe="bicubic")
+        build_paired_dataset(empty, tmp_path / "out", PairedSettings(recipe="bicubic"))
     with pytest.raises(RealSRError, match="is a source folder"):
-        build_paired_dataset(hr_folder, kernelgan_folder, kernels_dir=kernelgan_folder)
+        build_paired_dataset(hr_folder, kernelgan_folder, PairedSettings(kernels=kernelgan_folder))
 
 
 def test_cli(hr_folder, kernelgan_folder, noise_folder, tmp_path, capsys):
@@ -234,5 +235,5 @@ def test_output_whose_hr_subfolder_is_the_source_is_refused(tmp_path, rng):
     write_image(source / "a.png", rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8))
     before = digest(source)
     with pytest.raises(RealSRError, match="is a source folder"):
-        build_paired_dataset(source, tmp_path / "data", recipe="bicubic", progress=False)
+        build_paired_dataset(source, tmp_path / "data", PairedSettings(recipe="bicubic"), progress=False)
     assert digest(source) == before

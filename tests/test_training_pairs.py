@@ -14,6 +14,7 @@ from realsr_fast import ops
 from realsr_fast.data.crops import ContextCropDataset
 from realsr_fast.data.degrader import Degrader
 from realsr_fast.data.paired import build_paired_dataset
+from realsr_fast.data.paired_settings import PairedSettings
 from realsr_fast.data.training_pairs import PairMaker, kernel_context, kernel_per_image
 from realsr_fast.io import read_image, write_image
 from realsr_fast.train.config import load_config
@@ -41,8 +42,8 @@ def data(tmp_path: Path) -> Path:
     (tmp_path / "kernels").mkdir()
     for i in range(5):
         np.save(tmp_path / "kernels" / f"k{i}_kernel_x4.npy", _kernel(rng))
-    build_paired_dataset(tmp_path / "hr", tmp_path / "pairs", kernels_dir=tmp_path / "kernels", scale=SCALE,
-                         recipe="kernel", seed=SEED, progress=False)
+    settings = PairedSettings(recipe="kernel", kernels=tmp_path / "kernels", scale=SCALE, seed=SEED)
+    build_paired_dataset(tmp_path / "hr", tmp_path / "pairs", settings, progress=False)
     return tmp_path
 
 

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from realsr_fast.commands.arguments import non_negative_int, positive_int
+from realsr_fast.data.paired_settings import PairedSettings
 from realsr_fast.data.recipes import OFFLINE_RECIPES
 
 DESCRIPTION = """\
@@ -21,6 +22,8 @@ Noise is not baked into LR: RealSR adds it at training time, from OUT/noise.
 HR sizes are cropped to a multiple of SCALE. Pairs that exist are skipped unless --overwrite;
 unreadable images are reported by name and the exit code is then 1. Source folders are only read."""
 
+DEFAULTS = PairedSettings()
+
 EPILOG = """\
 examples:
   realsr dataset --hr DPED/HR --kernels DPED/kernels --noise DPED/noise -o DPED/pairs
@@ -36,9 +39,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--kernels", metavar="KERNEL_DIR", help="folder of kernels (needed by --recipe kernel)")
     parser.add_argument("--noise", metavar="NOISE_DIR", help="folder of noise patches (`realsr noise`)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created)")
-    parser.add_argument("--scale", type=positive_int, default=4, help="SR scale (default: %(default)s)")
-    parser.add_argument("--recipe", choices=OFFLINE_RECIPES, default="kernel", help="degradation (default: %(default)s)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the kernel choices (default: %(default)s)")
+    parser.add_argument("--scale", type=positive_int, default=DEFAULTS.scale, help="SR scale (default: %(default)s)")
+    parser.add_argument("--recipe", choices=OFFLINE_RECIPES, default=DEFAULTS.recipe, help="degradation (default: %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=DEFAULTS.seed,
+                        help="seed of the kernel choices (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="redo pairs that exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the result")
     parser.set_defaults(func=run)
@@ -47,10 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from realsr_fast.data.paired import build_paired_dataset
 
-    report = build_paired_dataset(
-        args.hr, args.output, kernels_dir=args.kernels, noise_dir=args.noise, scale=args.scale,
-        recipe=args.recipe, seed=args.seed, overwrite=args.overwrite, progress=not args.quiet,
-    )
+    settings = PairedSettings(args.recipe, args.kernels, args.noise, args.scale, args.seed)
+    report = build_paired_dataset(args.hr, args.output, settings, overwrite=args.overwrite, progress=not args.quiet)
     for note in [] if args.quiet else report.notes:
         print(f"note: {note}", file=sys.stderr)
     noise = f", {report.noise_patches} noise patches in {args.output}/noise" if args.noise else ""

@@ -13,7 +13,7 @@ Both recipes run through :class:`realsr_fast.data.degrader.Degrader` (`sample` t
 the code the training uses, so the same choices give the same LR offline and on the fly.
 
 Example:
-    >>> report = build_paired_dataset("dped_hr/", "dped_pairs/", kernels_dir="kernels/", noise_dir="noise/")
+    >>> report = build_paired_dataset("dped_hr/", "dped_pairs/", PairedSettings(kernels="kernels/", noise="noise/"))
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from realsr_fast.batch import BatchReport, refuse_output_in_sources, source_imag
 from realsr_fast.data.degrader import DegradeChoices, Degrader
 from realsr_fast.data.kernel_bank import load_kernel_bank
 from realsr_fast.data.noise_bank import MANIFEST_NAME, NoiseBank, load_noise_bank
+from realsr_fast.data.paired_settings import PairedSettings
 from realsr_fast.data.recipes import OFFLINE_RECIPES, RECIPES
 from realsr_fast.data.training_pairs import kernel_per_image
 from realsr_fast.errors import RealSRError
@@ -69,19 +70,10 @@ def degrade_image(image: np.ndarray, degrader: Degrader, choices: DegradeChoices
     return hr, lr[0].permute(1, 2, 0).numpy()
 
 
-def build_paired_dataset(
-    hr_dir: str | os.PathLike,
-    output: str | os.PathLike,
-    *,
-    kernels_dir: str | os.PathLike | None = None,
-    noise_dir: str | os.PathLike | None = None,
-    scale: int = 4,
-    recipe: str = "kernel",
-    seed: int = 0,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> PairedReport:
-    """Write the paired dataset of the HR images in `hr_dir` into `output` (module docstring).
+def build_paired_dataset(hr_dir: str | os.PathLike, output: str | os.PathLike, settings: PairedSettings = PairedSettings(),
+                         *, overwrite: bool = False, progress: bool = True) -> PairedReport:
+    """Write the paired dataset of the HR images in `hr_dir` into `output` (module docstring), made
+    as `settings` says.
 
     Every HR image gets its kernel from one draw over the sorted file list, so a re-run with the
     same seed makes the same choices; pairs whose two files exist are skipped unless `overwrite`.
@@ -91,54 +83,67 @@ def build_paired_dataset(
         RealSRError: for an unknown recipe, a missing or empty HR, kernel or noise folder, a bad
             kernel (wrong size for the scale...), or an output folder that is a source folder.
     """
-    if recipe not in OFFLINE_RECIPES:
-        raise RealSRError(f"unknown offline recipe {recipe!r}; choose one of {', '.join(OFFLINE_RECIPES)} "
-                          "(noise is added at training time)")
-    uses_kernels = RECIPES[recipe].kernels
-    if uses_kernels and kernels_dir is None:
-        raise RealSRError(f"the {recipe!r} recipe needs a kernel folder (--kernels), made by `realsr kernels`")
-    images = source_images(hr_dir, "HR image")
-    sources = [d for d in (hr_dir, kernels_dir, noise_dir) if d is not None]
-    for target in (output, *(Path(output) / sub for sub in ("HR", "LR", "noise"))):
-        refuse_output_in_sources(target, sources)
-    bank = load_kernel_bank(kernels_dir, scale) if uses_kernels else None
+    images = _check_sources(hr_dir, output, settings)
+    uses_kernels = RECIPES[settings.recipe].kernels
+    bank = load_kernel_bank(settings.kernels, settings.scale) if uses_kernels else None
     report = PairedReport("paired")
-    if not uses_kernels and kernels_dir is not None:
-        report.notes.append(f"the {recipe} recipe uses no kernels; the kernel folder was not read")
-    noise = load_noise_bank(noise_dir) if noise_dir is not None else None
-    degrader = Degrader(bank, None, scale=scale, recipe=recipe)
-    choices = DegradeChoices(kernel_per_image(len(images), len(degrader.kernels), seed))  # as training's per_image
+    if not uses_kernels and settings.kernels is not None:
+        report.notes.append(f"the {settings.recipe} recipe uses no kernels; the kernel folder was not read")
+    noise = load_noise_bank(settings.noise) if settings.noise is not None else None
+    degrader = Degrader(bank, None, scale=settings.scale, recipe=settings.recipe)
+    choices = DegradeChoices(kernel_per_image(len(images), len(degrader.kernels), settings.seed))  # as training's per_image
 
+    kernel_files = [str(path) for path in bank.files] if bank else ["bicubic"]
     output = Path(output)
     for i, path in enumerate(tqdm(images, desc="dataset", unit="image", disable=not progress)):
-        hr_path, lr_path = output / "HR" / f"{path.stem}.png", output / "LR" / f"{path.stem}.png"
-        index = int(choices.kernel_index[i])
-        entry = {"hr": f"HR/{hr_path.name}", "lr": f"LR/{lr_path.name}", "source": str(path), "kernel_index": index,
-                 "kernel_file": str(bank.files[index]) if bank else "bicubic"}
-        if hr_path.exists() and lr_path.exists() and not overwrite:
-            report.skipped.append(path)
-            report.pairs.append(entry)
-            continue
-        try:
-            hr, lr = degrade_image(read_image(path), degrader, choices.select(i))
-        except RealSRError as exc:
-            report.fail(path, exc)
-            continue
-        write_image(hr_path, hr)
-        write_image(lr_path, lr)
-        report.done.append(path)
-        report.pairs.append(entry)
+        if _write_pair(path, output, degrader, choices.select(i), overwrite, report):
+            index = int(choices.kernel_index[i])
+            report.pairs.append({"hr": f"HR/{path.stem}.png", "lr": f"LR/{path.stem}.png", "source": str(path),
+                                 "kernel_index": index, "kernel_file": kernel_files[index]})
     if noise is not None:
-        report.noise_patches = _link_noise(noise, Path(noise_dir), output / "noise")
+        report.noise_patches = _link_noise(noise, Path(settings.noise), output / "noise")
     else:
         report.notes.append("no noise folder given (--noise): training with the 'kernel+noise' recipe will need one")
-    manifest = {"scale": scale, "recipe": recipe, "seed": seed,
-                "kernels": [str(path) for path in bank.files] if bank else ["bicubic"],
-                "noise": str(noise_dir) if noise_dir is not None else None, "pairs": report.pairs}
+    manifest = {"scale": settings.scale, "recipe": settings.recipe, "seed": settings.seed, "kernels": kernel_files,
+                "noise": str(settings.noise) if settings.noise is not None else None, "pairs": report.pairs}
     output.mkdir(parents=True, exist_ok=True)
     with atomic_write(output / PAIRS_MANIFEST, "w") as file:
         json.dump(manifest, file, indent=1)
     return report
+
+
+def _check_sources(hr_dir: str | os.PathLike, output: str | os.PathLike, settings: PairedSettings) -> list[Path]:
+    """The HR images of `hr_dir`, once the recipe and its folders are known usable and `output`
+    (with its HR/, LR/ and noise/) is no source folder; RealSRError otherwise."""
+    if settings.recipe not in OFFLINE_RECIPES:
+        raise RealSRError(f"unknown offline recipe {settings.recipe!r}; choose one of {', '.join(OFFLINE_RECIPES)} "
+                          "(noise is added at training time)")
+    if RECIPES[settings.recipe].kernels and settings.kernels is None:
+        raise RealSRError(f"the {settings.recipe!r} recipe needs a kernel folder (--kernels), made by `realsr kernels`")
+    images = source_images(hr_dir, "HR image")
+    sources = [d for d in (hr_dir, settings.kernels, settings.noise) if d is not None]
+    for target in (output, *(Path(output) / sub for sub in ("HR", "LR", "noise"))):
+        refuse_output_in_sources(target, sources)
+    return images
+
+
+def _write_pair(path: Path, output: Path, degrader: Degrader, choice: DegradeChoices, overwrite: bool,
+                report: PairedReport) -> bool:
+    """Write the HR image `path` and its LR (made with `choice`) into `output` unless both exist and
+    not `overwrite`; record it in `report` as done, skipped or failed. False when it failed."""
+    hr_path, lr_path = output / "HR" / f"{path.stem}.png", output / "LR" / f"{path.stem}.png"
+    if hr_path.exists() and lr_path.exists() and not overwrite:
+        report.skipped.append(path)
+        return True
+    try:
+        hr, lr = degrade_image(read_image(path), degrader, choice)
+    except RealSRError as exc:
+        report.fail(path, exc)
+        return False
+    write_image(hr_path, hr)
+    write_image(lr_path, lr)
+    report.done.append(path)
+    return True
 
 
 def _link_noise(noise: NoiseBank, source: Path, target: Path) -> int:
