@@ -185,8 +185,8 @@ def test_a_2_gib_cgroup_limit_bounds_the_cpu_tiles(tmp_path, monkeypatch, layout
     fake_cgroups(tmp_path, monkeypatch, proc, files)
     headroom = 2 * GiB - GiB // 2 + GiB // 10
     assert tile_size.available_memory(CPU) == headroom
-    tile = tile_size.auto_tile(1, 3000, 4000, 10, CPU, 4, 64, 4)
     per_pixel = tile_size.bytes_per_pixel(64, 4, 4)
+    tile = tile_size.auto_tile(1, 3000, 4000, 10, CPU, per_pixel)
     assert (tile + 20) ** 2 * per_pixel <= headroom * tile_size.MEMORY_FRACTION["cpu"]
 
 

@@ -190,19 +190,19 @@ def test_emulated_bf16_tiles_are_planned_for_its_fp32_temporaries(small_weights,
 def test_auto_tile_fits_the_memory_budget(monkeypatch) -> None:
     cpu = torch.device("cpu")
     monkeypatch.setattr(tile_size, "available_memory", lambda device: 8 << 30)
-    assert tile_size.auto_tile(1, 64, 64, 10, cpu, 4, 64, 4) is None
-    tile = tile_size.auto_tile(1, 3000, 4000, 10, cpu, 4, 64, 4)
-    budget = (8 << 30) * tile_size.MEMORY_FRACTION["cpu"]
     per_px = tile_size.bytes_per_pixel(64, 4, 4)
+    assert tile_size.auto_tile(1, 64, 64, 10, cpu, per_px) is None
+    tile = tile_size.auto_tile(1, 3000, 4000, 10, cpu, per_px)
+    budget = (8 << 30) * tile_size.MEMORY_FRACTION["cpu"]
     assert (tile + 20) ** 2 * per_px <= budget < (tile + 21) ** 2 * per_px
-    assert tile_size.auto_tile(2, 3000, 4000, 10, cpu, 4, 64, 4) < tile  # a batch needs more
-    assert tile_size.auto_tile(1, 3000, 4000, 10, cpu, 2, 64, 4) > tile  # bf16 needs less
+    assert tile_size.auto_tile(2, 3000, 4000, 10, cpu, per_px) < tile  # a batch needs more
+    assert tile_size.auto_tile(1, 3000, 4000, 10, cpu, tile_size.bytes_per_pixel(64, 4, 2)) > tile  # bf16 needs less
 
 
 def test_auto_tile_keeps_a_photo_whole_when_memory_allows(monkeypatch) -> None:
     """Tiles cost context recomputation, so no fixed cap splits an image the memory can hold."""
     monkeypatch.setattr(tile_size, "available_memory", lambda device: 24 << 30)
-    assert tile_size.auto_tile(1, 512, 512, 24, torch.device("cpu"), 4, 64, 4) is None
+    assert tile_size.auto_tile(1, 512, 512, 24, torch.device("cpu"), tile_size.bytes_per_pixel(64, 4, 4)) is None
 
 
 def test_auto_tile_is_used_for_large_inputs(small_weights, monkeypatch) -> None:

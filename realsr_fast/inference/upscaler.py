@@ -54,8 +54,12 @@ class Upscaler:
         """The tile side used for a (batch, 3, height, width) input; None means no tiling."""
         if self.tile is not None:
             return self.tile
-        return auto_tile(batch, height, width, self.tile_pad, self.device, self._runner.itemsize,
-                         self._runner.nf, self.scale, self._runner.workspace_bytes_per_pixel)
+        return auto_tile(batch, height, width, self.tile_pad, self.device, self._pixel_bytes)
+
+    @property
+    def _pixel_bytes(self) -> int:
+        """Planned memory per LR pixel of a tile: the network's activations and the runner's workspace."""
+        return bytes_per_pixel(self._runner.nf, self.scale, self._runner.itemsize) + self._runner.workspace_bytes_per_pixel
 
     def planned_bytes(self, batch: int, height: int, width: int) -> int:
         """The memory this upscaler is planned to use on its device for a (batch, 3, height, width)
@@ -64,11 +68,9 @@ class Upscaler:
         tile = self.tile_size(batch, height, width)
         tile_h, tile_w = (height, width) if tile is None else (min(height, tile + 2 * self.tile_pad),
                                                                 min(width, tile + 2 * self.tile_pad))
-        per_pixel = (bytes_per_pixel(self._runner.nf, self.scale, self._runner.itemsize)
-                     + self._runner.workspace_bytes_per_pixel)
         # The float32 result, and one temporary of its size while it is converted for the caller.
         output = 2 * batch * 3 * self.scale**2 * height * width * 4
-        return self._runner.resident_bytes + batch * tile_h * tile_w * per_pixel + output
+        return self._runner.resident_bytes + batch * tile_h * tile_w * self._pixel_bytes + output
 
     def upscale_tensor(self, x: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
         """x (B, 3, H, W) float in [0, 1] (any device) -> (B, 3, scale*H, scale*W) float32 in

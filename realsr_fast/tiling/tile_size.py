@@ -119,16 +119,16 @@ def available_memory(device: torch.device) -> int:
     return host if headroom is None else min(host, headroom)
 
 
-def auto_tile(batch: int, height: int, width: int, pad: int, device: torch.device,
-              itemsize: int, nf: int, scale: int, workspace_per_pixel: int = 0) -> int | None:
+def auto_tile(batch: int, height: int, width: int, pad: int, device: torch.device, pixel_bytes: int) -> int | None:
     """The tile side for a (batch, 3, height, width) input, or None when the whole image fits.
 
     The tile (with its padding) is the largest square that fits the memory budget, a fraction
-    of the available memory; never below MIN_TILE. `workspace_per_pixel`: bytes per LR pixel a
-    runner keeps beside the network's activations (the Winograd trunk's buffers).
+    of the available memory; never below MIN_TILE. `pixel_bytes`: the planned memory per LR pixel
+    of one batch item, the network's activations (:func:`bytes_per_pixel`) plus what a runner keeps
+    beside them (the Winograd trunk's buffers).
     """
     budget = available_memory(device) * MEMORY_FRACTION[device.type]
-    pixels = budget / (batch * (bytes_per_pixel(nf, scale, itemsize) + workspace_per_pixel))
+    pixels = budget / (batch * pixel_bytes)
     if height * width <= pixels:
         return None
     return max(int(math.sqrt(pixels)) - 2 * pad, MIN_TILE)
