@@ -14,10 +14,11 @@ import torch
 
 from realsr_fast.data.paired import build_paired_dataset
 from realsr_fast.data.paired_reader import PairedCropDataset, paired_files
+from realsr_fast.data.paired_settings import PairedSettings
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_image
 from realsr_fast.models.formats import load_checkpoint
-from realsr_fast.train.batches import SeededCrops, crop_stream, noise_adder, paired_validation_set
+from realsr_fast.train.batches import SeededCrops, StreamSampler, crop_dataset, crop_stream, noise_adder, paired_validation_set
 from realsr_fast.train.config import DataConfig, load_config
 from realsr_fast.train.distributed import DistContext
 from realsr_fast.train.trainer import Trainer
@@ -37,7 +38,7 @@ def dataset(tmp_path_factory) -> Path:
     for i in range(4):
         patch = np.clip(128 + rng.normal(0, 2 + 2 * i, (24, 24, 3)), 0, 255).round().astype(np.uint8)
         write_image(noise_dir / f"n{i}.png", patch)
-    build_paired_dataset(SAMPLES, root / "pairs", noise_dir=noise_dir, scale=SCALE, recipe="bicubic", progress=False)
+    build_paired_dataset(SAMPLES, root / "pairs", PairedSettings(recipe="bicubic", noise=noise_dir, scale=SCALE), progress=False)
     return root / "pairs"
 
 
@@ -126,10 +127,11 @@ def test_crops_are_aligned_and_flipped_alike(dataset):
 
 
 def test_stream_resumes_and_splits_over_ranks(dataset):
-    config = DataConfig(paired=str(dataset), patch=PATCH, workers=0)
+    crops = crop_dataset(DataConfig(paired=str(dataset), patch=PATCH), SCALE)
 
     def take(rank: int, world: int, start: int, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        stream = iter(crop_stream(config, SCALE, 2, 10, rank, world, start, pin_memory=False))
+        sampler = StreamSampler(len(crops), 10, rank, world, start)
+        stream = iter(crop_stream(crops, sampler, 2, workers=0, pin_memory=False))
         return [next(stream) for _ in range(count)]
 
     whole = [pair for hr, lr in take(0, 1, 0, 6) for pair in zip(hr, lr)]  # 12 items

@@ -109,17 +109,13 @@ def crop_dataset(config: DataConfig, scale: int, context: int = 0) -> Dataset:
     return ContextCropDataset(source, patch=config.patch, context=context, align=scale, cache=config.cache)
 
 
-def crop_stream(config: DataConfig, scale: int, batch: int, seed: int, rank: int, world_size: int, start: int,
-                pin_memory: bool, crops: Dataset | None = None) -> DataLoader:
-    """A DataLoader of endless batches for this rank, from its item `start`, of `crops` (default
-    :func:`crop_dataset` without margin): on the fly `(crops with margin, image index)`, `(batch, 3,
-    P + 2c, P + 2c)` uint8 and `(batch,)` int64; with `config.paired` `(hr, lr)` uint8 pairs,
-    `(batch, 3, P, P)` and `(batch, 3, P/s, P/s)`."""
-    crops = crops if crops is not None else crop_dataset(config, scale)
-    sampler = StreamSampler(len(crops), seed, rank, world_size, start)
-    return DataLoader(SeededCrops(crops), batch_size=batch, sampler=sampler, num_workers=config.workers,
-                      collate_fn=stack_pairs, pin_memory=pin_memory, persistent_workers=config.workers > 0)
-
+def crop_stream(crops: Dataset, sampler: StreamSampler, batch: int, workers: int, pin_memory: bool) -> DataLoader:
+    """A DataLoader of endless batches of `crops` in `sampler`'s order (one rank's stream from its
+    start item): on the fly `(crops with margin, image index)`, `(batch, 3, P + 2c, P + 2c)` uint8
+    and `(batch,)` int64; from an offline dataset `(hr, lr)` uint8 pairs, `(batch, 3, P, P)` and
+    `(batch, 3, P/s, P/s)`."""
+    return DataLoader(SeededCrops(crops), batch_size=batch, sampler=sampler, num_workers=workers,
+                      collate_fn=stack_pairs, pin_memory=pin_memory, persistent_workers=workers > 0)
 
 
 def synthetic_kernel_bank(scale: int, seed: int = 0) -> torch.Tensor:

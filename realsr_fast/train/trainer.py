@@ -45,6 +45,7 @@ from realsr_fast.models.rrdbnet import RRDBNet
 from realsr_fast.models.vgg import build_vgg
 from realsr_fast.train import checkpoint as ckpt
 from realsr_fast.train.batches import (
+    StreamSampler,
     ValidationImage,
     build_degrader,
     crop_dataset,
@@ -92,44 +93,13 @@ class Trainer:
         self.channels_last = config.run.channels_last
         torch.manual_seed(config.run.seed)
         np.random.seed(config.run.seed)
-
-        perceptual_net = None
-        if self.gan and config.loss.perceptual_weight > 0:  # first: a missing VGG file stops us before anything else
-            perceptual_net = build_vgg(config.loss.vgg_weights, config.loss.vgg_random_init_test_only)
-            if config.loss.vgg_random_init_test_only and context.is_main:
-                warnings.warn("the perceptual loss uses a RANDOMLY INITIALISED VGG19 (loss.vgg_random_init_test_only): "
-                              "for tests and smoke runs only, the results mean nothing", stacklevel=2)
-        self.perceptual = PerceptualLoss(perceptual_net).to(self.device) if perceptual_net is not None else None
-        self.weights = LossWeights(config.loss.pixel_weight, config.loss.perceptual_weight, config.loss.gan_weight)
-
-        self.degrade_generator = torch.Generator(device=self.device)
-        self.degrader = build_degrader(config.data, config.generator.scale, self.degrade_generator).to(self.device)
-        self.pairs: PairMaker | None = None
-        if config.data.paired is None:
-            margin = kernel_context(self.degrader.kernels.shape[-1], config.generator.scale)
-            self.crops = crop_dataset(config.data, config.generator.scale, margin)
-            # per_image: the kernels `realsr dataset --seed {run.seed}` would give the same images
-            self.pairs = PairMaker(self.degrader, config.data.kernel_draw, self.crops.count, config.run.seed).to(self.device)
-        else:
-            self.crops = crop_dataset(config.data, config.generator.scale)
-        self.validation: list[ValidationImage] = []
-        if config.val.hr is not None and config.val.every and context.is_main and config.data.paired is not None:
-            self.validation = paired_validation_set(config.val.hr, config.generator.scale, config.val.max_images,
-                                                    config.val.crop, self.device)
-        elif config.val.hr is not None and config.val.every and context.is_main:
-            fixed = torch.Generator(device=self.device).manual_seed(config.run.seed)
-            val_degrader = build_degrader(config.data, config.generator.scale, fixed).to(self.device)
-            self.validation = validation_set(config.val.hr, val_degrader, config.val.max_images, config.val.crop, self.device)
-
+        # The order of the stages below is the order of their draws from the seeded RNGs.
+        self._build_losses()
+        self._build_data()
+        self.validation = self._build_validation()
         self.generator = self._build_generator()
         self.discriminator = self._build_discriminator() if self.gan else None
-        betas = tuple(config.optim.betas)
-        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.optim.lr_g, betas=betas)
-        self.scheduler_g = torch.optim.lr_scheduler.MultiStepLR(self.optimizer_g, config.optim.milestones, config.optim.gamma)
-        self.optimizer_d = self.scheduler_d = None
-        if self.discriminator is not None:
-            self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.optim.lr_d, betas=betas)
-            self.scheduler_d = torch.optim.lr_scheduler.MultiStepLR(self.optimizer_d, config.optim.milestones, config.optim.gamma)
+        self._build_optimisers()
         self.iteration = 0
         if resume is not None:
             self._resume(ckpt.find_checkpoint(resume))
@@ -143,6 +113,45 @@ class Trainer:
         self._said_no_lpips = False
 
     # -- building ------------------------------------------------------------------------------
+    def _build_losses(self) -> None:
+        """`perceptual` (the VGG19 features, GAN mode) and the loss `weights`."""
+        loss = self.config.loss
+        perceptual_net = None
+        if self.gan and loss.perceptual_weight > 0:  # first: a missing VGG file stops us before anything else
+            perceptual_net = build_vgg(loss.vgg_weights, loss.vgg_random_init_test_only)
+            if loss.vgg_random_init_test_only and self.context.is_main:
+                warnings.warn("the perceptual loss uses a RANDOMLY INITIALISED VGG19 (loss.vgg_random_init_test_only): "
+                              "for tests and smoke runs only, the results mean nothing", stacklevel=3)
+        self.perceptual = PerceptualLoss(perceptual_net).to(self.device) if perceptual_net is not None else None
+        self.weights = LossWeights(loss.pixel_weight, loss.perceptual_weight, loss.gan_weight)
+
+    def _build_data(self) -> None:
+        """The `degrader` (with its reseeded `degrade_generator`), the `crops` and, on the fly, the
+        `pairs` maker."""
+        data, scale = self.config.data, self.config.generator.scale
+        self.degrade_generator = torch.Generator(device=self.device)
+        self.degrader = build_degrader(data, scale, self.degrade_generator).to(self.device)
+        self.pairs: PairMaker | None = None
+        if data.paired is None:
+            margin = kernel_context(self.degrader.kernels.shape[-1], scale)
+            self.crops = crop_dataset(data, scale, margin)
+            # per_image: the kernels `realsr dataset --seed {run.seed}` would give the same images
+            self.pairs = PairMaker(self.degrader, data.kernel_draw, self.crops.count, self.config.run.seed).to(self.device)
+        else:
+            self.crops = crop_dataset(data, scale)
+
+    def _build_validation(self) -> list[ValidationImage]:
+        """The held-out pairs (on the main process, when `val.hr` and `val.every` are set)."""
+        config = self.config
+        if config.val.hr is None or not config.val.every or not self.context.is_main:
+            return []
+        if config.data.paired is not None:
+            return paired_validation_set(config.val.hr, config.generator.scale, config.val.max_images, config.val.crop,
+                                         self.device)
+        fixed = torch.Generator(device=self.device).manual_seed(config.run.seed)
+        val_degrader = build_degrader(config.data, config.generator.scale, fixed).to(self.device)
+        return validation_set(config.val.hr, val_degrader, config.val.max_images, config.val.crop, self.device)
+
     def _autocast_dtype(self) -> torch.dtype | None:
         precision = self.config.run.precision
         if precision == "auto":
@@ -165,6 +174,17 @@ class Trainer:
     def _build_discriminator(self) -> nn.Module:
         d = self.config.discriminator
         return self._to_device(build_discriminator(d.arch, d.ndf, d.n_layers))
+
+    def _build_optimisers(self) -> None:
+        """Adam and MultiStepLR for G, and for D in GAN mode."""
+        optim = self.config.optim
+        betas = tuple(optim.betas)
+        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=optim.lr_g, betas=betas)
+        self.scheduler_g = torch.optim.lr_scheduler.MultiStepLR(self.optimizer_g, optim.milestones, optim.gamma)
+        self.optimizer_d = self.scheduler_d = None
+        if self.discriminator is not None:
+            self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=optim.lr_d, betas=betas)
+            self.scheduler_d = torch.optim.lr_scheduler.MultiStepLR(self.optimizer_d, optim.milestones, optim.gamma)
 
     def _resume(self, files: ckpt.CheckpointFiles) -> None:
         state = ckpt.load_state(files)
@@ -241,10 +261,9 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------------
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This rank's loader batches from where the run stands (see `train.batches`)."""
-        loader = crop_stream(self.config.data, self.config.generator.scale, self.batch, self.config.run.seed,
-                             self.context.rank, self.context.world_size, self.iteration * self.batch,
-                             self.device.type == "cuda", self.crops)
-        return iter(loader)
+        sampler = StreamSampler(len(self.crops), self.config.run.seed, self.context.rank, self.context.world_size,
+                                self.iteration * self.batch)
+        return iter(crop_stream(self.crops, sampler, self.batch, self.config.data.workers, self.device.type == "cuda"))
 
     def train(self) -> TrainResult:
         """Train up to `optim.iterations`; returns after the final (or the interrupting) checkpoint."""
