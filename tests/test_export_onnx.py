@@ -246,10 +246,10 @@ def test_cli_export_then_upscale_with_onnx_backend_matches_torch(tiny, tmp_path)
 
 
 def test_onnx_option_needs_the_onnx_backend(tmp_path):
-    from realsr_fast.inference.upscale_files import upscale_files
+    from realsr_fast.inference.backends import UpscalerSettings
 
     with pytest.raises(RealSRError, match="--backend onnx"):
-        upscale_files([tmp_path], tmp_path / "out", onnx=tmp_path / "m.onnx")
+        UpscalerSettings(options={"onnx": tmp_path / "m.onnx"})
 
 
 @pytest.mark.slow

@@ -82,3 +82,13 @@ print("imported", len(sys.modules))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_every_backend_extra_is_in_pyproject():
+    """`Backend.extra` (named in `--backend`'s help) is an optional-dependency group of pyproject.toml."""
+    import tomllib
+
+    from realsr_fast.inference.backends import BACKENDS
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert {backend.extra for backend in BACKENDS.values() if backend.extra} <= set(extras)

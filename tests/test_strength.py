@@ -101,7 +101,7 @@ def test_upscaler_at_0_half_and_1(pair, tmp_path, rng):
 def test_every_backend_loads_the_blend(pair, backend):
     """The runners all load `settings.model` through models.load_model: the blend is that model."""
     gan, psnr = pair
-    settings = with_strength_applied(UpscalerSettings(str(gan), "cpu", "auto", backend=backend, strength=0.25,
+    settings = with_strength_applied(UpscalerSettings(str(gan), "auto", "auto", backend=backend, strength=0.25,
                                                       strength_base=str(psnr)))
     assert settings.strength == 1.0 and settings.backend == backend
     expected = numpy_blend(psnr, gan, 0.25)
@@ -123,7 +123,7 @@ def test_ncnn_runs_the_blend(pair, rng):
 def test_what_cannot_blend_says_so(pair, monkeypatch, tmp_path):
     gan, psnr = pair
     with pytest.raises(RealSRError, match="--onnx"):
-        UpscalerSettings(str(gan), backend="onnx", onnx="graph.onnx", strength=0.5)
+        UpscalerSettings(str(gan), backend="onnx", options={"onnx": "graph.onnx"}, strength=0.5)
     with pytest.raises(RealSRError, match="--strength"):
         UpscalerSettings(str(gan), strength=2.0)
     # the default base, esrgan-psnr, is a download: offline and not cached, one clear error

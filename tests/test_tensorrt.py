@@ -137,11 +137,13 @@ def test_cuda_index_names_the_gpu_to_make_current():
         cuda_index(torch.device("cpu"))
 
 
-def test_engine_options_need_the_tensorrt_backend(tmp_path):
-    from realsr_fast.inference.upscale_files import upscale_files
+def test_engine_options_need_the_tensorrt_backend(tmp_path, capsys):
+    from realsr_fast.inference.backends import UpscalerSettings
 
-    with pytest.raises(RealSRError, match="--backend tensorrt"):
-        upscale_files([tmp_path], tmp_path / "out", engine=tmp_path / "m.engine")
+    with pytest.raises(RealSRError, match="--engine, --rebuild-engine, --cuda-graph are options of --backend tensorrt"):
+        UpscalerSettings(options={"engine": tmp_path / "m.engine"})
+    assert cli.main(["upscale", str(tmp_path), "-o", str(tmp_path / "out"), "--backend", "torch", "--cuda-graph"]) == 1
+    assert "add --backend tensorrt" in capsys.readouterr().err
 
 
 # ---- on a GPU with TensorRT ---------------------------------------------------------------

@@ -19,6 +19,7 @@ from PIL import Image
 
 from realsr_fast import cli
 from realsr_fast.errors import RealSRError
+from realsr_fast.inference.backends import UpscalerSettings
 from realsr_fast.inference.upscaler import Upscaler
 
 SCALE = 4
@@ -30,15 +31,18 @@ class FakeUpscaler(Upscaler):
 
     instances: list["FakeUpscaler"] = []
 
-    def __init__(self, model="df2k", device="auto", precision="auto", tile=None, tile_pad=10,
-                 backend="torch", **backend_options):
+    def __init__(self, settings: UpscalerSettings):
         self.scale = SCALE
         self.device = torch.device("cpu")
         self.precision = "fp32"
-        self.options = dict(model=model, device=device, precision=precision, tile=tile,
-                            tile_pad=tile_pad)
+        self.options = dict(model=settings.model, device=settings.device, precision=settings.precision,
+                            tile=settings.tile, tile_pad=settings.tile_pad)
         self.batches: list[tuple[int, ...]] = []
         FakeUpscaler.instances.append(self)
+
+    @classmethod
+    def from_settings(cls, settings: UpscalerSettings) -> FakeUpscaler:
+        return cls(settings)
 
     def upscale_tensor(self, x: torch.Tensor, progress=None) -> torch.Tensor:
         assert x.dim() == 4 and x.shape[1] == 3 and x.dtype == torch.float32
@@ -263,8 +267,8 @@ def test_only_bad_files_never_load_the_model(tmp_path, fake, capsys):
 
 
 def test_model_error_stops_the_batch_without_traceback(tmp_path, rng, fake, monkeypatch, capsys):
-    def refuse(self, model="df2k", **options):
-        raise RealSRError(f"{model}: no such weight file; name a .pth, .param or .safetensors file")
+    def refuse(self, settings):
+        raise RealSRError(f"{settings.model}: no such weight file; name a .pth, .param or .safetensors file")
 
     monkeypatch.setattr(FakeUpscaler, "__init__", refuse)
     for name in ("a.png", "b.png"):
@@ -394,3 +398,29 @@ def ncnn_df2k(ncnn, image: np.ndarray) -> np.ndarray:
     status, output = extractor.extract("output")
     assert status == 0
     return np.rint(np.clip(np.array(output), 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+def test_a_backend_is_its_runner_and_its_table_entry(tmp_path, rng, monkeypatch, capsys):
+    """A new backend with one option needs only its runner module and its `BACKENDS` entry: the CLI
+    offers its flag, the settings check it, and the Upscaler runs it."""
+    from realsr_fast.inference.backends import BACKENDS, Backend, BackendOption, TileRunner
+
+    class Nearest(TileRunner):
+        scale, nf, device, precision = SCALE, 4, torch.device("cpu"), "fp32"
+
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            return x.repeat_interleave(SCALE, dim=2).repeat_interleave(SCALE, dim=3)
+
+    given = {}
+    runner = types.ModuleType("nearest_runner")
+    runner.load_runner = lambda settings, device: given.update(settings.options) or Nearest()
+    monkeypatch.setitem(sys.modules, "nearest_runner", runner)
+    monkeypatch.setitem(BACKENDS, "nearest", Backend("nearest_runner", "a test", options=(
+        BackendOption("gain", "--gain", "a number", parse=float, default=1.0),)))
+    image = random_image(rng)
+    source = save(tmp_path / "in.png", image)
+    assert realsr(source, "-o", tmp_path / "out.png", "--backend", "nearest", "--gain", 2, "--device", "cpu") == 0
+    assert given == {"gain": 2.0}
+    np.testing.assert_array_equal(load(tmp_path / "out.png"), nearest_x4(image))
+    assert realsr(source, "-o", tmp_path / "other.png", "--backend", "torch", "--gain", 2) == 1
+    assert "--gain is an option of --backend nearest; add --backend nearest" in capsys.readouterr().err

@@ -43,9 +43,9 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def make_clip(path: Path, frames: int = 6, height: int = 16, width: int = 24, audio: bool = True,
-              seed: int = 0, subtitles: bool = False) -> list[np.ndarray]:
+              seed: int = 0, subtitles: bool = False, first_pts: int = 0) -> list[np.ndarray]:
     """A lossless RGB clip (FFV1 bgr0) at 24 fps with a 1 kHz FLAC tone (and two SubRip subtitles);
-    returns its frames."""
+    returns its frames. Video and audio start at `first_pts` frames (most clips start at 0)."""
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(frames)]
     with av.open(str(path), "w") as out:
@@ -66,7 +66,7 @@ def make_clip(path: Path, frames: int = 6, height: int = 16, width: int = 24, au
                         out.mux(packet)
         for i, image in enumerate(images):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
+            frame.pts = first_pts + i
             for packet in video.encode(frame):
                 out.mux(packet)
         for packet in video.encode(None):
@@ -76,7 +76,7 @@ def make_clip(path: Path, frames: int = 6, height: int = 16, width: int = 24, au
             tone = (np.sin(np.arange(samples) * 2 * np.pi * 1000 / 8000) * 8000).astype(np.int16)
             for start in range(0, samples, 1024):
                 chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="s16", layout="mono")
-                chunk.sample_rate, chunk.pts = 8000, start
+                chunk.sample_rate, chunk.pts = 8000, start + int(8000 * first_pts / RATE)
                 for packet in sound.encode(chunk):
                     out.mux(packet)
             for packet in sound.encode(None):
@@ -164,6 +164,27 @@ def test_segment_start_and_duration(tmp_path, tiny_model):
     assert np.array_equal(frames[0], upscaler.upscale_image(everything[3]))
 
 
+def test_segment_of_a_clip_whose_first_pts_is_not_0(tmp_path, tiny_model):
+    """--start is measured from the stream's first timestamp, as FFmpeg's -ss is."""
+    source = tmp_path / "late.mkv"
+    everything = make_clip(source, frames=12, first_pts=48)  # starts at 2 s
+    with av.open(str(source)) as container:
+        assert container.streams.video[0].start_time * container.streams.video[0].time_base == 2
+    out = tmp_path / "part.mkv"
+    assert cli.main(["upscale", str(source), "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
+                     "--backend", "torch", "--start", "0.125", "--duration", "0.25", *LOSSLESS]) == 0
+    frames, times = decoded(out)
+    assert len(frames) == 6 and times[0] == 0 and times[-1] == pytest.approx(5 / 24, abs=1e-3)
+    with av.open(str(out)) as container:
+        audio = [float(p.pts * p.time_base) for p in container.demux(container.streams.audio[0]) if p.size]
+    assert audio and 0 <= audio[0] < 0.25  # shifted with the video, so it stays in sync
+    from realsr_fast.inference.upscaler import Upscaler
+
+    upscaler = Upscaler(tiny_model, device="cpu", precision="fp32")
+    for i, got in enumerate(frames):
+        assert np.array_equal(got, upscaler.upscale_image(everything[3 + i]))
+
+
 def test_ten_bit_input_stays_ten_bit(tmp_path, tiny_model):
     source = tmp_path / "deep.mkv"
     with av.open(str(source), "w") as out:
@@ -211,12 +232,12 @@ def test_errors_leave_no_file(tmp_path, tiny_model, capsys, monkeypatch):
             "--backend", "torch"]
     assert cli.main([*args, "--codec", "no-such-codec"]) == 1
     assert "no-such-codec" in capsys.readouterr().err
-    from realsr_fast.inference import upscale_video
+    from realsr_fast.inference import video_stream
 
     def interrupt(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(upscale_video, "upscale_frames", interrupt)
+    monkeypatch.setattr(video_stream, "upscale_frames", interrupt)
     assert cli.main(args) == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
@@ -285,8 +306,9 @@ def test_peak_memory_does_not_grow_with_the_clip(tmp_path, tiny_model):
 def test_batched_frames_and_output_size(tmp_path, tiny_model):
     """Frames batched as on a GPU (3 per call) match one at a time; --outscale sizes frames as images."""
     from realsr_fast.inference.output_size import OutputSize
-    from realsr_fast.inference.upscale_video import VideoOptions, upscale_frames, upscale_video
+    from realsr_fast.inference.upscale_video import upscale_video
     from realsr_fast.inference.upscaler import Upscaler
+    from realsr_fast.inference.video_stream import VideoOptions, upscale_frames
 
     upscaler = Upscaler(tiny_model, device="cpu", precision="fp32", backend="torch")
     source = tmp_path / "clip.mkv"
@@ -295,8 +317,8 @@ def test_batched_frames_and_output_size(tmp_path, tiny_model):
     for image, got in zip(images, batched):
         assert np.abs(got.astype(int) - upscaler.upscale_image(image).astype(int)).max() <= 1
     out = tmp_path / "half.mkv"
-    assert upscale_video(upscaler, source, out, VideoOptions(codec="ffv1", pix_fmt="bgr0", batch=3),
-                         size=OutputSize(scale=2), progress=False) == 4
+    assert upscale_video(upscaler, source, out, VideoOptions(codec="ffv1", pix_fmt="bgr0", batch=3, size=OutputSize(scale=2)),
+                         progress=False) == 4
     frames, _ = decoded(out)
     assert frames[0].shape == (32, 48, 3)
     for image, got in zip(images, frames):

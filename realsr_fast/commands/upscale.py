@@ -5,7 +5,6 @@ import argparse
 import sys
 
 from realsr_fast.commands.arguments import (
-    DEVICES,
     add_model_argument,
     add_offline_argument,
     apply_offline,
@@ -18,7 +17,7 @@ from realsr_fast.commands.arguments import (
 from realsr_fast.commands.compare import add_report_argument, write_upscale_page
 from realsr_fast.errors import RealSRError
 from realsr_fast.image_formats import DEFAULT_QUALITY, OUTPUT_FORMATS
-from realsr_fast.inference.backends import BACKENDS, DEFAULT_STRENGTH_BASE
+from realsr_fast.inference.backends import BACKENDS, DEFAULT_STRENGTH_BASE, UpscalerSettings, device_kinds
 from realsr_fast.tiling import DEFAULT_TILE_PAD
 
 DESCRIPTION = """\
@@ -73,9 +72,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="image or video (.mp4 .mkv .mov .webm .avi .m4v) files and/or folders")
     parser.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                         help="output file (one input file) or folder")
+    add_upscaler_arguments(parser)
+    parser.add_argument("--recursive", action="store_true",
+                        help="also upscale images in sub-folders")
+    parser.add_argument("--format", dest="fmt", choices=tuple(OUTPUT_FORMATS), default=None,
+                        help="output format (default: the input's; PNG for lossless inputs)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo outputs that already exist (default: skip them)")
+    add_output_arguments(parser)
+    add_offline_argument(parser)
+    add_report_argument(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the result")
+    add_video_arguments(parser)
+    parser.set_defaults(func=run, upscale_parser=parser)
+
+
+def add_upscaler_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `UpscalerSettings`: model, device, precision, tiles, backend (with each
+    backend's own options from `BACKENDS`) and strength."""
     add_model_argument(parser, help="a named model (see `realsr models`) or a weight file: ncnn "
                        ".param, .pth or .safetensors (default: %(default)s)")
-    parser.add_argument("--device", default="auto", type=upscale_device, metavar="auto|cpu|cuda|vulkan[:N]",
+    parser.add_argument("--device", default="auto", type=upscale_device, metavar=f"auto|{'|'.join(device_kinds())}[:N]",
                         help="auto picks CUDA when present; vulkan[:N] (any GPU: AMD, Intel, Apple, "
                         "NVIDIA) runs on ncnn (default: %(default)s)")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
@@ -86,29 +103,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "memory, or from the image size on the CPU)")
     parser.add_argument("--tile-pad", type=non_negative_int, default=DEFAULT_TILE_PAD, metavar="N",
                         help="input pixels of context around each tile (default: %(default)s)")
+    backends = ", ".join(f"{name} ({backend.summary}"
+                         + (f"; pip install 'realsr_fast[{backend.extra}]')" if backend.extra else ")")
+                         for name, backend in BACKENDS.items())
     parser.add_argument("--backend", default="auto", choices=tuple(BACKENDS),
-                        help="inference backend: auto (the fastest for this machine, says which "
-                        "and why), torch, ncnn (CPU or Vulkan GPU, ncnn models; pip install "
-                        "'realsr_fast[ncnn]'), onnx (ONNX Runtime, pip install 'realsr_fast[onnx]') "
-                        "or tensorrt (NVIDIA GPU, pip install 'realsr_fast[tensorrt]') "
-                        "(default: %(default)s)")
-    parser.add_argument("--onnx", default=None, metavar="PATH",
-                        help="with --backend onnx: a graph from `realsr export onnx` (default: "
-                        "the model's, exported once to the cache)")
-    parser.add_argument("--engine", default=None, metavar="PATH",
-                        help="with --backend tensorrt: an engine from `realsr export tensorrt` "
-                        "(built there when missing; default: the model's, in the cache)")
-    parser.add_argument("--rebuild-engine", action="store_true",
-                        help="with --backend tensorrt: rebuild the engine (e.g. one made for "
-                        "another GPU or TensorRT version)")
-    parser.add_argument("--cuda-graph", action="store_true",
-                        help="with --backend tensorrt: replay each tile shape as a CUDA graph")
-    parser.add_argument("--recursive", action="store_true",
-                        help="also upscale images in sub-folders")
-    parser.add_argument("--format", dest="fmt", choices=tuple(OUTPUT_FORMATS), default=None,
-                        help="output format (default: the input's; PNG for lossless inputs)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="redo outputs that already exist (default: skip them)")
+                        help=f"inference backend: {backends} (default: %(default)s)")
+    for name, backend in BACKENDS.items():
+        if backend.options:
+            group = parser.add_argument_group(f"with --backend {name}")
+            for option in backend.options:
+                if option.parse is None:
+                    group.add_argument(option.flag, dest=option.name, action="store_true", help=option.help)
+                else:
+                    group.add_argument(option.flag, dest=option.name, type=option.parse, default=option.default,
+                                       metavar=option.metavar, help=option.help)
+    look = parser.add_argument_group("strength")
+    look.add_argument("--strength", type=fraction, default=1.0, metavar="0..1",
+                      help="1: the model alone (default); lower blends in --strength-base, "
+                      "less invented texture")
+    look.add_argument("--strength-base", default=DEFAULT_STRENGTH_BASE, metavar="MODEL",
+                      help="the PSNR-oriented model of the same architecture blended in by --strength "
+                      "(a name or a weights file; e.g. df2k for a `realsr adapt` model) "
+                      "(default: %(default)s, fetched on first use)")
+
+
+def upscaler_settings(args: argparse.Namespace) -> UpscalerSettings:
+    """The settings that `add_upscaler_arguments`' options give; backend options left at their
+    default are not given (so that one of another backend, given, is refused by name)."""
+    options = {option.name: getattr(args, option.name) for backend in BACKENDS.values()
+               for option in backend.options if getattr(args, option.name) != option.initial}
+    return UpscalerSettings(args.model, args.device, args.precision, args.tile, args.tile_pad, args.backend,
+                            args.strength, args.strength_base, options)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """The output's size (`OutputSize`) and file options (quality, metadata)."""
     size = parser.add_argument_group("output size (default: the model's x4)")
     size.add_argument("-s", "--outscale", type=positive_float, default=None, metavar="FLOAT",
                       help="scale factor, e.g. 2 or 2.5 (the x4 output is then resized)")
@@ -122,27 +151,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help=f"JPEG and WebP quality (default: {DEFAULT_QUALITY}; lossless formats ignore it)")
     output.add_argument("--strip-metadata", action="store_true",
                         help="write no EXIF, ICC profile, XMP or DPI (default: kept from the input)")
-    look = parser.add_argument_group("strength")
-    look.add_argument("--strength", type=fraction, default=1.0, metavar="0..1",
-                      help="1: the model alone (default); lower blends in --strength-base, "
-                      "less invented texture")
-    look.add_argument("--strength-base", default=DEFAULT_STRENGTH_BASE, metavar="MODEL",
-                      help="the PSNR-oriented model of the same architecture blended in by --strength "
-                      "(a name or a weights file; e.g. df2k for a `realsr adapt` model) "
-                      "(default: %(default)s, fetched on first use)")
-    add_offline_argument(parser)
-    add_report_argument(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or notes, only the result")
-    add_video_arguments(parser)
-    parser.set_defaults(func=run, upscale_parser=parser)
 
 
 def upscale_device(text: str) -> str:
-    """`--device`: auto, cpu, cuda, cuda:N, vulkan or vulkan:N (argparse type)."""
-    kind, _, index = text.partition(":")
-    if text in DEVICES or (kind in ("cuda", "vulkan") and (not index or index.isdigit())):
+    """`--device`: auto, or a device kind of some backend (cpu, cuda, vulkan), with :N for any but
+    cpu (argparse type)."""
+    kind, colon, index = text.partition(":")
+    if text == "auto" or (kind in device_kinds() and (not colon or (kind != "cpu" and index.isdigit()))):
         return text
-    raise argparse.ArgumentTypeError(f"{text!r} is not auto, cpu, cuda[:N] or vulkan[:N]")
+    names = ["auto", *(kind if kind == "cpu" else f"{kind}[:N]" for kind in device_kinds())]
+    raise argparse.ArgumentTypeError(f"{text!r} is not {', '.join(names[:-1])} or {names[-1]}")
 
 
 def quality(text: str) -> int:
@@ -154,11 +172,11 @@ def quality(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from realsr_fast.report.compare_page import check_page_path
     from realsr_fast.inference.output_size import OutputSize
     from realsr_fast.inference.ranks import gather_reports, shard
-    from realsr_fast.inference.upscale_files import upscale_files
+    from realsr_fast.inference.upscale_files import ImageOptions, upscale_files
     from realsr_fast.inference.upscale_video import VideoOptions, plan_video_jobs, split_video_inputs, upscale_videos
+    from realsr_fast.report.compare_page import check_page_path
 
     if args.outscale is not None and (args.width is not None or args.height is not None):
         args.upscale_parser.error("--outscale and --width/--height both set the output size; give one of them")
@@ -170,30 +188,22 @@ def run(args: argparse.Namespace) -> int:
         size = OutputSize(args.outscale, args.width, args.height)
     except RealSRError as exc:
         args.upscale_parser.error(str(exc))
-    upscaler = dict(  # the same model, device, precision, tiles and strength for images and videos
-        model=args.model, device=args.device, precision=args.precision,
-        tile=args.tile, tile_pad=args.tile_pad, backend=args.backend, onnx=args.onnx,
-        engine=args.engine, rebuild_engine=args.rebuild_engine, cuda_graph=args.cuda_graph,
-        strength=args.strength, strength_base=args.strength_base,
-    )
+    settings = upscaler_settings(args)  # the same upscaler for images and videos, checked before any work
     rank, world = shard()  # under torchrun: this rank's jobs are rank::world of the plan
+    progress = rank == 0 and not args.quiet
     videos, images = split_video_inputs(args.inputs, args.recursive)
     if videos:
         plan_video_jobs(videos, args.output, len(args.inputs) == 1)  # refuse a bad plan before any work
     reports = []
     if images or not videos:
-        reports.append(upscale_files(
-            images or args.inputs, args.output, recursive=args.recursive,
-            fmt=args.fmt, overwrite=args.overwrite,
-            size=size, quality=args.quality, strip_metadata=args.strip_metadata,
-            progress=rank == 0 and not args.quiet, shard=(rank, world), **upscaler,
-        ))
+        options = ImageOptions(args.recursive, args.fmt, args.overwrite, size, args.quality, args.strip_metadata)
+        reports.append(upscale_files(images or args.inputs, args.output, settings, options, progress=progress,
+                                     shard=(rank, world)))
     if videos:
-        video = VideoOptions(args.codec, args.crf, args.pix_fmt, args.start, args.duration,
+        video = VideoOptions(args.codec, args.crf, args.pix_fmt, args.start, args.duration, size=size,
                              metadata=not args.strip_metadata)
-        reports.append(upscale_videos(videos, args.output, single_input=len(args.inputs) == 1,
-                                      overwrite=args.overwrite, progress=rank == 0 and not args.quiet, shard=(rank, world),
-                                      video=video, size=size, **upscaler))
+        reports.append(upscale_videos(videos, args.output, settings, video, single_input=len(args.inputs) == 1,
+                                      overwrite=args.overwrite, progress=progress, shard=(rank, world)))
     reports = gather_reports(reports)  # every rank's, merged on rank 0; None on the others
     if reports is None:
         return 0

@@ -4,7 +4,8 @@ The choice is an ordered list of rules (`RULES`); the first that applies decides
 on the settings and on what the machine is (devices, CPU features, installed packages), never on a
 timing of the user's images, so the first run is as fast as the next. The rules, from the
 measurements in benchmarks/README.md ("Upscale by size", "bf16 against the Winograd fp32 path"):
-- a Vulkan device asked for (`--device vulkan[:N]`): ncnn, the only backend that runs there;
+- a device asked for that torch does not run (`--device vulkan[:N]`): the backend that declares
+  it (`Backend.devices` in `inference.backends.BACKENDS`: ncnn for Vulkan);
 - CUDA: torch (fp16 by default, fp32 redo of overflowing tiles);
 - `--precision bf16` / `fp16`: torch, the only backend with them;
 - `--device auto` without CUDA but with a Vulkan GPU (AMD, Intel, Apple; not a software one)
@@ -27,7 +28,7 @@ import torch
 
 from realsr_fast.device import cpu_has_native_bf16
 from realsr_fast.errors import RealSRError
-from realsr_fast.inference.backends import TileRunner, UpscalerSettings
+from realsr_fast.inference.backends import TORCH_DEVICE_KINDS, TileRunner, UpscalerSettings, device_kind, runs_on
 from realsr_fast.inference.backends import load_runner as load_backend
 from realsr_fast.ops import cpu_isa
 
@@ -56,10 +57,12 @@ def _ncnn_ready(model) -> str | None:
     return None
 
 
-def _vulkan_asked(settings: UpscalerSettings, device: torch.device) -> Choice | None:
-    if settings.device.startswith("vulkan"):
-        return Choice("ncnn", settings.precision, settings.device, f"--device {settings.device} runs on ncnn")
-    return None
+def _own_device_asked(settings: UpscalerSettings, device: torch.device) -> Choice | None:
+    kind = device_kind(settings.device)
+    if settings.device == "auto" or kind in TORCH_DEVICE_KINDS:
+        return None
+    backend = runs_on(kind)[0]
+    return Choice(backend, settings.precision, settings.device, f"--device {settings.device} runs on {backend}")
 
 
 def _cuda(settings: UpscalerSettings, device: torch.device) -> Choice | None:
@@ -105,7 +108,7 @@ def _other_cpu(settings: UpscalerSettings, device: torch.device) -> Choice:
 Rule = Callable[[UpscalerSettings, torch.device], "Choice | None"]
 
 #: The rules in order; the first that returns a choice decides (the last always does).
-RULES: tuple[Rule, ...] = (_vulkan_asked, _cuda, _reduced_precision_asked, _vulkan_gpu, _native_bf16,
+RULES: tuple[Rule, ...] = (_own_device_asked, _cuda, _reduced_precision_asked, _vulkan_gpu, _native_bf16,
                            _winograd_cpu, _other_cpu)
 
 

@@ -61,14 +61,15 @@ class OnnxRunner(TileRunner):
 
 
 def load_runner(settings: UpscalerSettings, device: torch.device) -> OnnxRunner:
-    """ONNX Runtime over `settings.onnx`, or over the model's graph in the cache (exported once).
+    """ONNX Runtime over the option `onnx` (a graph file), or over the model's graph in the cache
+    (exported once).
 
-    precision: auto (fp16 with CUDA, else fp32), fp32 or fp16; with `settings.onnx` the file's own."""
+    precision: auto (fp16 with CUDA, else fp32), fp32 or fp16; with a given graph the file's own."""
     precision = settings.precision
     if precision == "bf16":
         raise RealSRError("the onnx backend runs fp32 or fp16 graphs; use --precision fp32 "
                           "(or the torch backend for bf16)")
-    onnx_path = settings.onnx
+    onnx_path = settings.options["onnx"]
     if onnx_path is None:
         from realsr_fast.export.onnx_export import export_onnx
         from realsr_fast.models.loading import load_model, weights_sha256

@@ -7,7 +7,7 @@ Each plans the same jobs (the plan is deterministic: sorted inputs), keeps jobs 
 reports to rank 0 over a gloo process group (made only for that: the jobs themselves never talk),
 which merges them and prints the one summary; a failure on any rank makes rank 0 exit non-zero.
 When there are fewer videos than ranks, the ranks share each video's frames instead
-(`inference/upscale_video.py`: `FrameShare`, frames sent to rank 0, which encodes) over the same
+(`inference/frame_share.py`: `FrameShare`, frames sent to rank 0, which encodes) over the same
 group. docs/scaling_out.md has the commands.
 """
 from __future__ import annotations

@@ -228,7 +228,7 @@ def _slug(text: str) -> str:
 
 
 def load_runner(settings: UpscalerSettings, device: torch.device) -> TensorRTRunner:
-    """TensorRT over `settings.engine` (built there when missing or when `rebuild_engine`), or
+    """TensorRT over the option `engine` (built there when missing or with `rebuild_engine`), or
     over the model's engine for this GPU in the cache. Tiles that overflow in fp16, or are under
     the engine's minimum side, are run in fp32 by the torch runner."""
     from realsr_fast.inference.torch_runner import TorchRunner
@@ -244,9 +244,10 @@ def load_runner(settings: UpscalerSettings, device: torch.device) -> TensorRTRun
     target = Target.current(device.index)
     network = load_model(settings.model)
     sha = weights_sha256(network.state_dict())
-    engine_path = Path(settings.engine) if settings.engine is not None else cache_file(
+    options = settings.options
+    engine_path = Path(options["engine"]) if options["engine"] is not None else cache_file(
         "tensorrt", f"{sha[:16]}-{_slug(target.gpu_name)}-trt{target.tensorrt_version}.engine")
-    if settings.rebuild_engine or not engine_path.is_file() or not sidecar_path(engine_path).is_file():
+    if options["rebuild_engine"] or not engine_path.is_file() or not sidecar_path(engine_path).is_file():
         profile = Profile(*DEFAULT_PROFILE)
         logger.warning("building the TensorRT engine %s (inputs %d-%d px; takes minutes)",
                        engine_path, profile.min, profile.max)
@@ -259,4 +260,4 @@ def load_runner(settings: UpscalerSettings, device: torch.device) -> TensorRTRun
             fp32.append(TorchRunner(network, device, "fp32"))
         return fp32[0](x)
 
-    return TensorRTRunner(engine_path, device, sha, settings.cuda_graph, fallback)
+    return TensorRTRunner(engine_path, device, sha, options["cuda_graph"], fallback)

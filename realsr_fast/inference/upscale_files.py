@@ -9,21 +9,20 @@ Rules:
 - The output keeps the input's stem; its format is `fmt` if given, else JPEG stays JPEG, lossy
   WebP stays WebP, HEIC/HEIF/AVIF become JPEG and lossless inputs (PNG, TIFF, BMP, lossless
   WebP) become PNG.
-- `size` (an `OutputSize`: --outscale, --width, --height) sets each output's size; default the
-  model's x4. The input's EXIF (orientation 1), ICC profile, XMP and DPI (scaled by the factor)
-  are kept unless `strip_metadata`; `quality` is that of JPEG and WebP outputs.
+- `ImageOptions.size` (an `OutputSize`: --outscale, --width, --height) sets each output's size;
+  default the model's x4. The input's EXIF (orientation 1), ICC profile, XMP and DPI (scaled by
+  the factor) are kept unless `strip_metadata`; `quality` is that of JPEG and WebP outputs.
 - An output that already exists is skipped (outputs are written atomically, so an existing one
   is complete: re-running a stopped batch resumes it); `overwrite=True` redoes it.
 - A plan that would write onto an input file, or two inputs onto one output, is refused before
   any work. A file that cannot be read or written is reported and the batch goes on.
 
 Example:
-    >>> report = upscale_files(["photos/"], "photos_x4/", device="cpu")
+    >>> report = upscale_files(["photos/"], "photos_x4/", UpscalerSettings(device="cpu"))
     >>> print(report.summary())
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -36,12 +35,12 @@ from tqdm import tqdm
 
 from realsr_fast.batch import BatchReport
 from realsr_fast.errors import RealSRError
+from realsr_fast.image_formats import OUTPUT_FORMATS
 from realsr_fast.inference.backends import UpscalerSettings
 from realsr_fast.inference.output_size import OutputSize
 from realsr_fast.io import (
     HEIF_SUFFIXES,
     IMAGE_SUFFIXES,
-    OUTPUT_FORMATS,
     SIXTEEN_BIT_SUFFIXES,
     list_images,
     read_image,
@@ -198,38 +197,50 @@ def _refuse_shared_outputs(jobs: list[Job]) -> None:
         owner[key] = job.source
 
 
+@dataclass(frozen=True)
+class ImageOptions:
+    """What a batch of images does besides the upscaler (the rules: the module docstring).
+
+    recursive: also images in sub-folders; fmt: the output format (None: from the input);
+    overwrite: redo outputs that exist; size: each output's size (default the model's scale);
+    quality: that of JPEG and WebP outputs (1-100; None: `DEFAULT_QUALITY`); strip_metadata:
+    write no EXIF, ICC profile, XMP or DPI.
+    """
+
+    recursive: bool = False
+    fmt: str | None = None
+    overwrite: bool = False
+    size: OutputSize = OutputSize()
+    quality: int | None = None
+    strip_metadata: bool = False
+
+    def __post_init__(self) -> None:
+        if self.quality is not None and not (int(self.quality) == self.quality and 1 <= self.quality <= 100):
+            raise RealSRError(f"--quality must be a whole number from 1 to 100, got {self.quality}")
+
+
 def upscale_files(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
+    settings: UpscalerSettings = UpscalerSettings(),
+    options: ImageOptions = ImageOptions(),
     *,
-    recursive: bool = False,
-    fmt: str | None = None,
-    overwrite: bool = False,
     progress: bool = True,
-    size: OutputSize | None = None,
-    quality: int | None = None,
-    strip_metadata: bool = False,
     shard: tuple[int, int] = (0, 1),
-    **upscaler: object,
 ) -> UpscaleReport:
     """Upscale every image of `inputs` into `output` (see the module docstring for the rules).
 
-    `upscaler` holds the `Upscaler`'s arguments (model, device, precision, tile, tile_pad,
-    backend and its options; see `inference.backends.UpscalerSettings`), checked before any work.
-    The model is loaded once, and only when some image needs it. With `progress`, tqdm bars
-    (images, and tiles of a large image) and notes go to stderr. Bad files end up in
-    `report.failed` with a message naming them; the other images are still done.
+    `settings` picks the model, device, backend and the rest of the `Upscaler` (checked when
+    made, before any work); the model is loaded once, and only when some image needs it. With
+    `progress`, tqdm bars (images, and tiles of a large image) and notes go to stderr. Bad files
+    end up in `report.failed` with a message naming them; the other images are still done.
+    `shard` (rank, world): this process's share of the plan (torchrun, inference/ranks.py).
     """
-    settings = UpscalerSettings(**upscaler)
-    if quality is not None and not (int(quality) == quality and 1 <= quality <= 100):
-        raise RealSRError(f"--quality must be a whole number from 1 to 100, got {quality}")
-    writing = _Writing(size or OutputSize(), None if quality is None else int(quality), strip_metadata)
     start = time.perf_counter()
     report = UpscaleReport()
     jobs = []
-    # shard (rank, world): this process's share of the plan (torchrun, inference/ranks.py).
-    for job in plan_jobs(inputs, output, recursive, fmt)[shard[0]::shard[1]]:
-        if job.target.exists() and not overwrite:
+    for job in plan_jobs(inputs, output, options.recursive, options.fmt)[shard[0]::shard[1]]:
+        if job.target.exists() and not options.overwrite:
             report.skipped.append(job.target)
         else:
             jobs.append(job)
@@ -237,7 +248,7 @@ def upscale_files(
         tqdm.write(f"skipping {len(report.skipped)} image(s) whose output exists "
                    "(--overwrite redoes them)", file=sys.stderr)
     if jobs:
-        _run_jobs(lambda: _load_upscaler(settings, progress), jobs, report, progress, writing)
+        _run_jobs(lambda: _load_upscaler(settings, progress), jobs, report, progress, options)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -245,9 +256,9 @@ def upscale_files(
 def _load_upscaler(settings: UpscalerSettings, progress: bool) -> Upscaler:
     from realsr_fast.inference.upscaler import Upscaler  # heavy: imported only when needed
 
-    upscaler = Upscaler(**dataclasses.asdict(settings))
+    upscaler = Upscaler.from_settings(settings)
     if progress:
-        model = settings.onnx or settings.engine or settings.model
+        model = settings.weights_source
         if settings.strength < 1:
             model = f"{model} at strength {settings.strength:g} over {settings.strength_base}"
         tqdm.write(f"upscaling x{upscaler.scale} with {model} on "
@@ -255,31 +266,22 @@ def _load_upscaler(settings: UpscalerSettings, progress: bool) -> Upscaler:
     return upscaler
 
 
-@dataclass(frozen=True)
-class _Writing:
-    """How each output is sized and written (upscale_files' size, quality, strip_metadata)."""
-
-    size: OutputSize = OutputSize()
-    quality: int | None = None
-    strip_metadata: bool = False
-
-
-def _upscale_one(upscaler: Upscaler, job: Job, image: np.ndarray, writing: _Writing, tiles: Callable) -> None:
+def _upscale_one(upscaler: Upscaler, job: Job, image: np.ndarray, options: ImageOptions, tiles: Callable) -> None:
     """Upscale `image` (read from job.source) to its size and write it with the source's metadata."""
     dtype = image.dtype if job.target.suffix.lower() in SIXTEEN_BIT_SUFFIXES else np.uint8
-    if writing.size.is_model_scale:
+    if options.size.is_model_scale:
         out = upscaler.upscale_image(image, dtype, tiles)
     else:
-        size = writing.size.pixels(image.shape[0], image.shape[1], upscaler.scale)
+        size = options.size.pixels(image.shape[0], image.shape[1], upscaler.scale)
         out = upscaler.upscale_image(image, dtype, tiles, size=size)
     metadata = None
-    if not writing.strip_metadata:
+    if not options.strip_metadata:
         metadata = read_metadata(job.source).resized(image.shape[:2], out.shape[:2])
-    write_image(job.target, out, metadata, writing.quality)
+    write_image(job.target, out, metadata, options.quality)
 
 
 def _run_jobs(load_upscaler: Callable[[], Upscaler], jobs: list[Job], report: UpscaleReport,
-              progress: bool, writing: _Writing = _Writing()) -> None:
+              progress: bool, options: ImageOptions) -> None:
     """Run the jobs; the model is loaded at the first image that reads, and an error loading it
     (no file's fault) stops the batch, while an error reading or writing one file does not."""
     upscaler = None
@@ -295,7 +297,7 @@ def _run_jobs(load_upscaler: Callable[[], Upscaler], jobs: list[Job], report: Up
         upscaler = upscaler or load_upscaler()
         with _TileBar(enabled=progress) as tiles:
             try:
-                _upscale_one(upscaler, job, image, writing, tiles)
+                _upscale_one(upscaler, job, image, options, tiles)
             except RealSRError as exc:
                 _record_failure(report, job, exc, progress)
             else:

@@ -1,6 +1,6 @@
 """`Upscaler`: load a model once on a backend, then upscale images of any size, tile by tile.
 
-The backend (torch, ONNX Runtime, TensorRT: `inference.backends.BACKENDS`) only runs tiles; the
+The backend (torch, ONNX Runtime, TensorRT, ncnn: `inference.backends.BACKENDS`) only runs tiles; the
 upscaler owns everything around them, the same for all: the tile grid and its context pad, the
 automatic tile size, the out-of-memory retry with smaller tiles, and the numpy path (grey, alpha,
 8- and 16-bit images).
@@ -15,7 +15,7 @@ import torch
 
 from realsr_fast.device import resolve_device
 from realsr_fast.errors import RealSRError
-from realsr_fast.inference.backends import UpscalerSettings, load_runner
+from realsr_fast.inference.backends import DEFAULT_STRENGTH_BASE, UpscalerSettings, load_runner
 from realsr_fast.inference.output_size import resize_output
 from realsr_fast.io import image_to_tensor, tensor_to_image
 from realsr_fast.models import DEFAULT_MODEL
@@ -29,8 +29,10 @@ Progress = Callable[[int, int], None]
 class Upscaler:
     """An RRDBNet ready to upscale (weights loaded once, reused across images).
 
-    `backend` and its options (`onnx`, `engine`, `rebuild_engine`, `cuda_graph`) are those of
-    :class:`realsr_fast.inference.backends.UpscalerSettings`.
+    The arguments, `backend`'s own options among them (keywords such as `onnx`, `engine`,
+    `cuda_graph`: the backend's `BackendOption`s in `inference.backends.BACKENDS`), are those of
+    :class:`realsr_fast.inference.backends.UpscalerSettings`; `Upscaler.from_settings` takes such
+    a value as it is.
 
     >>> up = Upscaler("df2k", device="cpu")          # doctest: +SKIP
     >>> up(np.zeros((32, 48, 3), np.uint8)).shape     # doctest: +SKIP
@@ -43,12 +45,22 @@ class Upscaler:
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, device: str = "auto",
                  precision: str = "auto", tile: int | None = None, tile_pad: int = DEFAULT_TILE_PAD,
-                 backend: str = "torch", **backend_options) -> None:
-        settings = UpscalerSettings(model, device, precision, tile, tile_pad, backend, **backend_options)
-        # Vulkan devices belong to ncnn; its tiles come and go through CPU memory.
-        self._runner = load_runner(settings, resolve_device("cpu" if device.startswith("vulkan") else device))
+                 backend: str = "torch", strength: float = 1.0, strength_base: str | os.PathLike = DEFAULT_STRENGTH_BASE,
+                 **backend_options) -> None:
+        self._load(UpscalerSettings(model, device, precision, tile, tile_pad, backend, strength, strength_base,
+                                    backend_options))
+
+    @classmethod
+    def from_settings(cls, settings: UpscalerSettings) -> Upscaler:
+        """The upscaler that `settings` (already checked) describes."""
+        upscaler = cls.__new__(cls)
+        upscaler._load(settings)
+        return upscaler
+
+    def _load(self, settings: UpscalerSettings) -> None:
+        self._runner = load_runner(settings, resolve_device(settings.torch_device))
         self.scale, self.device, self.precision = self._runner.scale, self._runner.device, self._runner.precision
-        self.tile, self.tile_pad = self._runner.tile_for(tile, tile_pad), tile_pad
+        self.tile, self.tile_pad = self._runner.tile_for(settings.tile, settings.tile_pad), settings.tile_pad
 
     def tile_size(self, batch: int, height: int, width: int) -> int | None:
         """The tile side used for a (batch, 3, height, width) input; None means no tiling."""
