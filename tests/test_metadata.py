@@ -164,9 +164,9 @@ def test_16bit_png_keeps_its_metadata(tmp_path):
 
 
 def _png_with_chunks(png: bytes, icc: bytes, exif: bytes, dpi) -> bytes:
-    from realsr_fast.io import ImageMetadata, _png_with_metadata
+    from realsr_fast.io.metadata import ImageMetadata, png_with_metadata
 
-    return _png_with_metadata(png, ImageMetadata(exif, icc, None, dpi))
+    return png_with_metadata(png, ImageMetadata(exif, icc, None, dpi))
 
 
 def test_icc_profile_of_another_colour_space_is_left_out(tmp_path):
