@@ -132,6 +132,7 @@ def make_cases(split: str, family: str, condition: str, side: int, per_photo: in
 def run_method(method: str, inputs: list[Input]) -> tuple[list[np.ndarray], list[dict], float]:
     """Kernels, per-case details and seconds per image of `families`, `spectral` or `kernelgan`."""
     from realsr_fast.kernel_estimation.estimate import estimate_kernels
+    from realsr_fast.kernel_estimation.estimators import KernelSettings
     from realsr_fast.kernel_estimation.families import estimate_families
 
     start = time.perf_counter()
@@ -142,13 +143,13 @@ def run_method(method: str, inputs: list[Input]) -> tuple[list[np.ndarray], list
             kernels.append(estimate.kernel)
             details.append({"family": estimate.chosen.family, "params": estimate.chosen.params,
                             "used": estimate.used.params, "misfit": estimate.chosen.misfit,
-                            "log_size_sd": estimate.chosen.log_size_sd, "trusted": estimate.trusted,
-                            "family_agreement_db": estimate.extra["family_agreement_db"],
+                            "log_size_sd": estimate.chosen.log_size_sd, "trusted": estimate.trust.trusted,
+                            "family_agreement_db": estimate.trust.agreement_db,
                             "fits": {k: list(f.params) for k, f in estimate.fits.items()},
                             "bic": {k: f.bic for k, f in estimate.fits.items()}})
     else:
-        options = {"method": "spectral"} if method == "spectral" else {}
-        estimates = estimate_kernels([i.lr for i in inputs], [str(k) for k in range(len(inputs))], **options)
+        settings = KernelSettings(method=method, device="cpu")
+        estimates = estimate_kernels([i.lr for i in inputs], [str(k) for k in range(len(inputs))], settings)
         kernels = [e.kernel_x2 for e in estimates]
         details = [{} for _ in estimates]
     return kernels, details, (time.perf_counter() - start) / max(1, len(inputs))

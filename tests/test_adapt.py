@@ -18,6 +18,7 @@ from realsr_fast.data.split import materialise, split_names
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import read_image, write_image
 from realsr_fast.kernel_estimation.estimate import estimate_kernel_folder
+from realsr_fast.kernel_estimation.estimators import KernelSettings
 from realsr_fast.kernel_estimation.fallback import FALLBACK_SIGMA, fallback_kernel, training_kernels
 from realsr_fast.models.loading import load_model
 
@@ -75,21 +76,20 @@ def test_adapt_end_to_end_split_files_resume_and_learning(tmp_path, rng):
     assert summary["best"]["iteration"] > 0
 
 
-@pytest.mark.parametrize("extra, prior, method", [([], "none", "families"), (["--method", "kernelgan"], "none", "kernelgan"),
-                                                  (["--method", "kernelgan", "--prior", "fkp"], "fkp", "kernelgan"),
-                                                  (["--method", "spectral"], "none", "spectral")])
-def test_adapt_estimates_kernels_with_the_asked_method(tmp_path, rng, monkeypatch, capsys, extra, prior, method):
+@pytest.mark.parametrize("extra, method", [([], "families"), (["--method", "kernelgan"], "kernelgan"),
+                                           (["--method", "spectral"], "spectral")])
+def test_adapt_estimates_kernels_with_the_asked_method(tmp_path, rng, monkeypatch, capsys, extra, method):
     photos = tmp_path / "photos"
     smooth_photos(photos, rng, count=3, side=96)
     asked = {}
 
-    def estimate(*args, **kwargs):
-        asked.update(kwargs)
+    def estimate(photos, out, settings, **kwargs):
+        asked.update(method=settings.method)
         raise RealSRError("stopped after the kernel stage was asked for")
 
     monkeypatch.setattr(job, "estimate_kernel_folder", estimate)
     assert main(adapt_args(photos, tmp_path / "out", 4) + extra) != 0
-    assert (asked["prior"], asked["method"]) == (prior, method)
+    assert asked["method"] == method
     assert "stopped after the kernel stage" in capsys.readouterr().err
 
 
@@ -240,8 +240,8 @@ def test_one_seed_says_trust_was_not_checked(tmp_path, rng):
 def test_real_multi_seed_reports_are_read(tmp_path, rng):
     """The verdict comes from what `estimate_kernel_folder --seeds 2` really writes, not a hand-made report."""
     smooth_photos(tmp_path / "photos", rng, count=2, side=96)
-    summary = estimate_kernel_folder(tmp_path / "photos", tmp_path / "kernels", scale=4, iterations=2, runs=2,
-                                     device="cpu", progress=False)
+    summary = estimate_kernel_folder(tmp_path / "photos", tmp_path / "kernels",
+                                     KernelSettings(scale=4, iterations=2, runs=2, device="cpu"), progress=False)
     assert summary.done == ["photo0", "photo1"]
     choices = training_kernels(tmp_path / "kernels", tmp_path / "used", 4)
     for choice in choices:

@@ -31,7 +31,7 @@ LAYERS: dict[str, int] = {
     "models": 3, "data": 3, "tiling": 3,
     # 4: what is built on those: kernel estimation, ONNX/TensorRT export, folder evaluation, the
     # report layer (HTML pages, figures, kernel and noise pictures) the applications share
-    "kernelgan": 4, "kernel_estimation": 4, "export": 4, "evaluate": 4, "report": 4,
+    "kernel_estimation": 4, "export": 4, "evaluate": 4, "report": 4,
     # 5: the runtimes: inference over tile runners, training
     "inference": 5, "train": 5,
     # 6: the end-to-end demo job
@@ -150,6 +150,16 @@ def test_no_cycle_between_modules_or_folders():
     graph = import_graph()
     assert cycles(graph) == []
     assert cycles(unit_graph(graph)) == []
+
+
+EVALUATION = "realsr_fast.kernel_estimation.evaluation"
+
+
+def test_no_production_module_imports_the_evaluation_harness():
+    """The kernel yardstick (scikit-image photos, truth kernels) is for tests/ and benchmarks/ only."""
+    importers = sorted(m for m, targets in import_graph().items() if not m.startswith(EVALUATION)
+                       and any(t == EVALUATION or t.startswith(EVALUATION + ".") for t in targets))
+    assert importers == [], f"production modules importing {EVALUATION}: {importers}"
 
 
 def test_the_checker_sees_a_back_edge_and_a_cycle():

@@ -18,8 +18,10 @@ from scipy.special import j1
 from realsr_fast.errors import RealSRError
 from realsr_fast.kernel_estimation import families
 from realsr_fast.kernel_estimation.estimate import estimate_kernels
+from realsr_fast.kernel_estimation.estimators import KernelSettings
 from realsr_fast.kernel_estimation.evaluation import yardstick
-from realsr_fast.kernel_estimation.families import estimate_families, jinc, render_kernel
+from realsr_fast.kernel_estimation.families import estimate_families
+from realsr_fast.kernel_estimation.family_kernels import jinc, render_kernel
 
 
 def field_lr(rng: np.random.Generator, transfer, slope: float, side: int = 512) -> np.ndarray:
@@ -118,11 +120,11 @@ def test_flat_and_tiny_images_are_refused():
 
 def test_estimate_kernels_reports_the_family(rng):
     lr = field_lr(rng, disk_transfer(2.0), 2.4, side=256)
-    (estimate,) = estimate_kernels([lr], ["field"], scale=4, method="families")
+    (estimate,) = estimate_kernels([lr], ["field"], KernelSettings(scale=4, method="families"))
     assert estimate.report["method"] == "families" and estimate.report["family"] in families.FAMILIES
     assert estimate.kernel_x2.shape == (17, 17) and estimate.kernel_x4.shape[0] > 17
     with pytest.raises(RealSRError):
-        estimate_kernels([lr], ["field"], runs=2, method="families")
+        estimate_kernels([lr], ["field"], KernelSettings(runs=2, method="families"))
 
 
 @pytest.mark.heavy  # minutes on a shared 2-core CPU

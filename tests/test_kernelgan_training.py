@@ -127,7 +127,7 @@ def test_empty_input_folder_and_output_inside_it_are_refused(tmp_path, capsys):
 
 
 def test_kernels_seeds_keep_the_medoid_run_and_overwrite_redoes(tmp_path, capsys):
-    from realsr_fast.kernel_estimation.estimate import image_seed
+    from realsr_fast.kernel_estimation.kernelgan.estimate import image_seed
     from realsr_fast.kernel_estimation.postprocess import post_process
 
     src, out = tmp_path / "photos", tmp_path / "out"

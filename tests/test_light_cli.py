@@ -2,7 +2,7 @@
 
 Each check runs in a fresh interpreter, since the test process has torch loaded already. The help's
 choices and defaults come from light modules (`models`, `tiling`, `inference.backends`,
-`image_formats`, `kernelgan`, `demo`, `data.noise_settings`, ...); the verbs import the heavy ones
+`image_formats`, `kernel_estimation` (and its `estimators` table), `demo`, `data.noise_settings`, ...); the verbs import the heavy ones
 inside their `run`.
 """
 from __future__ import annotations

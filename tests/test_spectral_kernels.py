@@ -19,6 +19,7 @@ from realsr_fast.cli import main
 from realsr_fast.errors import RealSRError
 from realsr_fast.kernel_estimation import spectral
 from realsr_fast.kernel_estimation.estimate import estimate_kernel_folder, estimate_kernels
+from realsr_fast.kernel_estimation.estimators import KernelSettings
 from realsr_fast.kernel_estimation.fallback import training_kernels
 from realsr_fast.kernel_estimation.gaussians import BEST_CONSTANT_SIGMA, covariance, gaussian_kernel
 from realsr_fast.kernel_estimation.spectral import (
@@ -105,12 +106,10 @@ def test_estimate_reports_a_centred_kernel_and_half_agreement(rng):
 
 def test_spectral_method_refuses_kernelgan_options():
     image = np.zeros((96, 96, 3), np.uint8)
-    with pytest.raises(RealSRError, match="--seeds and --prior belong to KernelGAN"):
-        estimate_kernels([image], ["a"], runs=2, method="spectral")
-    with pytest.raises(RealSRError, match="--seeds and --prior belong to KernelGAN"):
-        estimate_kernels([image], ["a"], prior="fkp", method="spectral")
+    with pytest.raises(RealSRError, match="--seeds belongs to KernelGAN"):
+        estimate_kernels([image], ["a"], KernelSettings(runs=2, method="spectral"))
     with pytest.raises(RealSRError, match="--method must be one of"):
-        estimate_kernels([image], ["a"], method="guess")
+        estimate_kernels([image], ["a"], KernelSettings(method="guess"))
 
 
 def test_kernels_cli_spectral_writes_every_photo_and_reports_the_flat_one(tmp_path, capsys, rng):
@@ -134,7 +133,7 @@ def test_kernels_cli_spectral_writes_every_photo_and_reports_the_flat_one(tmp_pa
     assert [c.trust for c in choices] == ["trusted", "trusted"]
     assert all("spectral fits to its two halves agree" in c.why for c in choices)
     assert main(["kernels", str(photos), "-o", str(out), "--method", "spectral", "--seeds", "2"]) != 0
-    assert "--seeds and --prior belong to KernelGAN" in capsys.readouterr().err
+    assert "--seeds belongs to KernelGAN" in capsys.readouterr().err
 
 
 def test_untrusted_spectral_estimate_falls_back(tmp_path):
@@ -149,8 +148,8 @@ def test_untrusted_spectral_estimate_falls_back(tmp_path):
 
 
 def test_folder_estimate_needs_one_run_with_the_spectral_method(tmp_path):
-    with pytest.raises(RealSRError, match="--seeds and --prior"):
-        estimate_kernel_folder(tmp_path, tmp_path / "out", runs=3, method="spectral")
+    with pytest.raises(RealSRError, match="--seeds belongs to KernelGAN"):
+        estimate_kernel_folder(tmp_path, tmp_path / "out", KernelSettings(runs=3, method="spectral"))
 
 
 def reference_welch(grey: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -39,9 +39,9 @@ from realsr_fast.data.noise_source import choose_noise
 from realsr_fast.data.split import Roles, materialise, split_roles
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import write_json
-from realsr_fast.kernel_estimation.estimate import Method, estimate_kernel_folder
+from realsr_fast.kernel_estimation.estimate import estimate_kernel_folder
+from realsr_fast.kernel_estimation.estimators import KernelSettings
 from realsr_fast.kernel_estimation.fallback import training_kernels
-from realsr_fast.kernel_estimation.kernelgan.training import Prior
 from realsr_fast.train.config import TrainConfig
 from realsr_fast.train.finetune import MODEL_NAME, PRESETS, FineTuneResult, fine_tune, fine_tune_config
 
@@ -72,8 +72,7 @@ def adapt(
     noise: str | os.PathLike | None = None,
     kernel_iterations: int = 3000,
     seeds: int = 1,
-    prior: Prior = "none",
-    method: Method = "families",
+    method: str = "families",
     noise_patch: int | None = None,
     base: str = "auto",
     device: str = "auto",
@@ -97,8 +96,6 @@ def adapt(
         kernel_iterations: KernelGAN iterations per photo (official 3000).
         seeds: KernelGAN runs per photo; with 2 or more an estimate whose runs disagree is not
             trained on (the constant fallback kernel replaces it); with 1 trust is not checked.
-        prior: KernelGAN's kernel parameterisation, `none` (official) or `fkp` (flow prior);
-            kernels already estimated in `out` are reused whichever prior made them.
         method: `families` (default: `kernelgan.families`, Gaussian, disk and motion blurs fitted to each
             photo's spectrum, JPEG-aware), `kernelgan` (the paper's) or `spectral` (`kernelgan.spectral`);
             `seeds` must be 1 except for `kernelgan`; cached kernels are reused. JPEG photos
@@ -136,9 +133,9 @@ def adapt(
 
     if kernels is None:
         kernels = out / "kernels"
-        summary = estimate_kernel_folder(train_photos, kernels, scale=SCALE, iterations=kernel_iterations, seed=seed,
-                                         runs=seeds, device=device, progress=progress, prior=prior,
-                                         method=method)
+        estimation = KernelSettings(method=method, scale=SCALE, iterations=kernel_iterations, seed=seed, runs=seeds,
+                                    device=device)
+        summary = estimate_kernel_folder(train_photos, kernels, estimation, progress=progress)
         if summary.failed:
             raise RealSRError("kernel estimation failed for " + "; ".join(f"{n}: {why}" for n, why in summary.failed.items()))
     left_out = training_estimates(Path(kernels), roles, out / "kernels_train")

@@ -7,7 +7,6 @@ from realsr_fast.commands.arguments import (
     add_device_argument,
     add_method_argument,
     add_offline_argument,
-    add_prior_argument,
     apply_offline,
     positive_float,
     positive_int,
@@ -73,8 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "disagree (seed agreement below the trust threshold) is not trained on with its estimate "
                         "but with a constant isotropic Gaussian kernel (docs/adapt.md); costs that many times "
                         "KernelGAN's time; cached estimates are reused as they are")
-    add_method_argument(parser, kernelgan_flags="--kernel-iters, --seeds and --prior", default="families")
-    add_prior_argument(parser)
+    add_method_argument(parser, kernelgan_flags="--kernel-iters and --seeds", default="families")
     parser.add_argument("--noise-patch", type=positive_int, default=None,
                         help="side of mined noise patches (default: the largest of 256/128/64/32 that finds enough "
                         "flat patches in the training photos; without any, a noise model fitted to them, docs/adapt.md)")
@@ -107,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     result = adapt(args.photos, args.out, mode=args.mode, minutes=args.minutes, iterations=args.iterations,
                    held_out=args.held_out, kernels=args.kernels, noise=args.noise, kernel_iterations=args.kernel_iters,
-                   seeds=args.seeds, prior=args.prior, method=args.method, noise_patch=args.noise_patch,
+                   seeds=args.seeds, method=args.method, noise_patch=args.noise_patch,
                    base=args.base, device=args.device, seed=args.seed,
                    config=args.config, overrides=args.overrides, clean=not args.already_clean,
                    progress=not args.quiet)

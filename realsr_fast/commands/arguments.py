@@ -7,6 +7,7 @@ import math
 import os
 
 from realsr_fast.download import OFFLINE_ENV
+from realsr_fast.kernel_estimation.estimators import ESTIMATORS
 from realsr_fast.models import DEFAULT_MODEL
 
 
@@ -76,21 +77,11 @@ def add_device_argument(parser: argparse.ArgumentParser,
 
 
 def add_method_argument(parser: argparse.ArgumentParser, kernelgan_flags: str, default: str = "kernelgan") -> None:
-    """`--method kernelgan|spectral|families`: how each photo's kernel is estimated (`kernelgan.estimate.Method`);
+    """`--method NAME`: how each photo's kernel is estimated, a name of `kernel_estimation.estimators.ESTIMATORS`;
     `kernelgan_flags` names this verb's KernelGAN-only options for the help ("--kernel-iters and --seeds")."""
-    parser.add_argument("--method", choices=("kernelgan", "spectral", "families"), default=default,
-                        help="kernelgan: the paper's KernelGAN; spectral: a Gaussian blur fitted to the photo's power "
-                        "spectrum; families: Gaussian, defocus-disk and motion blurs fitted the same way, the likeliest "
-                        "kept, JPEG-aware (no training, seconds per photo; figures in docs/evaluation.md); "
-                        f"default {default}; {kernelgan_flags} are KernelGAN's")
-
-
-def add_prior_argument(parser: argparse.ArgumentParser) -> None:
-    """`--prior none|fkp`: how KernelGAN parameterises its kernel (`kernelgan.training.Prior`)."""
-    parser.add_argument("--prior", choices=("none", "fkp"), default="none",
-                        help="none: official KernelGAN (default); fkp (experimental, scores below the official "
-                        "mode so far, see docs/kernel_prior.md): the kernel is decoded from a latent by a flow "
-                        "trained on DIV2KRK-style kernels (KernelGAN-FKP, Liang et al. CVPR 2021)")
+    parser.add_argument("--method", choices=tuple(ESTIMATORS), default=default,
+                        help="; ".join(f"{name}: {entry.summary}" for name, entry in ESTIMATORS.items())
+                        + f"; default {default}; {kernelgan_flags} are KernelGAN's")
 
 
 def check_model(model: str) -> None:

@@ -68,6 +68,7 @@ from realsr_fast.inference.upscaler import Upscaler
 from realsr_fast.io import atomic_write, image_to_tensor, read_image, tensor_to_image, write_image
 from realsr_fast.kernel_estimation import ITERATIONS
 from realsr_fast.kernel_estimation.estimate import estimate_kernel_folder
+from realsr_fast.kernel_estimation.estimators import KernelSettings
 from realsr_fast.kernel_estimation.kernelgan.crops import prepare_image
 from realsr_fast.models import DEFAULT_MODEL
 from realsr_fast.report.page import write_report
@@ -203,8 +204,9 @@ def _estimate_kernels(job: DemoSettings, clock: StageClock, photos: list[Path]) 
     """Stage "kernels": KernelGAN on every photo at once into `out/kernels` (x2 and x4 kernels)."""
     official = "(the official setting)" if job.iterations == ITERATIONS else f"(the official setting is {ITERATIONS})"
     with clock("kernels", f"KernelGAN x{SCALE} on {len(photos)} photos, {job.iterations} iterations each {official}"):
-        summary = estimate_kernel_folder(job.samples_dir, job.out / "kernels", scale=SCALE, iterations=job.iterations,
-                                         seed=job.seed, batch=len(photos), device=job.device, overwrite=True,
+        settings = KernelSettings(scale=SCALE, iterations=job.iterations, seed=job.seed, batch=len(photos),
+                                  device=job.device)
+        summary = estimate_kernel_folder(job.samples_dir, job.out / "kernels", settings, overwrite=True,
                                          progress=job.progress)
         if summary.failed:
             raise RealSRError("; ".join(f"{name}: {reason}" for name, reason in summary.failed.items()))

@@ -14,6 +14,7 @@ import itertools
 import numpy as np
 import torch
 
+from realsr_fast.kernel_estimation.estimators import Trust
 from realsr_fast.ops import degrade
 
 IDENTICAL_DB = 100.0
@@ -43,3 +44,9 @@ def kernel_agreement_db(image: np.ndarray, kernels: list[np.ndarray]) -> float:
         mse = float((made[a] - made[b]).square().mean())
         worst = min(worst, 10 * np.log10(1 / mse) if mse > 0 else IDENTICAL_DB)
     return float(worst)
+
+
+def agreement_trust(agreement_db: float, threshold_db: float, trusted: bool, compared: str) -> Trust:
+    """The trust of an estimate whose `compared` estimates ("its 2 runs") agree to `agreement_db`."""
+    verdict = f"agree: {agreement_db:.1f} dB >= " if trusted else f"disagree: {agreement_db:.1f} dB < "
+    return Trust(agreement_db, threshold_db, bool(trusted), f"{compared} {verdict}{threshold_db:g} dB")

@@ -1,12 +1,13 @@
 """The kernels training uses: each photo's estimate, or a constant kernel where the estimate is not trusted.
 
-With `--seeds >= 2` a photo's KernelGAN report says whether its runs agreed (`confidence`:
-`seed_agreement_db`, `trusted`); a spectral estimate's report says whether the fits to two halves
-of the photo agreed (`half_agreement_db`, `trusted`). An untrusted estimate is a coin toss:
-training on it would teach the model a blur the camera may not have. It is replaced by the fallback, the isotropic Gaussian of
-width :data:`FALLBACK_SIGMA` (x2; at x4 its analytic x4 kernel, as for an estimate): the best
-constant kernel of the kernel yardstick's benchmark set (`yardstick.best_constant_sigma`,
-docs/kernel_prior.md), which beat the official KernelGAN's estimate on 7 of its 8 photos there.
+A photo's estimate report records its trust, which its estimator reads back (`estimators.Trust`):
+with `--seeds >= 2` whether KernelGAN's runs agreed (`confidence`), for a spectral estimate whether
+the fits to two halves of the photo agreed, for the families whether the runner-up family agreed.
+An untrusted estimate is a coin toss: training on it would teach the model a blur the camera may
+not have. It is replaced by the fallback, the isotropic Gaussian of width :data:`FALLBACK_SIGMA`
+(x2; at x4 its analytic x4 kernel, as for an estimate): the best constant kernel of the kernel
+yardstick's benchmark set (`yardstick.best_constant_sigma`, docs/kernel_prior.md), which beat the
+official KernelGAN's estimate on 7 of its 8 photos there.
 With one run per photo trust is unknown: the estimate is used and the record says it was not checked.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from realsr_fast.data.kernel_bank import find_kernel_files
 from realsr_fast.data.kernel_files import load_kernel
 from realsr_fast.io import atomic_write
-from realsr_fast.kernel_estimation.confidence import TRUSTED_DB
+from realsr_fast.kernel_estimation.estimators import estimator_of
 from realsr_fast.kernel_estimation.gaussians import BEST_CONSTANT_SIGMA, isotropic_gaussian
 from realsr_fast.kernel_estimation.postprocess import analytic_x4
 
@@ -78,24 +79,12 @@ def _choose(photo: str, report_path: Path) -> KernelChoice:
     if not report_path.is_file():
         return KernelChoice(photo, "estimate", "not checked", "no estimate report beside the kernel")
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    if "trusted" not in report:
-        return KernelChoice(photo, "estimate", "not checked",
-                            f"{report.get('runs', 1)} KernelGAN run per photo: trust needs 2 or more (--seeds 2)")
-    if report.get("method") == "families":
-        agreement = float(report["family_agreement_db"])
-        reason = (f"spectrum misfit {report['misfit']:.2f}, agreement with the runner-up blur family "
-                  f"{agreement:.1f} dB")
-        if report["trusted"]:
-            return KernelChoice(photo, "estimate", "trusted", reason + ": within the trust thresholds", agreement)
-        return KernelChoice(photo, "fallback", "untrusted", reason + f": outside the trust thresholds; the isotropic "
-                            f"Gaussian (sigma {FALLBACK_SIGMA} px at x2) is used instead", agreement)
-    if "half_agreement_db" in report:
-        agreement, sources = float(report["half_agreement_db"]), "the spectral fits to its two halves"
-    else:
-        agreement, sources = float(report["seed_agreement_db"]), f"its {report['runs']} runs"
-    if report["trusted"]:
-        return KernelChoice(photo, "estimate", "trusted",
-                            f"{sources} agree: {agreement:.1f} dB >= {TRUSTED_DB:g} dB", agreement)
-    return KernelChoice(photo, "fallback", "untrusted",
-                        f"{sources} disagree: {agreement:.1f} dB < {TRUSTED_DB:g} dB; "
-                        f"the isotropic Gaussian (sigma {FALLBACK_SIGMA} px at x2) is used instead", agreement)
+    estimator = estimator_of(report)
+    trust = estimator.trust_of(report) if estimator is not None else None
+    if trust is None:
+        why = estimator.unchecked if estimator is not None else f"no trust verdict from {report['method']!r}"
+        return KernelChoice(photo, "estimate", "not checked", why)
+    if trust.trusted:
+        return KernelChoice(photo, "estimate", "trusted", trust.reason, trust.agreement_db)
+    return KernelChoice(photo, "fallback", "untrusted", f"{trust.reason}; the isotropic Gaussian (sigma {FALLBACK_SIGMA} px "
+                        "at x2) is used instead", trust.agreement_db)

@@ -1,14 +1,14 @@
 """Blind blur estimation over several lens-blur families by spectral maximum likelihood
 (`realsr kernels --method families`, the default of `realsr adapt`).
 
-`kernelgan.spectral` fits one anisotropic Gaussian to the LR photo's Welch periodogram by the Whittle
+`spectral` fits one anisotropic Gaussian to the LR photo's Welch periodogram by the Whittle
 likelihood of the model
 
     E|Y(u)|^2 = sum_a c |f_a|^-alpha |K(f_a)|^2 + eta^2,   f_a = (u + a) / 2
 
 (a power-law clean image blurred by K, sub-sampled x2 with its 4 aliases, plus white noise). Here the
-same likelihood is maximised for each of three kernel families, whose transfer functions K are closed
-forms (docs/kernel_prior.md, "Kernel families"):
+same likelihood is maximised for each of three kernel families (`family_kernels`), whose transfer
+functions K are closed forms (docs/kernel_prior.md, "Kernel families"):
 
 - `gaussian`: anisotropic Gaussian, widths s1 >= s2 and an angle: exp(-2 pi^2 f'Sf);
 - `disk` (defocus): a uniform disk of radius r, pixel-antialiased (its coverage of each pixel), then a
@@ -37,28 +37,31 @@ training data); either flags the estimate untrusted.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from realsr_fast.errors import RealSRError
 from realsr_fast.kernel_estimation.confidence import IDENTICAL_DB, kernel_agreement_db
-from realsr_fast.kernel_estimation.gaussians import covariance
-from realsr_fast.kernel_estimation.postprocess import X2_SIZE, wanted_centre
+from realsr_fast.kernel_estimation.estimators import KernelEstimate, KernelSettings, Trust
+from realsr_fast.kernel_estimation.family_kernels import FAMILIES, render_kernel, transfer_power
+from realsr_fast.kernel_estimation.postprocess import X2_SIZE
+from realsr_fast.kernel_estimation.quality import kernel_report
 from realsr_fast.kernel_estimation.spectral import (
     FLAT_STD,
     LOWEST_FREQUENCY,
+    SCALE,
     SLOPE_BOUNDS,
     SMALL_TILE,
     TILE,
     _bounded,
+    _minimise,
     _unbounded,
     welch_periodograms,
 )
 
-SCALE = 2
-FAMILIES = ("gaussian", "disk", "motion")
 WIDTH_BOUNDS = (0.1, 8.0)
 """Gaussian widths and the smoothing width g (HR px) during the fit."""
 RADIUS_BOUNDS = (0.3, 8.0)
@@ -98,69 +101,6 @@ STARTS: dict[str, list[tuple[float, ...]]] = {
 """L-BFGS starts per family (family parameters in HR px and radians)."""
 NUISANCE_ITERATIONS, JOINT_ITERATIONS = 40, 120
 """L-BFGS iterations: the image spectrum and noise at the start's blur, then everything together."""
-
-
-def _minimise(loss_of, parameters: torch.Tensor, iterations: int) -> None:
-    """L-BFGS (strong Wolfe line search) on `parameters` in place."""
-    optimiser = torch.optim.LBFGS([parameters], max_iter=iterations, line_search_fn="strong_wolfe",
-                                  tolerance_grad=1e-9, tolerance_change=1e-12)
-
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        loss = loss_of()
-        loss.backward()
-        return loss
-
-    optimiser.step(closure)
-
-
-class _BesselJ1(torch.autograd.Function):
-    """J1 with its derivative J0(x) - J1(x) / x (torch.special.bessel_j1 has no autograd)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.special.bessel_j1(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        safe = torch.where(x.abs() < 1e-6, torch.ones_like(x), x)
-        derivative = torch.where(x.abs() < 1e-6, torch.full_like(x, 0.5),
-                                 torch.special.bessel_j0(x) - torch.special.bessel_j1(safe) / safe)
-        return grad * derivative
-
-
-def jinc(x: torch.Tensor) -> torch.Tensor:
-    """2 J1(x) / x, 1 at 0: the transfer of a unit-area disk at x = 2 pi r |f|."""
-    safe = torch.where(x.abs() < 1e-6, torch.ones_like(x), x)
-    return torch.where(x.abs() < 1e-6, torch.ones_like(x), 2 * _BesselJ1.apply(safe) / safe)
-
-
-def _sinc(x: torch.Tensor) -> torch.Tensor:
-    return torch.sinc(x)
-
-
-def transfer_power(family: str, params: list[torch.Tensor], f_row: torch.Tensor, f_col: torch.Tensor) -> torch.Tensor:
-    """|K(f)|^2 of the family at HR frequencies (cycles/px), parameters in px and radians."""
-    if family == "gaussian":
-        major, minor, angle = params
-        cos, sin = angle.cos(), angle.sin()
-        s_rr = cos * cos * major**2 + sin * sin * minor**2
-        s_rc = cos * sin * (major**2 - minor**2)
-        s_cc = sin * sin * major**2 + cos * cos * minor**2
-        return torch.exp(-4 * math.pi**2 * (s_rr * f_row * f_row + 2 * s_rc * f_row * f_col + s_cc * f_col * f_col))
-    box = (_sinc(f_row) * _sinc(f_col)).square()
-    radius2 = f_row.square() + f_col.square()
-    if family == "disk":
-        radius, smooth = params
-        shape = jinc(2 * math.pi * radius * radius2.sqrt()).square()
-    elif family == "motion":
-        length, angle, smooth = params
-        shape = _sinc(length * (angle.cos() * f_row + angle.sin() * f_col)).square()
-    else:
-        raise RealSRError(f"unknown kernel family {family!r}; choose one of {', '.join(FAMILIES)}")
-    return shape * box * torch.exp(-4 * math.pi**2 * smooth**2 * radius2)
 
 
 _BOUNDS = {"gaussian": (WIDTH_BOUNDS, WIDTH_BOUNDS, None), "disk": (RADIUS_BOUNDS, SMOOTH_BOUNDS),
@@ -226,48 +166,6 @@ class FamilyFit:
     def kernel(self, size: int = X2_SIZE) -> np.ndarray:
         """`(size, size)` float64 x2 kernel, sum 1, centred as KernelGAN's."""
         return render_kernel(self.family, self.params, size)
-
-
-def render_kernel(family: str, params: tuple[float, ...], size: int = X2_SIZE, supersample: int = 8) -> np.ndarray:
-    """`(size, size)` float64 x2 kernel of a family member, sum 1, centred at `wanted_centre(size)`.
-
-    Disk and segment are pixel-antialiased (their coverage of each pixel, on a `supersample` finer grid),
-    then blurred by the smoothing Gaussian.
-    """
-    centre = wanted_centre(size, SCALE)
-    offsets = np.arange(size) - centre
-    if family == "gaussian":
-        major, minor, angle = params
-        inverse = np.linalg.inv(covariance(max(major, 1e-3), max(minor, 1e-3), angle))
-        d = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), axis=-1)
-        kernel = np.exp(-0.5 * np.einsum("...i,ij,...j->...", d, inverse, d))
-        return kernel / kernel.sum()
-    fine = (np.arange(size * supersample) + 0.5) / supersample - 0.5 - centre
-    fr, fc = np.meshgrid(fine, fine, indexing="ij")
-    if family == "disk":
-        radius, smooth = params
-        shape = (fr**2 + fc**2 <= radius**2).astype(np.float64)
-        if shape.sum() == 0:
-            shape[np.unravel_index(np.argmin(fr**2 + fc**2), shape.shape)] = 1
-    elif family == "motion":
-        length, angle, smooth = params
-        steps = max(2, int(math.ceil(length * supersample * 2)) + 1)
-        t = np.linspace(-length / 2, length / 2, steps)
-        rows = np.round((centre + t * math.cos(angle) + 0.5) * supersample - 0.5).astype(int)
-        cols = np.round((centre + t * math.sin(angle) + 0.5) * supersample - 0.5).astype(int)
-        keep = (rows >= 0) & (rows < size * supersample) & (cols >= 0) & (cols < size * supersample)
-        shape = np.zeros_like(fr)
-        np.add.at(shape, (rows[keep], cols[keep]), 1.0)
-    else:
-        raise RealSRError(f"unknown kernel family {family!r}; choose one of {', '.join(FAMILIES)}")
-    kernel = shape.reshape(size, supersample, size, supersample).sum(axis=(1, 3))
-    if smooth > 0.05:
-        half = size // 2
-        g = np.exp(-0.5 * (np.arange(-half, half + 1) / smooth) ** 2)
-        g /= g.sum()
-        kernel = np.apply_along_axis(lambda v: np.convolve(v, g, mode="same"), 0, kernel)
-        kernel = np.apply_along_axis(lambda v: np.convolve(v, g, mode="same"), 1, kernel)
-    return kernel / kernel.sum()
 
 
 def _objective(periodogram: torch.Tensor, family: str, used: torch.Tensor):
@@ -391,9 +289,8 @@ class FamiliesEstimate:
     """The lowest-BIC fit, before shrinking."""
     used: FamilyFit
     """The shrunk fit `kernel` draws."""
-    trusted: bool
-    jpeg_quality: float | None = None
-    extra: dict = field(default_factory=dict)
+    trust: Trust
+    """Agreement with the runner-up family (`family_agreement_db`) and the chosen fit's misfit."""
 
 
 def estimate_families(image: np.ndarray, jpeg_table: np.ndarray | None = None,
@@ -426,4 +323,33 @@ def estimate_families(image: np.ndarray, jpeg_table: np.ndarray | None = None,
     # What the runner-up family would do to this photo, against what the kept kernel does (dB).
     agreement = kernel_agreement_db(image, [kernel, shrink(ranked[1]).kernel()]) if len(ranked) > 1 else IDENTICAL_DB
     trusted = chosen.misfit <= MAX_MISFIT and agreement >= MIN_FAMILY_AGREEMENT_DB
-    return FamiliesEstimate(kernel, fits, chosen, kept, trusted, extra={"family_agreement_db": agreement})
+    return FamiliesEstimate(kernel, fits, chosen, kept, _trust(chosen.misfit, agreement, trusted))
+
+
+def estimate(images: Sequence[np.ndarray], names: Sequence[str], settings: KernelSettings,
+             jpeg_tables: Sequence[np.ndarray | None], on_progress: Callable[[int], None] | None) -> list[KernelEstimate]:
+    """The `families` estimator (`estimators.ESTIMATORS`): `estimate_families` on each photo, with its JPEG table."""
+    estimates = []
+    for image, table in zip(images, jpeg_tables):
+        found = estimate_families(image, table)
+        chosen = found.chosen
+        report = kernel_report(found.kernel, (0.0, 0.0), True, settings.scale)
+        report.update(method="families", family=chosen.family, fit_params=list(chosen.params),
+                      used_params=list(found.used.params), log_size_sd=chosen.log_size_sd, spectrum_slope=chosen.slope,
+                      misfit=chosen.misfit, trusted=found.trust.trusted, family_agreement_db=found.trust.agreement_db,
+                      jpeg=table is not None, bic={name: fit.bic for name, fit in found.fits.items()})
+        if on_progress is not None:
+            on_progress(1)
+        estimates.append(KernelEstimate.at_scale(found.kernel, settings.scale, found.trust, report))
+    return estimates
+
+
+def trust_of(report: dict) -> Trust:
+    """The runner-up agreement and misfit a families report records."""
+    return _trust(report["misfit"], float(report["family_agreement_db"]), report["trusted"])
+
+
+def _trust(misfit: float, agreement: float, trusted: bool) -> Trust:
+    reason = (f"spectrum misfit {misfit:.2f}, agreement with the runner-up blur family {agreement:.1f} dB: "
+              + ("within the trust thresholds" if trusted else "outside the trust thresholds"))
+    return Trust(agreement, MIN_FAMILY_AGREEMENT_DB, bool(trusted), reason)

@@ -56,15 +56,14 @@ def shift_to_centre(k: np.ndarray, scale: int = 2) -> tuple[np.ndarray, np.ndarr
     return ndimage.shift(padded, shift), shift
 
 
-def post_process(raw: np.ndarray, zeroize: bool = True) -> PostProcessed:
+def post_process(raw: np.ndarray) -> PostProcessed:
     """G's `(13, 13)` kernel -> the saved `(17, 17)` x2 kernel, as the official `post_process_k`.
 
-    `zeroize=False` skips step 1 (for kernels that are smooth already, as the flow prior's): keeping
-    about 40 taps cuts a wide kernel's tails, which narrows it (its cost on true DIV2KRK kernels:
-    docs/kernel_prior.md).
+    Step 1 keeps about 40 taps, which cuts a wide kernel's tails and narrows it (its cost on true
+    DIV2KRK kernels: docs/kernel_prior.md).
     """
     raw = np.asarray(raw, dtype=np.float64)
-    shifted, shift = shift_to_centre(zeroize_negligible(raw) if zeroize else raw / raw.sum())
+    shifted, shift = shift_to_centre(zeroize_negligible(raw))
     cut_mass = 0.0
     extra = (shifted.shape[0] - X2_SIZE) // 2
     if extra > 0:

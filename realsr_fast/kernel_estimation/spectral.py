@@ -21,16 +21,18 @@ family's spread), since a photo's own softness adds to the blur it shows.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from realsr_fast.errors import RealSRError
-from realsr_fast.kernel_estimation.confidence import kernel_agreement_db
+from realsr_fast.kernel_estimation.confidence import TRUSTED_DB, agreement_trust, kernel_agreement_db
+from realsr_fast.kernel_estimation.estimators import KernelEstimate, KernelSettings, Trust
 from realsr_fast.kernel_estimation.gaussians import BEST_CONSTANT_SIGMA, covariance, gaussian_kernel
 from realsr_fast.kernel_estimation.postprocess import X2_SIZE
+from realsr_fast.kernel_estimation.quality import kernel_report
 
 SCALE = 2
 """The estimate is the x2 kernel (x4 is derived from it, as for KernelGAN)."""
@@ -65,6 +67,8 @@ for a steep power law (widths -> 0); the cap and the spectrum-first starts of `f
 STARTS = [(s1, s2, angle) for s1, s2 in ((0.8, 0.8), (1.3, 1.3), (2.0, 2.0), (1.3, 0.8), (2.0, 0.8), (2.0, 1.3))
            for angle in ((0.0,) if s1 == s2 else (0.0, 0.8, 1.6, 2.4))]
 """L-BFGS starts (sigma_major, sigma_minor, angle): the likelihood has local optima in the angle."""
+HALVES = "the spectral fits to its two halves"
+"""What the trust compares (`SpectralEstimate.half_agreement_db`)."""
 
 
 @dataclass
@@ -180,9 +184,9 @@ def _unbounded(value: float, low: float, high: float) -> float:
     return math.log(t / (1 - t))
 
 
-def _minimise(loss_of: Callable[[], torch.Tensor], parameters: torch.Tensor) -> None:
-    """L-BFGS (strong Wolfe line search) on `parameters` in place."""
-    optimiser = torch.optim.LBFGS([parameters], max_iter=200, line_search_fn="strong_wolfe",
+def _minimise(loss_of: Callable[[], torch.Tensor], parameters: torch.Tensor, iterations: int = 200) -> None:
+    """L-BFGS (strong Wolfe line search, at most `iterations`) on `parameters` in place."""
+    optimiser = torch.optim.LBFGS([parameters], max_iter=iterations, line_search_fn="strong_wolfe",
                                   tolerance_grad=1e-9, tolerance_change=1e-12)
 
     def closure() -> torch.Tensor:
@@ -272,3 +276,28 @@ def estimate_blur(image: np.ndarray) -> SpectralEstimate:
     start = [(fit.sigma_major, fit.sigma_minor, fit.angle)]
     halves = [shrunk(fit_blur(half, start)).kernel() for half in periodograms.halves]
     return SpectralEstimate(used.kernel(), fit, used, kernel_agreement_db(image, halves))
+
+
+def estimate(images: Sequence[np.ndarray], names: Sequence[str], settings: KernelSettings,
+             jpeg_tables: Sequence[np.ndarray | None], on_progress: Callable[[int], None] | None) -> list[KernelEstimate]:
+    """The `spectral` estimator (`estimators.ESTIMATORS`): `estimate_blur` on each photo, the halves' agreement
+    (`half_agreement_db`, trusted from `TRUSTED_DB`) as its trust."""
+    estimates = []
+    for image in images:
+        spectral = estimate_blur(image)
+        agreement = spectral.half_agreement_db
+        trust = agreement_trust(agreement, TRUSTED_DB, agreement >= TRUSTED_DB, HALVES)
+        report = kernel_report(spectral.kernel, (0.0, 0.0), True, settings.scale)
+        fit = spectral.fit
+        report.update(method="spectral", fit_sigma_major_px=fit.sigma_major, fit_sigma_minor_px=fit.sigma_minor,
+                      angle_deg=float(np.degrees(fit.angle)), spectrum_slope=fit.slope,
+                      half_agreement_db=agreement, trusted=trust.trusted)
+        if on_progress is not None:
+            on_progress(1)
+        estimates.append(KernelEstimate.at_scale(spectral.kernel, settings.scale, trust, report))
+    return estimates
+
+
+def trust_of(report: dict) -> Trust:
+    """The halves' agreement a spectral report records."""
+    return agreement_trust(float(report["half_agreement_db"]), TRUSTED_DB, report["trusted"], HALVES)

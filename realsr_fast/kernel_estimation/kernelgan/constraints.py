@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from realsr_fast.data.imresize import bicubic_kernel
+from realsr_fast.kernel_estimation.kernelgan import LAMBDA_BICUBIC_START
 from realsr_fast.kernel_estimation.kernelgan.networks import G_KERNEL_SIZE
 from realsr_fast.kernel_estimation.postprocess import wanted_centre
 
@@ -32,8 +33,6 @@ WANTED_CENTRE = wanted_centre(G_KERNEL_SIZE, 2)
 
 LAMBDA_SUM2ONE = 0.5
 LAMBDA_BOUNDARIES = 0.5
-LAMBDA_BICUBIC_START = 5.0  # upstream KernelGAN (learner.py)
-LAMBDA_BICUBIC_START_REALSR = 20.0  # the copy of KernelGAN inside Tencent/Real-SR (codes/preprocess)
 LAMBDA_BICUBIC_MIN = 5e-6
 LAMBDA_BICUBIC_DECAY = 100.0
 LAMBDA_CENTRALIZED_END = 1.0

@@ -18,14 +18,14 @@ gets exactly what it would get alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from realsr_fast.kernel_estimation import ITERATIONS
+from realsr_fast.kernel_estimation.kernelgan import LAMBDA_BICUBIC_START
 from realsr_fast.kernel_estimation.kernelgan.constraints import (
-    LAMBDA_BICUBIC_START,
     ConstraintSchedule,
     bicubic_loss,
     kernel_constraints,
@@ -33,7 +33,6 @@ from realsr_fast.kernel_estimation.kernelgan.constraints import (
     penalty_mask,
 )
 from realsr_fast.kernel_estimation.kernelgan.crops import D_CROP, G_CROP, crop_corners
-from realsr_fast.kernel_estimation.kernelgan.fkp import LATENT_LR, FlowGenerator, latent_init, latent_learning_rate
 from realsr_fast.kernel_estimation.kernelgan.networks import (
     BatchedDiscriminator,
     BatchedGenerator,
@@ -41,8 +40,6 @@ from realsr_fast.kernel_estimation.kernelgan.networks import (
     discriminator_init,
     generator_init,
 )
-
-Prior = Literal["none", "fkp"]
 
 ADAM_BETAS = (0.5, 0.999)
 NOISE_CHUNK = 64
@@ -105,7 +102,6 @@ def train_kernelgan(
     device: torch.device | str = "cpu",
     on_iteration: Callable[[int], None] | None = None,
     dtype: torch.dtype = torch.float32,
-    prior: Prior = "none",
     bicubic_weight: float = LAMBDA_BICUBIC_START,
 ) -> KernelGANResult:
     """Train one KernelGAN per image, all together.
@@ -120,9 +116,6 @@ def train_kernelgan(
         dtype: float32 (as the official code); float64 to check the batched computation against
             single-image runs, whose float32 rounding differences GAN training amplifies within
             a few dozen iterations.
-        prior: "none" (the official G and constraints) or "fkp": G's kernel is the flow prior's
-            decoding of a per-image latent, trained alone with the GAN loss (see `fkp`); D, crops,
-            noise and iterations stay the official ones.
         bicubic_weight: the bicubic loss's starting weight: 5 as upstream KernelGAN, 20 as the copy
             inside Real-SR's code.
 
@@ -133,13 +126,8 @@ def train_kernelgan(
         raise ValueError("train_kernelgan needs one seed per image and at least one image")
     device = torch.device(device)
     init_generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    if prior == "fkp":
-        form = "collapsed"  # the flow generator has no deep form
-        g_net = FlowGenerator([latent_init(g) for g in init_generators]).to(device, dtype)
-        opt_g = torch.optim.Adam([g_net.latent], lr=LATENT_LR, betas=ADAM_BETAS)
-    else:
-        g_net = BatchedGenerator([generator_init(g) for g in init_generators]).to(device, dtype)
-        opt_g = torch.optim.Adam(g_net.parameters(), lr=learning_rate(0), betas=ADAM_BETAS, fused=True)
+    g_net = BatchedGenerator([generator_init(g) for g in init_generators]).to(device, dtype)
+    opt_g = torch.optim.Adam(g_net.parameters(), lr=learning_rate(0), betas=ADAM_BETAS, fused=True)
     d_net = BatchedDiscriminator([discriminator_init(g) for g in init_generators]).to(device, dtype)
     opt_d = torch.optim.Adam(d_net.parameters(), lr=learning_rate(0), betas=ADAM_BETAS, fused=True)
 
@@ -159,8 +147,6 @@ def train_kernelgan(
         lr = learning_rate(iteration)
         for group in opt_d.param_groups + opt_g.param_groups:
             group["lr"] = lr
-        if prior == "fkp":
-            opt_g.param_groups[0]["lr"] = latent_learning_rate(iteration)
         g_in = source.crops(g_corners[iteration], G_CROP)
         d_noise = noise.next()
         d_real = source.crops(d_corners[iteration], D_CROP) + d_noise[:, 0] * (2.0 / 255.0)
@@ -170,13 +156,9 @@ def train_kernelgan(
         g_out, kernel = g_net(g_in, form, next_kernel)
         d_fake = d_net(g_out[:, None], d_net.normalised_weights(passes=1, grad=False))[:, 0]
         loss_bicubic = bicubic_loss(g_out, g_in)
-        loss_g = (1 - d_fake).abs().mean(-1)
-        if prior == "none":
-            loss_g = loss_g + schedule.weighted_sum(loss_bicubic, kernel_constraints(kernel, mask))
+        loss_g = (1 - d_fake).abs().mean(-1) + schedule.weighted_sum(loss_bicubic, kernel_constraints(kernel, mask))
         loss_g.sum().backward()
         opt_g.step()
-        if prior == "fkp":
-            g_net.project()
 
         # D step: real, then fake from the updated G (two forwards, two power iterations).
         opt_d.zero_grad(set_to_none=True)
@@ -193,5 +175,5 @@ def train_kernelgan(
         if on_iteration is not None:
             on_iteration(iteration)
 
-    constrained = (schedule.lambda_sparse > 0).tolist() if prior == "none" else [True] * len(images)
+    constrained = (schedule.lambda_sparse > 0).tolist()
     return KernelGANResult(kernels=kernel.detach().to("cpu", torch.float64), constrained=constrained)
