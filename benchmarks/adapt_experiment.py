@@ -72,14 +72,17 @@ def main() -> None:
     import torch
 
     from realsr_fast.adaptation.job import adapt
+    from realsr_fast.adaptation.settings import AdaptKernels, AdaptNoise, AdaptSettings, AdaptTraining
 
     torch.set_num_threads(args.threads)
 
     hr, kernels, noise = write_camera(args.out / "camera", args.seed)
     load = os.getloadavg()
     started = time.perf_counter()
-    result = adapt(hr, args.out / "adapt", minutes=args.minutes, held_out=0.25, kernels=kernels, noise=noise,
-                   device="cpu", seed=args.seed, overrides=args.overrides, clean=False)
+    settings = AdaptSettings(kernels=AdaptKernels(kernels), noise=AdaptNoise(noise),
+                             training=AdaptTraining(minutes=args.minutes, overrides=tuple(args.overrides)),
+                             held_out=0.25, clean=False, device="cpu", seed=args.seed)
+    result = adapt(hr, args.out / "adapt", settings)
     start, best = result.fine_tune.curve[0], result.fine_tune.best
     record = {"minutes": args.minutes, "threads": args.threads, "overrides": args.overrides, "held_out": result.held_out,
               "load_average_at_start": load, "load_average_at_end": os.getloadavg(), "cpu_count": os.cpu_count(),

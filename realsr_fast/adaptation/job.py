@@ -1,4 +1,4 @@
-"""`adapt(photos, out)`: photos -> roles, HR, kernels, noise -> fine-tuned model + honest report.
+"""`adapt(photos, out, settings)`: photos -> roles, HR, kernels, noise -> fine-tuned model + honest report.
 
 Stages, each cached in OUT so that running the same command again resumes and never redoes:
 1. roles by a hash of each photo's name (`split.split_roles`): training photos, validation photos
@@ -7,13 +7,15 @@ Stages, each cached in OUT so that running the same command again resumes and ne
    `OUT/split/train_photos/` the training photos as given;
 2. `OUT/hr/`: clean-up (MATLAB bicubic 1/2 of each photo, `data.cleanup`);
 3. `OUT/kernels/`: x4 kernels of the training photos, blur families (default), KernelGAN or spectral
-   (`kernelgan.estimate_kernel_folder`), or `kernels=`; `OUT/kernels_train/`: the estimates of
-   training photos only (a validation or test photo's estimate is left out, whoever made it);
+   (`kernel_estimation.estimate_kernel_folder`), or a folder given (`settings.kernels.folder`);
+   `OUT/kernels_train/`: the estimates of training photos only (a validation or test photo's
+   estimate is left out, whoever made it);
    `OUT/kernels_used/`: what training reads, each of those or, where its `seeds` runs disagree,
-   the constant fallback kernel (`kernelgan.fallback`);
+   the constant fallback kernel (`kernel_estimation.fallback`);
 4. `OUT/noise/`: noise of the training photos (`data.noise_source`: official mining rule, the
-   rule adapted to the measured noise, or a fitted noise model), or `noise=`;
-5. the base (`--base`, `scoring.choose_base`), `OUT/run/` (checkpoints), `OUT/curve.json`,
+   rule adapted to the measured noise, or a fitted noise model), or a folder given
+   (`settings.noise.folder`);
+5. the base (`settings.base`, `scoring.choose_base`), `OUT/run/` (checkpoints), `OUT/curve.json`,
    `OUT/model.safetensors` (best on the validation photos);
 6. the test scores, `OUT/report.html`, `OUT/curve.png`, `OUT/summary.json`.
 The validation and test LR are made with the training photos' kernels and noise (the Trainer's
@@ -24,12 +26,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 from realsr_fast.adaptation.report import FinishedRun, write_outputs
 from realsr_fast.adaptation.scoring import BaseChoice, choose_base, score_test_photos
+from realsr_fast.adaptation.settings import AdaptSettings, AdaptTraining
 from realsr_fast.batch import refuse_output_in_sources, source_images
 from realsr_fast.data.cleanup import cleanup_folder
 from realsr_fast.data.jpeg import jpeg_quality_of_folder
@@ -43,7 +45,7 @@ from realsr_fast.kernel_estimation.estimate import estimate_kernel_folder
 from realsr_fast.kernel_estimation.estimators import KernelSettings
 from realsr_fast.kernel_estimation.fallback import training_kernels
 from realsr_fast.train.config import TrainConfig
-from realsr_fast.train.finetune import MODEL_NAME, PRESETS, FineTuneResult, fine_tune, fine_tune_config
+from realsr_fast.train.finetune import MODEL_NAME, PRESETS, FineTuneResult, FineTuneSettings, fine_tune, fine_tune_config
 
 SCALE = 4
 NOISE_SOURCE = "noise_source.json"  # in OUT: which source made OUT/noise (data.noise_source)
@@ -51,6 +53,10 @@ NOISE_SOURCE = "noise_source.json"  # in OUT: which source made OUT/noise (data.
 
 @dataclass
 class AdaptResult:
+    """What `adapt` made in `out`: the model, the report and summary files, the photos' roles, the
+    fine-tune's curve, the starting model chosen and summary.json's `test` (photos, scores or why
+    there are none)."""
+
     out: Path
     model: Path
     report: Path
@@ -58,118 +64,105 @@ class AdaptResult:
     roles: Roles
     fine_tune: FineTuneResult
     base: BaseChoice
-    test: dict = field(default_factory=dict)  # summary.json's `test`: photos, scores or why there are none
+    test: dict = field(default_factory=dict)
 
 
-def adapt(
-    photos: str | os.PathLike,
-    out: str | os.PathLike,
-    mode: str = "psnr",
-    minutes: float | None = None,
-    iterations: int | None = None,
-    held_out: float = 0.2,
-    kernels: str | os.PathLike | None = None,
-    noise: str | os.PathLike | None = None,
-    kernel_iterations: int = 3000,
-    seeds: int = 1,
-    method: str = "families",
-    noise_patch: int | None = None,
-    base: str = "auto",
-    device: str = "auto",
-    seed: int = 0,
-    config: str | os.PathLike | None = None,
-    overrides: Sequence[str] = (),
-    clean: bool = True,
-    progress: bool = True,
-) -> AdaptResult:
-    """Fine-tune the official DF2K model for the camera of `photos` (module docstring).
-
-    Args:
-        photos: folder of one camera's photos (never written).
-        out: output folder; running again with the same one resumes.
-        mode: `psnr` (L1 alone) or `gan` (L1 + VGG + RaGAN, the paper's weights).
-        minutes: wall-clock budget of training + validation, summed over resumed runs.
-        iterations: iteration budget (default: the preset's `optim.iterations`).
-        held_out: fraction of photos kept for validation, and as many for test (at least one each
-            with 3 or more photos; with 2 photos there is no test photo and no test score).
-        kernels, noise: existing kernel / noise folders instead of estimating them from the photos.
-        kernel_iterations: KernelGAN iterations per photo (official 3000).
-        seeds: KernelGAN runs per photo; with 2 or more an estimate whose runs disagree is not
-            trained on (the constant fallback kernel replaces it); with 1 trust is not checked.
-        method: `families` (default: `kernelgan.families`, Gaussian, disk and motion blurs fitted to each
-            photo's spectrum, JPEG-aware), `kernelgan` (the paper's) or `spectral` (`kernelgan.spectral`);
-            `seeds` must be 1 except for `kernelgan`; cached kernels are reused. JPEG photos
-            (`data.jpeg.jpeg_quality_of_folder`) train with the `kernel+noise+jpeg` recipe at their quality.
-        noise_patch: side of the mined noise patches; None: the largest of 256/128/64/32 that
-            finds enough flat patches (`data.noise_source`).
-        base: starting model, `auto` (the better of df2k and realesrgan-x4plus on the validation
-            photos when the latter is installed, else df2k), `df2k`, `realesrgan-x4plus` or a file.
-        device: `auto`, `cpu` or `cuda`.
-        config: a preset other than `configs/adapt*.yaml`; `overrides`: dotted `key=value` on top.
-        clean: False when `photos` already are clean HR images (skips the 1/2 clean-up).
+def adapt(photos: str | os.PathLike, out: str | os.PathLike, settings: AdaptSettings = AdaptSettings()) -> AdaptResult:
+    """Fine-tune the official DF2K model for the camera of the photos in the folder `photos` (never
+    written) into the folder `out` (running again with the same one resumes), as `settings` says;
+    the stages are in the module docstring. JPEG photos (`data.jpeg.jpeg_quality_of_folder`) train
+    with the `kernel+noise+jpeg` recipe at their quality.
 
     Raises:
         RealSRError: unusable photos or settings, no noise patch found, missing weights.
     """
-    if mode not in PRESETS:
-        raise RealSRError(f"--mode must be one of {', '.join(PRESETS)}, got {mode!r}")
-    if minutes is not None and minutes <= 0:
-        raise RealSRError(f"--minutes must be more than 0, got {minutes}")
+    _check(settings.training)
     out = Path(out)
     refuse_output_in_sources(out, [photos])
     names = [path.stem for path in source_images(photos, "photo")]
-    roles = split_roles(names, held_out, seed)
+    roles = split_roles(names, settings.held_out, settings.seed)
     out.mkdir(parents=True, exist_ok=True)
+    train_photos = _split_photos(Path(photos), out, roles, settings)
 
+    kernels = _kernels(train_photos, out, settings)
+    left_out = training_estimates(kernels, roles, out / "kernels_train")
+    kernel_choices = training_kernels(out / "kernels_train", out / "kernels_used", SCALE)
+
+    noise_dir = Path(settings.noise.folder) if settings.noise.folder is not None else out / "noise"
+    training = settings.training
+    jpeg_quality = jpeg_quality_of_folder(source_images(train_photos, "photo"))
+    train_config = fine_tune_config(FineTuneSettings(
+        out / "split" / "train", out / "split" / "val", out / "kernels_used", noise_dir, out / "run", training.mode,
+        settings.device, training.iterations, settings.seed, jpeg_quality, training.config, training.overrides))
+    noise_source = _noise(train_photos, out, train_config, settings)
+
+    train_config, base_choice = _base(train_config, out, settings)
+    minutes = training.minutes
+    result = fine_tune(train_config, out, minutes)
+    test = _test(roles, len(names), train_config, out)
+    paths = write_outputs(out, FinishedRun(train_config, result, roles, base_choice, kernels, kernel_choices,
+                                           left_out, noise_dir, noise_source, test, minutes))
+    return AdaptResult(out, out / MODEL_NAME, paths.report, paths.summary, roles, result, base_choice, test)
+
+
+def _check(training: AdaptTraining) -> None:
+    """RealSRError for a mode without a preset or a time budget that is not positive."""
+    if training.mode not in PRESETS:
+        raise RealSRError(f"--mode must be one of {', '.join(PRESETS)}, got {training.mode!r}")
+    if training.minutes is not None and training.minutes <= 0:
+        raise RealSRError(f"--minutes must be more than 0, got {training.minutes}")
+
+
+def _split_photos(photos: Path, out: Path, roles: Roles, settings: AdaptSettings) -> Path:
+    """Stages 1 and 2: the HR of each role in `OUT/split/<role>/` (cleaned up into `OUT/hr/` first,
+    unless `settings.clean` is off), and the training photos as given; returns the folder of those."""
     hr = out / "hr"
-    report = cleanup_folder(photos, hr, progress=progress) if clean else None
-    if report is not None and report.failed:
-        raise RealSRError("clean-up failed for " + "; ".join(f"{p}: {why}" for p, why in report.failed))
-    hr_source = hr if clean else Path(photos)
+    if settings.clean:
+        report = cleanup_folder(photos, hr, progress=settings.progress)
+        if report.failed:
+            raise RealSRError("clean-up failed for " + "; ".join(f"{p}: {why}" for p, why in report.failed))
+    hr_source = hr if settings.clean else photos
     for role, role_names in (("train", roles.train), ("val", roles.val), ("test", roles.test)):
         materialise(hr_source, role_names, out / "split" / role)
     train_photos = out / "split" / "train_photos"
-    materialise(Path(photos), roles.train, train_photos)
+    materialise(photos, roles.train, train_photos)
+    return train_photos
 
-    if kernels is None:
-        kernels = out / "kernels"
-        estimation = KernelSettings(method=method, scale=SCALE, iterations=kernel_iterations, seed=seed, runs=seeds,
-                                    device=device)
-        summary = estimate_kernel_folder(train_photos, kernels, estimation, progress=progress)
-        if summary.failed:
-            raise RealSRError("kernel estimation failed for " + "; ".join(f"{n}: {why}" for n, why in summary.failed.items()))
-    left_out = training_estimates(Path(kernels), roles, out / "kernels_train")
-    kernel_choices = training_kernels(out / "kernels_train", out / "kernels_used", SCALE)
 
-    noise_dir = Path(noise) if noise is not None else out / "noise"
-    jpeg_quality = jpeg_quality_of_folder(source_images(train_photos, "photo"))
-    if jpeg_quality is not None:  # JPEG photos: the LR is compressed last, around their quality (#28)
-        overrides = ["data.recipe=kernel+noise+jpeg", f"data.jpeg_quality={jpeg_quality}", *overrides]  # --set wins
-    train_config = fine_tune_config(out / "split" / "train", out / "split" / "val", out / "kernels_used", noise_dir,
-                                    out / "run", mode, device, iterations, seed, config, overrides)
-    if noise is None:
-        noise_source = _noise(train_photos, noise_dir, out / NOISE_SOURCE, train_config, noise_patch, seed, progress)
-    else:
-        noise_source = {"source": "given", "description": f"given with --noise: {noise} (used as it is)"}
+def _kernels(train_photos: Path, out: Path, settings: AdaptSettings) -> Path:
+    """Stage 3's estimates: the folder given, or `OUT/kernels/` estimated from the training photos."""
+    if settings.kernels.folder is not None:
+        return Path(settings.kernels.folder)
+    kernels, chosen = out / "kernels", settings.kernels
+    estimation = KernelSettings(method=chosen.method, scale=SCALE, iterations=chosen.iterations, seed=settings.seed,
+                                runs=chosen.seeds, device=settings.device)
+    summary = estimate_kernel_folder(train_photos, kernels, estimation, progress=settings.progress)
+    if summary.failed:
+        raise RealSRError("kernel estimation failed for " + "; ".join(f"{n}: {why}" for n, why in summary.failed.items()))
+    return kernels
 
-    if any(o.startswith("generator.init=") for o in overrides):
-        init = train_config.generator.init
-        base_choice = BaseChoice(str(init) if init else "none (random initialisation)", "set with --set generator.init")
-    else:
-        base_choice = choose_base(base, train_config, out / "split" / "val")
-        train_config.generator.init = base_choice.chosen
-    result = fine_tune(train_config, out, minutes)
-    test = {"photos": list(roles.test)}
+
+def _base(config: TrainConfig, out: Path, settings: AdaptSettings) -> tuple[TrainConfig, BaseChoice]:
+    """Stage 5's starting model: `generator.init` when `--set` gives it, else `settings.base` as
+    chosen on the validation photos; returns `config` starting from it, and the choice."""
+    if any(o.startswith("generator.init=") for o in settings.training.overrides):
+        init = config.generator.init
+        return config, BaseChoice(str(init) if init else "none (random initialisation)", "set with --set generator.init")
+    choice = choose_base(settings.base, config, out / "split" / "val")
+    return replace(config, generator=replace(config.generator, init=choice.chosen)), choice
+
+
+def _test(roles: Roles, photos: int, config: TrainConfig, out: Path) -> dict:
+    """Stage 6's summary.json `test`: the test photos and their scores per model, or why there are
+    none (`photos` in all)."""
+    test: dict = {"photos": list(roles.test)}
     if roles.test:
-        scores, count = score_test_photos(train_config, out / "split" / "test", out / MODEL_NAME,
-                                          str(train_config.generator.init))
+        scores, count = score_test_photos(config, out / "split" / "test", out / MODEL_NAME, str(config.generator.init))
         test.update(scores=scores, images=count)
     else:
-        test["why"] = (f"no test score: {len(names)} photos give one to train on and one to choose the checkpoint; "
+        test["why"] = (f"no test score: {photos} photos give one to train on and one to choose the checkpoint; "
                        "3 or more photos give a test photo that no choice has seen")
-    paths = write_outputs(out, FinishedRun(train_config, result, roles, base_choice, Path(kernels), kernel_choices,
-                                           left_out, noise_dir, noise_source, test, minutes))
-    return AdaptResult(out, out / MODEL_NAME, paths.report, paths.summary, roles, result, base_choice, test)
+    return test
 
 
 def training_estimates(estimates: Path, roles: Roles, target: Path) -> list[str]:
@@ -201,19 +194,24 @@ def training_estimates(estimates: Path, roles: Roles, target: Path) -> list[str]
     return sorted(left_out)
 
 
-def _noise(train_photos: Path, noise_dir: Path, record: Path, config: TrainConfig, requested: int | None, seed: int,
-           progress: bool) -> dict:
-    """The noise folder of the training photos (`data.noise_source`), made once: its source is
-    recorded in `record`, and a folder without that record (an earlier version's) is made again."""
+def _noise(train_photos: Path, out: Path, config: TrainConfig, settings: AdaptSettings) -> dict:
+    """Stage 4: what made the noise folder, the one given or `OUT/noise/` of the training photos
+    (`data.noise_source`), made once: its source is recorded in `OUT/noise_source.json`, and a
+    folder without that record (an earlier version's) is made again."""
+    if settings.noise.folder is not None:
+        return {"source": "given", "description": f"given with --noise: {settings.noise.folder} (used as it is)"}
+    noise_dir, record = out / "noise", out / NOISE_SOURCE
+    photos = sorted(p.stem for p in train_photos.iterdir())
     if record.is_file() and (noise_dir / MANIFEST_NAME).is_file():
         cached = json.loads(record.read_text(encoding="utf-8"))
-        if cached.get("photos") == sorted(p.stem for p in train_photos.iterdir()):
+        if cached.get("photos") == photos:
             return cached
     scale = config.generator.scale
     needed = -(-config.data.patch // scale)
     if config.val.crop:
         needed = max(needed, -(-config.val.crop // scale))
-    choice = choose_noise(train_photos, noise_dir, needed, requested, seed=seed, progress=progress)
-    source = {**choice.as_dict(), "description": choice.describe(), "photos": sorted(p.stem for p in train_photos.iterdir())}
+    choice = choose_noise(train_photos, noise_dir, needed, settings.noise.patch, seed=settings.seed,
+                          progress=settings.progress)
+    source = {**choice.as_dict(), "description": choice.describe(), "photos": photos}
     write_json(record, source)
     return source

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from realsr_fast.adaptation.settings import AdaptKernels, AdaptNoise, AdaptSettings, AdaptTraining
 from realsr_fast.commands.arguments import (
     add_device_argument,
     add_method_argument,
@@ -11,7 +12,6 @@ from realsr_fast.commands.arguments import (
     positive_float,
     positive_int,
 )
-from realsr_fast.kernel_estimation import ITERATIONS
 
 DESCRIPTION = """\
 Make a model for one camera from a folder of its photos. Whole photos get one of three roles by
@@ -40,6 +40,8 @@ What a run costs (RRDBNet 16.7 M parameters, PSNR mode; measured numbers in docs
   GPU (the paper's 128 px crops x 16, bf16): a target of several iterations per second, i.e.
     thousands of iterations in 15 minutes; NOT measured yet."""
 
+DEFAULTS = AdaptSettings()
+
 EPILOG = """\
 examples:
   realsr adapt photos/ -o my_camera/ --minutes 15
@@ -54,29 +56,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("photos", metavar="PHOTOS", help="folder of one camera's photos (never written)")
     parser.add_argument("-o", "--output", dest="out", required=True, metavar="OUT",
                         help="output folder (re-running resumes)")
-    parser.add_argument("--mode", choices=("psnr", "gan"), default="psnr",
+    parser.add_argument("--mode", choices=("psnr", "gan"), default=DEFAULTS.training.mode,
                         help="psnr: L1 alone; gan: L1 + VGG + RaGAN with the paper's weights (default: %(default)s)")
-    parser.add_argument("--minutes", type=positive_float, default=None,
+    parser.add_argument("--minutes", type=positive_float, default=DEFAULTS.training.minutes,
                         help="wall-clock budget of training + validation (default: none)")
-    parser.add_argument("--iterations", type=positive_int, default=None,
-                        help="iteration budget (default: the preset's, 1000)")
-    parser.add_argument("--held-out", type=positive_float, default=0.2, metavar="FRACTION",
+    parser.add_argument("--iterations", type=positive_int, default=DEFAULTS.training.iterations,
+                        help="iteration budget (default: the preset's optim.iterations)")
+    parser.add_argument("--held-out", type=positive_float, default=DEFAULTS.held_out, metavar="FRACTION",
                         help="fraction of photos kept for validation and as many for test, at least one each with "
                         "3 or more photos (default: %(default)s)")
     parser.add_argument("--kernels", metavar="DIR", default=None, help="use these kernels instead of running KernelGAN")
     parser.add_argument("--noise", metavar="DIR", default=None, help="use these noise patches instead of mining them")
-    parser.add_argument("--kernel-iters", type=positive_int, default=ITERATIONS,
+    parser.add_argument("--kernel-iters", type=positive_int, default=DEFAULTS.kernels.iterations,
                         help="KernelGAN iterations per photo (default: %(default)s, the official setting)")
-    parser.add_argument("--seeds", type=positive_int, default=1,
+    parser.add_argument("--seeds", type=positive_int, default=DEFAULTS.kernels.seeds,
                         help="KernelGAN runs per photo (default: %(default)s); with 2 or more, a photo whose runs "
                         "disagree (seed agreement below the trust threshold) is not trained on with its estimate "
                         "but with a constant isotropic Gaussian kernel (docs/adapt.md); costs that many times "
                         "KernelGAN's time; cached estimates are reused as they are")
-    add_method_argument(parser, kernelgan_flags="--kernel-iters and --seeds", default="families")
-    parser.add_argument("--noise-patch", type=positive_int, default=None,
+    add_method_argument(parser, kernelgan_flags="--kernel-iters and --seeds", default=DEFAULTS.kernels.method)
+    parser.add_argument("--noise-patch", type=positive_int, default=DEFAULTS.noise.patch,
                         help="side of mined noise patches (default: the largest of 256/128/64/32 that finds enough "
                         "flat patches in the training photos; without any, a noise model fitted to them, docs/adapt.md)")
-    parser.add_argument("--base", default="auto", metavar="auto|df2k|realesrgan-x4plus|PATH",
+    parser.add_argument("--base", default=DEFAULTS.base, metavar="auto|df2k|realesrgan-x4plus|PATH",
                         help="starting model (default: auto, the better of df2k and realesrgan-x4plus on the "
                         "validation photos when the realesrgan extra is installed, else df2k)")
     parser.add_argument("--already-clean", action="store_true",
@@ -85,7 +87,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="a training preset instead of configs/adapt.yaml (adapt_gan.yaml in GAN mode)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted training override, e.g. --set optim.lr_g=1e-4 (repeatable)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split, KernelGAN and training (default: 0)")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
+                        help="seed of the split, KernelGAN and training (default: %(default)s)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch CPU threads (default: torch's); 1 on a CPU shared with other jobs, where two "
                         "threads spin-waiting for each other slow a training step (docs/adapt.md)")
@@ -103,12 +106,13 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    result = adapt(args.photos, args.out, mode=args.mode, minutes=args.minutes, iterations=args.iterations,
-                   held_out=args.held_out, kernels=args.kernels, noise=args.noise, kernel_iterations=args.kernel_iters,
-                   seeds=args.seeds, method=args.method, noise_patch=args.noise_patch,
-                   base=args.base, device=args.device, seed=args.seed,
-                   config=args.config, overrides=args.overrides, clean=not args.already_clean,
-                   progress=not args.quiet)
+    settings = AdaptSettings(
+        kernels=AdaptKernels(args.kernels, args.method, args.kernel_iters, args.seeds),
+        noise=AdaptNoise(args.noise, args.noise_patch),
+        training=AdaptTraining(args.mode, args.minutes, args.iterations, args.config, tuple(args.overrides)),
+        held_out=args.held_out, base=args.base, clean=not args.already_clean, device=args.device, seed=args.seed,
+        progress=not args.quiet)
+    result = adapt(args.photos, args.out, settings)
     from realsr_fast.adaptation.report import test_line
 
     print(f"{test_line(result.test)}; base {result.base.chosen}; model {result.model}, report {result.report}")

@@ -14,14 +14,14 @@ Trainer's settings; its checkpoints are deleted, as the demo never resumes), `cu
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 from realsr_fast.data.split import materialise, split_names
 from realsr_fast.device import resolve_device
 from realsr_fast.train.checkpoint import CHECKPOINT_DIR
-from realsr_fast.train.finetune import MODEL_NAME, fine_tune, fine_tune_config
+from realsr_fast.train.finetune import MODEL_NAME, FineTuneSettings, fine_tune, fine_tune_config
 
 HELD_OUT = 0.25
 """Fraction of the photos held out: one of the four samples."""
@@ -56,9 +56,10 @@ def adapt_to_samples(out: Path, hr_dir: Path, names: Sequence[str], iterations: 
     shutil.rmtree(folder, ignore_errors=True)
     materialise(hr_dir, train, folder / "train")
     materialise(hr_dir, held_out, folder / "held_out")
-    overrides = [f"val.every={iterations}", f"run.checkpoint_every={iterations}", f"run.progress={str(progress).lower()}"]
-    config = fine_tune_config(folder / "train", folder / "held_out", out / "kernels", out / "noise", folder / "run",
-                              "psnr", device, iterations, seed, overrides=overrides)
+    config = fine_tune_config(FineTuneSettings(folder / "train", folder / "held_out", out / "kernels", out / "noise",
+                                               folder / "run", "psnr", device, iterations, seed))
+    config = replace(config, val=replace(config.val, every=iterations),
+                     run=replace(config.run, checkpoint_every=iterations, progress=progress))
     where = resolve_device(device)
     result = fine_tune(config, folder, keep_best=False)
     shutil.rmtree(folder / "run" / CHECKPOINT_DIR, ignore_errors=True)

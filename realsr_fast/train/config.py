@@ -175,6 +175,13 @@ def resolve_preset(path: str | os.PathLike) -> Path:
 def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML preset (a file, or a packaged preset's name; None: all defaults), apply
     `key=value` overrides, check everything."""
+    return with_overrides(read_config(path), overrides)
+
+
+def read_config(path: str | os.PathLike | None) -> TrainConfig:
+    """A YAML preset (a file, or a packaged preset's name; None: all defaults) as a config, its keys
+    and types checked but not its values: a preset may leave the data folders to the caller, who
+    finishes it with :func:`with_overrides`."""
     data: dict[str, Any] = {}
     if path is not None:
         path = resolve_preset(path)
@@ -184,6 +191,12 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -
             raise RealSRError(f"{path} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise RealSRError(f"{path} must hold a mapping of sections (generator, data, ...)")
+    return build(TrainConfig, data, "")
+
+
+def with_overrides(config: TrainConfig, overrides: Sequence[str] = ()) -> TrainConfig:
+    """`config` with the `key=value` overrides applied (last wins), everything checked."""
+    data = config.to_dict()
     for override in overrides:
         apply_override(data, override)
     config = build(TrainConfig, data, "")

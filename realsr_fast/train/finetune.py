@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +20,7 @@ from realsr_fast.device import resolve_device
 from realsr_fast.io import write_json
 from realsr_fast.models.formats import save_safetensors
 from realsr_fast.train import checkpoint as ckpt
-from realsr_fast.train.config import PRESET_DIR, TrainConfig, load_config
+from realsr_fast.train.config import PRESET_DIR, TrainConfig, read_config, with_overrides
 from realsr_fast.train.distributed import init_distributed
 from realsr_fast.train.trainer import Trainer
 
@@ -29,7 +29,31 @@ MODEL_NAME = "model.safetensors"
 #: The packaged presets of each mode (adapt.yaml: PSNR mode, CPU sizes).
 PRESETS = {"psnr": "adapt.yaml", "gan": "adapt_gan.yaml"}
 #: On a GPU the paper's crop and batch (docs/METHOD.md §7) replace the preset's CPU sizes.
-GPU_OVERRIDES = ("data.patch=128", "data.batch=16", "data.workers=4", "val.crop=256")
+GPU_DATA = {"patch": 128, "batch": 16, "workers": 4}
+GPU_VAL_CROP = 256
+#: The recipe of JPEG photos: the LR is compressed last, around their quality (#28).
+JPEG_RECIPE = "kernel+noise+jpeg"
+
+
+@dataclass(frozen=True)
+class FineTuneSettings:
+    """What a fine-tune reads and how it trains: the training and validation HR folders, the kernel
+    and noise banks, the run folder (checkpoints); the preset of `mode` (`PRESETS`) or the `config`
+    file; the device, the iteration budget (None: the preset's) and the seed; the photos' JPEG
+    quality (None: not JPEG photos); and dotted `key=value` `overrides` (the user's), applied last."""
+
+    train_hr: Path
+    val_hr: Path
+    kernels: str | os.PathLike
+    noise: str | os.PathLike
+    run_dir: Path
+    mode: str = "psnr"
+    device: str = "auto"
+    iterations: int | None = None
+    seed: int = 0
+    jpeg_quality: float | None = None
+    config: str | os.PathLike | None = None
+    overrides: Sequence[str] = ()
 
 
 @dataclass
@@ -44,18 +68,19 @@ class FineTuneResult:
     validation: list = field(default_factory=list)  # the Trainer's held-out ValidationImage pairs
 
 
-def fine_tune_config(train_hr: Path, val_hr: Path, kernels: str | os.PathLike, noise: str | os.PathLike, run_dir: Path,
-                     mode: str = "psnr", device: str = "auto", iterations: int | None = None, seed: int = 0,
-                     config: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """The Trainer config of a fine-tune: the `mode` preset (or `config`), the data and run folders,
-    the paper's sizes on CUDA, then `overrides` (dotted `key=value`, last wins)."""
-    settings = [f"data.hr={train_hr}", f"val.hr={val_hr}", f"data.kernels={kernels}", f"data.noise={noise}",
-                f"run.out={run_dir}", f"run.device={device}", f"run.seed={seed}"]
-    if resolve_device(device).type == "cuda":
-        settings += GPU_OVERRIDES
-    if iterations is not None:
-        settings.append(f"optim.iterations={iterations}")
-    return load_config(config or PRESET_DIR / PRESETS[mode], [*settings, *overrides])
+def fine_tune_config(settings: FineTuneSettings) -> TrainConfig:
+    """The Trainer config of a fine-tune: the preset, the folders, the paper's sizes on CUDA, the
+    JPEG recipe for JPEG photos, then `settings.overrides` (last wins)."""
+    preset = read_config(settings.config or PRESET_DIR / PRESETS[settings.mode])
+    data = replace(preset.data, hr=str(settings.train_hr), kernels=str(settings.kernels), noise=str(settings.noise))
+    val = replace(preset.val, hr=str(settings.val_hr))
+    if resolve_device(settings.device).type == "cuda":
+        data, val = replace(data, **GPU_DATA), replace(val, crop=GPU_VAL_CROP)
+    if settings.jpeg_quality is not None:
+        data = replace(data, recipe=JPEG_RECIPE, jpeg_quality=settings.jpeg_quality)
+    optim = preset.optim if settings.iterations is None else replace(preset.optim, iterations=settings.iterations)
+    run = replace(preset.run, out=str(settings.run_dir), device=settings.device, seed=settings.seed)
+    return with_overrides(replace(preset, data=data, val=val, optim=optim, run=run), settings.overrides)
 
 
 def fine_tune(config: TrainConfig, out: Path, minutes: float | None = None, keep_best: bool = True) -> FineTuneResult:
