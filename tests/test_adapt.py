@@ -242,7 +242,7 @@ def test_real_multi_seed_reports_are_read(tmp_path, rng):
     smooth_photos(tmp_path / "photos", rng, count=2, side=96)
     summary = estimate_kernel_folder(tmp_path / "photos", tmp_path / "kernels",
                                      KernelSettings(scale=4, iterations=2, runs=2, device="cpu"), progress=False)
-    assert summary.done == ["photo0", "photo1"]
+    assert [path.stem for path in summary.done] == ["photo0", "photo1"]
     choices = training_kernels(tmp_path / "kernels", tmp_path / "used", 4)
     for choice in choices:
         report = json.loads((tmp_path / "kernels" / choice.photo / f"{choice.photo}_report.json").read_text())

@@ -99,7 +99,7 @@ def test_kernels_command_writes_resumes_and_reports_failures(tmp_path, capsys):
 
     before = (out / "a" / "a_kernel_x2.npy").stat().st_mtime_ns
     assert main(args) == 1
-    assert "2 already done" in capsys.readouterr().err
+    assert "2 skipped (outputs exist" in capsys.readouterr().err
     assert (out / "a" / "a_kernel_x2.npy").stat().st_mtime_ns == before
     (src / "tiny.png").unlink()
     (src / "broken.jpg").unlink()
@@ -151,7 +151,7 @@ def test_kernels_seeds_keep_the_medoid_run_and_overwrite_redoes(tmp_path, capsys
 
     np.save(out / "a" / "a_kernel_x2.npy", np.zeros((17, 17)))  # a result to be redone
     assert main(args) == 0
-    assert "1 already done" in capsys.readouterr().err
+    assert "1 skipped (outputs exist" in capsys.readouterr().err
     assert not np.load(out / "a" / "a_kernel_x2.npy").any()
     assert main([*args, "--overwrite"]) == 0
     np.testing.assert_allclose(np.load(out / "a" / "a_kernel_x2.npy"), saved, atol=1e-7)

@@ -44,8 +44,9 @@ from realsr_fast.io import write_json
 from realsr_fast.kernel_estimation.estimate import estimate_kernel_folder
 from realsr_fast.kernel_estimation.estimators import KernelSettings
 from realsr_fast.kernel_estimation.fallback import training_kernels
+from realsr_fast.train import FINE_TUNE_PRESETS
 from realsr_fast.train.config import TrainConfig
-from realsr_fast.train.finetune import MODEL_NAME, PRESETS, FineTuneResult, FineTuneSettings, fine_tune, fine_tune_config
+from realsr_fast.train.finetune import MODEL_NAME, FineTuneResult, FineTuneSettings, fine_tune, fine_tune_config
 
 SCALE = 4
 NOISE_SOURCE = "noise_source.json"  # in OUT: which source made OUT/noise (data.noise_source)
@@ -107,8 +108,8 @@ def adapt(photos: str | os.PathLike, out: str | os.PathLike, settings: AdaptSett
 
 def _check(training: AdaptTraining) -> None:
     """RealSRError for a mode without a preset or a time budget that is not positive."""
-    if training.mode not in PRESETS:
-        raise RealSRError(f"--mode must be one of {', '.join(PRESETS)}, got {training.mode!r}")
+    if training.mode not in FINE_TUNE_PRESETS:
+        raise RealSRError(f"--mode must be one of {', '.join(FINE_TUNE_PRESETS)}, got {training.mode!r}")
     if training.minutes is not None and training.minutes <= 0:
         raise RealSRError(f"--minutes must be more than 0, got {training.minutes}")
 
@@ -137,8 +138,8 @@ def _kernels(train_photos: Path, out: Path, settings: AdaptSettings) -> Path:
     estimation = KernelSettings(method=chosen.method, scale=SCALE, iterations=chosen.iterations, seed=settings.seed,
                                 runs=chosen.seeds, device=settings.device)
     summary = estimate_kernel_folder(train_photos, kernels, estimation, progress=settings.progress)
-    if summary.failed:
-        raise RealSRError("kernel estimation failed for " + "; ".join(f"{n}: {why}" for n, why in summary.failed.items()))
+    if not summary.ok:
+        raise RealSRError("kernel estimation failed for " + "; ".join(why for _, why in summary.failed))
     return kernels
 
 

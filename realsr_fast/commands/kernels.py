@@ -51,11 +51,5 @@ def run(args: argparse.Namespace) -> int:
                               runs=args.seeds, batch=args.batch, device=args.device, bicubic_weight=args.bicubic_weight)
     summary = estimate_kernel_folder(args.input_dir, args.output, settings, overwrite=args.overwrite,
                                      progress=not args.quiet)
-    print(
-        f"realsr kernels: {len(summary.done)} estimated, {len(summary.skipped)} already done, "
-        f"{len(summary.failed)} failed",
-        file=sys.stderr,
-    )
-    for name, error in summary.failed.items():
-        print(f"  failed {name}: {error}", file=sys.stderr)
-    return 1 if summary.failed else 0
+    print(f"realsr kernels: {summary.summary()}", file=sys.stderr)
+    return 0 if summary.ok else 1

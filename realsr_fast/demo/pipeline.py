@@ -208,8 +208,8 @@ def _estimate_kernels(job: DemoSettings, clock: StageClock, photos: list[Path]) 
                                   device=job.device)
         summary = estimate_kernel_folder(job.samples_dir, job.out / "kernels", settings, overwrite=True,
                                          progress=job.progress)
-        if summary.failed:
-            raise RealSRError("; ".join(f"{name}: {reason}" for name, reason in summary.failed.items()))
+        if not summary.ok:
+            raise RealSRError("; ".join(reason for _, reason in summary.failed))
 
 
 def _upscale(job: DemoSettings, clock: StageClock, pairs: Pairs) -> Outputs:

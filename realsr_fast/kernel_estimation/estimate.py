@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from realsr_fast.batch import refuse_output_in_sources, source_images
+from realsr_fast.batch import BatchReport, refuse_output_in_sources, source_images
 from realsr_fast.data.jpeg import luminance_table
 from realsr_fast.data.kernel_files import kernel_paths, load_kernel, save_kernel, write_sheet
 from realsr_fast.device import resolve_device, torchrun_ranks
@@ -55,15 +54,6 @@ def estimate_kernels(
     prepared = [prepare_image(im) for im in images]
     tables = list(jpeg_tables) if jpeg_tables is not None else [None] * len(prepared)
     return settings.estimator.estimate(prepared, names, settings, tables, on_progress)
-
-
-@dataclass
-class KernelsSummary:
-    """What a folder run did."""
-
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
 
 
 def _rank_share(files: list[Path]) -> list[Path]:
@@ -109,8 +99,9 @@ def estimate_kernel_folder(
     settings: KernelSettings = KernelSettings(),
     overwrite: bool = False,
     progress: bool = True,
-) -> KernelsSummary:
-    """Estimate the kernel of every image in `input_dir` into `out_dir` (see module docstring).
+) -> BatchReport:
+    """Estimate the kernel of every image in `input_dir` into `out_dir` (see module docstring); the
+    report lists the photos done, skipped (results exist) and failed, with why.
 
     A batched estimator (KernelGAN) trains `settings.batch` images (times `settings.runs`) together and
     the progress bar counts its iterations; the others do one photo at a time, each written as soon as
@@ -121,11 +112,11 @@ def estimate_kernel_folder(
     out = Path(out_dir)
     refuse_output_in_sources(out, [input_dir])
     files = _rank_share(source_images(input_dir, "photo"))
-    summary = KernelsSummary()
+    summary = BatchReport("estimated")
     todo = []
     for path in files:
         if not overwrite and _is_done(out, path.stem, settings.scale):
-            summary.skipped.append(path.stem)
+            summary.skipped.append(path)
         else:
             todo.append(path)
     group_size = settings.batch if settings.estimator.batched else 1
@@ -141,7 +132,7 @@ def estimate_kernel_folder(
     return summary
 
 
-def _estimate_group(group: list[Path], out: Path, settings: KernelSettings, bar: tqdm, summary: KernelsSummary) -> None:
+def _estimate_group(group: list[Path], out: Path, settings: KernelSettings, bar: tqdm, summary: BatchReport) -> None:
     """Estimate and write one group of photos (`bar` advanced by `settings.iterations` or one per photo)."""
     steps = settings.iterations if settings.estimator.batched else None
     images, sources = [], []
@@ -150,7 +141,7 @@ def _estimate_group(group: list[Path], out: Path, settings: KernelSettings, bar:
             image = read_image(path)
             prepare_image(image)  # size check before the batch starts
         except RealSRError as exc:
-            summary.failed[path.stem] = str(exc)
+            summary.fail(path, exc)
             tqdm.write(f"realsr kernels: skipped {path}: {exc}", file=sys.stderr)
             if steps is None:
                 bar.update(1)
@@ -167,11 +158,11 @@ def _estimate_group(group: list[Path], out: Path, settings: KernelSettings, bar:
     except RealSRError as exc:  # e.g. a flat photo: the rest go on
         bar.update(0 if steps else len(images))
         for name, source in zip(names, sources):
-            summary.failed[name] = str(exc)
+            summary.fail(source, exc)
             tqdm.write(f"realsr kernels: failed {source}: {exc}", file=sys.stderr)
         return
     for name, source, estimate in zip(names, sources, estimates):
         _write_estimate(out, name, source, estimate, settings.scale)
-        summary.done.append(name)
+        summary.done.append(source)
         if estimate.report["flags"]:
             tqdm.write(f"realsr kernels: {name}: {', '.join(estimate.report['flags'])}", file=sys.stderr)
