@@ -84,7 +84,7 @@ def main() -> None:
                              held_out=0.25, clean=False, device="cpu", seed=args.seed)
     result = adapt(hr, args.out / "adapt", settings)
     start, best = result.fine_tune.curve[0], result.fine_tune.best
-    record = {"minutes": args.minutes, "threads": args.threads, "overrides": args.overrides, "held_out": result.held_out,
+    record = {"minutes": args.minutes, "threads": args.threads, "overrides": args.overrides, "held_out": settings.held_out,
               "load_average_at_start": load, "load_average_at_end": os.getloadavg(), "cpu_count": os.cpu_count(),
               "wall_seconds": round(time.perf_counter() - started, 1), "iterations": result.fine_tune.iteration,
               "official": start, "adapted": best, "gain_db": best["psnr"] - start["psnr"]}

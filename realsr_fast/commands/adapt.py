@@ -12,6 +12,7 @@ from realsr_fast.commands.arguments import (
     positive_float,
     positive_int,
 )
+from realsr_fast.train import FINE_TUNE_PRESETS
 
 DESCRIPTION = """\
 Make a model for one camera from a folder of its photos. Whole photos get one of three roles by
@@ -56,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("photos", metavar="PHOTOS", help="folder of one camera's photos (never written)")
     parser.add_argument("-o", "--output", dest="out", required=True, metavar="OUT",
                         help="output folder (re-running resumes)")
-    parser.add_argument("--mode", choices=("psnr", "gan"), default=DEFAULTS.training.mode,
+    parser.add_argument("--mode", choices=tuple(FINE_TUNE_PRESETS), default=DEFAULTS.training.mode,
                         help="psnr: L1 alone; gan: L1 + VGG + RaGAN with the paper's weights (default: %(default)s)")
     parser.add_argument("--minutes", type=positive_float, default=DEFAULTS.training.minutes,
                         help="wall-clock budget of training + validation (default: none)")

@@ -19,6 +19,7 @@ from typing import Sequence
 from realsr_fast.device import resolve_device
 from realsr_fast.io import write_json
 from realsr_fast.models.formats import save_safetensors
+from realsr_fast.train import FINE_TUNE_PRESETS
 from realsr_fast.train import checkpoint as ckpt
 from realsr_fast.train.config import PRESET_DIR, TrainConfig, read_config, with_overrides
 from realsr_fast.train.distributed import init_distributed
@@ -26,8 +27,6 @@ from realsr_fast.train.trainer import Trainer
 
 CURVE_NAME = "curve.json"
 MODEL_NAME = "model.safetensors"
-#: The packaged presets of each mode (adapt.yaml: PSNR mode, CPU sizes).
-PRESETS = {"psnr": "adapt.yaml", "gan": "adapt_gan.yaml"}
 #: On a GPU the paper's crop and batch (docs/METHOD.md §7) replace the preset's CPU sizes.
 GPU_DATA = {"patch": 128, "batch": 16, "workers": 4}
 GPU_VAL_CROP = 256
@@ -38,7 +37,7 @@ JPEG_RECIPE = "kernel+noise+jpeg"
 @dataclass(frozen=True)
 class FineTuneSettings:
     """What a fine-tune reads and how it trains: the training and validation HR folders, the kernel
-    and noise banks, the run folder (checkpoints); the preset of `mode` (`PRESETS`) or the `config`
+    and noise banks, the run folder (checkpoints); the preset of `mode` (`FINE_TUNE_PRESETS`) or the `config`
     file; the device, the iteration budget (None: the preset's) and the seed; the photos' JPEG
     quality (None: not JPEG photos); and dotted `key=value` `overrides` (the user's), applied last."""
 
@@ -71,7 +70,7 @@ class FineTuneResult:
 def fine_tune_config(settings: FineTuneSettings) -> TrainConfig:
     """The Trainer config of a fine-tune: the preset, the folders, the paper's sizes on CUDA, the
     JPEG recipe for JPEG photos, then `settings.overrides` (last wins)."""
-    preset = read_config(settings.config or PRESET_DIR / PRESETS[settings.mode])
+    preset = read_config(settings.config or PRESET_DIR / FINE_TUNE_PRESETS[settings.mode])
     data = replace(preset.data, hr=str(settings.train_hr), kernels=str(settings.kernels), noise=str(settings.noise))
     val = replace(preset.val, hr=str(settings.val_hr))
     if resolve_device(settings.device).type == "cuda":
