@@ -8,6 +8,7 @@ and tiny; spandrel's output is checked against this forward.
 from __future__ import annotations
 
 import builtins
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,7 @@ def _without_spandrel(monkeypatch) -> None:
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", refuse)
+    monkeypatch.setitem(sys.modules, "spandrel", None)  # importlib too, even after another test imported it
 
 
 @pytest.mark.parametrize("kind,expected", [
