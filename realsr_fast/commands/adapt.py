@@ -34,10 +34,10 @@ same command again resumes: finished stages are not redone and training continue
 checkpoint up to the new budget (--minutes counts training + validation over all runs).
 
 What a run costs (RRDBNet 16.7 M parameters, PSNR mode; measured numbers in docs/adapt.md):
-  CPU (the preset: 48 px crops x 2, lr 1e-4): ~1 s per step with --threads 1 on 2 shared cores
-    (2 threads spin-waiting for each other are slower under load); how soon held-out photos gain is
-    in docs/adapt.md. Validation adds a few
-    seconds per held-out photo; KernelGAN adds its own cost per photo (--kernel-iters).
+  CPU (the preset: 48 px crops x 2, lr 1e-4): seconds per step on a small CPU, fewest with
+    --threads 1 on a shared machine (threads spin-wait for each other under load); the time per
+    step and how soon held-out photos gain are in docs/adapt.md. Validation adds its time per
+    held-out photo; kernel estimation its own per photo (KernelGAN: --kernel-iters).
   GPU (the paper's 128 px crops x 16, bf16): a target of several iterations per second, i.e.
     thousands of iterations in 15 minutes; NOT measured yet."""
 
