@@ -33,6 +33,7 @@ from tqdm import tqdm
 from realsr_fast.batch import to_rgb8
 from realsr_fast.errors import RealSRError
 from realsr_fast.io import list_images, read_image
+from realsr_fast.ops import symmetric_index
 
 
 class HRCropDataset(Dataset):
@@ -190,6 +191,5 @@ def _crop_with_margin(image: np.ndarray, top: int, left: int, size: int, margin:
 
 
 def _mirrored(index: np.ndarray, length: int) -> np.ndarray:
-    """Half-sample symmetric reflection of indices into [0, length) (any distance, period 2 length)."""
-    index = np.mod(index, 2 * length)
-    return np.where(index < length, index, 2 * length - 1 - index)
+    """`ops.symmetric_index` of numpy indices (the degradation op's own padding rule)."""
+    return symmetric_index(torch.from_numpy(index), length).numpy()
