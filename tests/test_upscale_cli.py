@@ -424,3 +424,20 @@ def test_a_backend_is_its_runner_and_its_table_entry(tmp_path, rng, monkeypatch,
     np.testing.assert_array_equal(load(tmp_path / "out.png"), nearest_x4(image))
     assert realsr(source, "-o", tmp_path / "other.png", "--backend", "torch", "--gain", 2) == 1
     assert "--gain is an option of --backend nearest; add --backend nearest" in capsys.readouterr().err
+
+
+def test_quiet_prints_the_result_line_only(tmp_path, rng, capfd, caplog) -> None:
+    """--quiet: no progress, no notes (the automatic choice), not even a native library's own
+    device listing while the machine is probed; the logging level is left as it was."""
+    import logging
+
+    Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    level = logging.getLogger("realsr_fast").level
+    assert cli.main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--device", "cpu",
+                     "--quiet"]) == 0
+    out, err = capfd.readouterr()
+    assert err == "" and out.startswith("1 image upscaled") and out.count("\n") == 1
+    assert logging.getLogger("realsr_fast").level == level
+    assert "backend auto:" not in caplog.text
+    assert cli.main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "again"), "--device", "cpu"]) == 0
+    assert "backend auto:" in caplog.text  # without --quiet the choice is said

@@ -124,7 +124,7 @@ def choose(settings: UpscalerSettings, device: torch.device) -> Choice:
 def load_runner(settings: UpscalerSettings, device: torch.device) -> TileRunner:
     """The runner of the chosen backend, after one log line saying what was chosen and why."""
     choice = choose(settings, device)
-    logger.warning("backend auto: %s %s on %s (%s)", choice.backend, choice.precision, choice.device,
-                   choice.reason)
+    logger.warning("backend auto: %s %s on %s (%s)", choice.backend, choice.precision,
+                   device.type if choice.device == "auto" else choice.device, choice.reason)
     return load_backend(replace(settings, backend=choice.backend, precision=choice.precision,
                                 device=choice.device), device)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realsr_fast.device import native_stderr_silenced
 from realsr_fast.errors import RealSRError
 from realsr_fast.inference.backends import TileRunner, UpscalerSettings
 from realsr_fast.models.ncnn_format import parse_param, rrdbnet_config_from_graph
@@ -62,10 +63,12 @@ def vulkan_index(device: str) -> int | None:
     if device != "auto" and device != "vulkan" and not device.startswith("vulkan:"):
         raise RealSRError(f"the ncnn backend runs on cpu, vulkan or vulkan:N, not {device!r}")
     ncnn = import_ncnn()
-    count = ncnn.get_gpu_count()
-    if device == "auto":
+    if device == "auto":  # only a question: ncnn's own listing of the devices it finds would be noise
+        with native_stderr_silenced():
+            count = ncnn.get_gpu_count()
         gpus = [i for i in range(count) if ncnn.get_gpu_info(i).type() != _CPU_DEVICE_TYPE]
         return gpus[0] if gpus else None
+    count = ncnn.get_gpu_count()
     if count == 0:
         logger.warning("no Vulkan device found (install your GPU's Vulkan driver); ncnn runs "
                        "on the CPU")
