@@ -278,7 +278,8 @@ def _adapted_section(pairs: Pairs, outputs: Outputs, evaluations: dict[str, Eval
 
 
 def _caption_scores(scores: dict[str, dict[str, float]], method: str) -> str:
-    """One line per metric of `method`'s scores ("\nPSNR-Y 23.34 dB"), the best of `scores` in bold."""
+    """One line per metric of `method`'s scores (the metric's name, the score, its unit), the best of
+    `scores` in bold."""
     lines = ""
     for metric, label, unit in (("psnr_y", "PSNR-Y", " dB"), ("ssim_y", "SSIM-Y", ""), ("lpips", "LPIPS", "")):
         if metric in scores[method]:

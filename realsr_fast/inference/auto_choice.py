@@ -13,7 +13,7 @@ measurements in benchmarks/README.md ("Upscale by size", "bf16 against the Winog
 - a CPU that computes bf16 natively (AVX512-BF16 or AMX), precision auto: torch bf16 (faster than
   the Winograd fp32 path where measured; `--precision fp32` for exact);
 - a CPU the compiled Winograd ops have vector code for (AVX2 or AVX-512): torch fp32, its trunk as
-  Winograd F(6x6, 3x3) (faster than the ncnn package at every size measured);
+  Winograd F(6x6, 3x3) (its speed against the other CPU engines: benchmarks/README.md);
 - other CPUs (ARM and older x86): ncnn fp32 when it can run the model (its kernels are hand-written
   for NEON as well as x86), else torch fp32.
 The choice and its reason are logged in one line.

@@ -2,7 +2,7 @@
 (fp32, Winograd 3x3 convolutions) or on any Vulkan GPU (AMD, Intel, Apple, NVIDIA).
 
 `--device cpu` (or `auto` without a Vulkan GPU) runs on the CPU in fp32: ncnn's fp16/bf16
-storage is switched off, so the output matches torch fp32 (>= 50 dB, tests/test_ncnn_runner.py).
+storage is switched off, so the output matches torch fp32 (the bound: tests/test_ncnn_runner.py).
 `--device vulkan` / `vulkan:N` runs on Vulkan device N (default: the first GPU) with the
 storage and arithmetic precision ncnn picks for that device (fp16 where supported); without any
 Vulkan device it says so in one line and runs on the CPU. The tile size on Vulkan is planned

@@ -1,8 +1,8 @@
 """RRDBNet's fp32 forward on the CPU with its LR-resolution 3x3 convolutions as Winograd F(6x6, 3x3).
 
-The 23-block trunk holds about 93 % of RRDBNet's multiply-adds at x4, all in 3x3 convolutions at
-the input's resolution. As Winograd F(6x6, 3x3) (docs/winograd.md) each takes 5x fewer
-multiplications: the compiled ops transform 8x8 input windows and 6x6 output tiles
+The 23-block trunk holds most of RRDBNet's multiply-adds at x4, all in 3x3 convolutions at the
+input's resolution. As Winograd F(6x6, 3x3) each takes several times fewer multiplications (the
+counts are in docs/winograd.md): the compiled ops transform 8x8 input windows and 6x6 output tiles
 (`realsr_fast.ops.winograd_*`), and a batched GEMM (64 positions x tiles x channels) does the
 products. Inside a dense block each feature map is transformed once and its transform reused by
 every later convolution (the concatenation becomes one wider GEMM), and the LeakyReLUs, biases and

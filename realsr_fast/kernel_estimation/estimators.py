@@ -36,7 +36,7 @@ class Trust:
     threshold_db: float
     trusted: bool
     reason: str
-    """The verdict in words, e.g. "its 2 runs agree: 52.0 dB >= 45 dB"."""
+    """The verdict in words: the agreement against the threshold, both in dB."""
 
 
 @dataclass(frozen=True)
