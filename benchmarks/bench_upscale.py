@@ -34,12 +34,12 @@ import pytest
 import torch
 
 from realsr_fast.inference.upscaler import Upscaler
-from realsr_fast.models import zoo
 from realsr_fast.models.loading import load_model
 from realsr_fast.tiling import DEFAULT_TILE_PAD
 
 ncnn = pytest.importorskip("ncnn")
 skimage_data = pytest.importorskip("skimage.data")
+import ncnn_package_upscale as ncnn_package  # noqa: E402  (beside this file; needs ncnn)
 
 SIZE = 128
 ROUNDS = dict(rounds=3, iterations=1, warmup_rounds=1)
@@ -62,24 +62,13 @@ def tensor(image) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def ncnn_net():
-    param, weights = zoo.package_files(zoo.MODELS["df2k"])
-    net = ncnn.Net()
-    net.opt.num_threads = 2
-    net.load_param(str(param))
-    net.load_model(str(weights))
-    return net
-
-
-def ncnn_upscale(net, chw: np.ndarray) -> np.ndarray:
-    extractor = net.create_extractor()
-    extractor.input("data", ncnn.Mat(chw))
-    _, out = extractor.extract("output")
-    return np.array(out)
+    """The ncnn package over the default model's .param/.bin, 2 threads (its default CPU options)."""
+    return ncnn_package.network()
 
 
 def run_ncnn(benchmark, ncnn_net, tensor) -> None:
     chw = tensor[0].numpy().copy()
-    out = benchmark.pedantic(ncnn_upscale, args=(ncnn_net, chw), **ROUNDS)
+    out = benchmark.pedantic(ncnn_package.run, args=(ncnn_net, chw), **ROUNDS)
     assert out.shape == (3, 4 * SIZE, 4 * SIZE)
 
 
@@ -221,7 +210,7 @@ def run_by_size(benchmark, size: str, **options) -> None:
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     if options.pop("package", False):
         net = options["net"]
-        out = benchmark.pedantic(ncnn_upscale, args=(net, x[0].numpy().copy()), **ROUNDS)[None]
+        out = benchmark.pedantic(ncnn_package.run, args=(net, x[0].numpy().copy()), **ROUNDS)[None]
     elif "peer" in options:
         run = PEERS[options["peer"]](options["graph"], image.shape[:2])
         out = benchmark.pedantic(run, args=(x.numpy().copy(),), **ROUNDS)
