@@ -7,9 +7,11 @@ returning the exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import sys
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from realsr_fast import __version__
 from realsr_fast.errors import RealSRError, UsageError
@@ -43,6 +45,20 @@ def build_parser(verbs: Sequence[str] = VERBS) -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def notes_shown(shown: bool) -> Iterator[None]:
+    """realsr_fast's notes (log warnings: the automatic choice, fallbacks) shown or not inside the
+    block (every verb's `--quiet`); errors always are. The level is restored after."""
+    package = logging.getLogger("realsr_fast")
+    level = package.level
+    if not shown:
+        package.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        package.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_verbs_to_load(argv))
@@ -51,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with notes_shown(not getattr(args, "quiet", False)):
+            return int(args.func(args) or 0)
     except UsageError as exc:
         print(f"realsr {args.verb}: error: {exc}", file=sys.stderr)
         return 2

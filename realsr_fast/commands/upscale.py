@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import sys
-from typing import Iterator
 
 from realsr_fast.commands.arguments import (
     add_model_argument,
@@ -194,21 +191,20 @@ def run(args: argparse.Namespace) -> int:
     settings = upscaler_settings(args)  # the same upscaler for images and videos, checked before any work
     rank, world = shard()  # under torchrun: this rank's jobs are rank::world of the plan
     progress = rank == 0 and not args.quiet
-    with _notes_shown(not args.quiet):
-        videos, images = split_video_inputs(args.inputs, args.recursive)
-        if videos:
-            plan_video_jobs(videos, args.output, len(args.inputs) == 1)  # refuse a bad plan before any work
-        reports = []
-        if images or not videos:
-            options = ImageOptions(args.recursive, args.fmt, args.overwrite, size, args.quality, args.strip_metadata)
-            reports.append(upscale_files(images or args.inputs, args.output, settings, options, progress=progress,
-                                         shard=(rank, world)))
-        if videos:
-            video = VideoOptions(args.codec, args.crf, args.pix_fmt, args.start, args.duration, size=size,
-                                 metadata=not args.strip_metadata)
-            reports.append(upscale_videos(videos, args.output, settings, video, single_input=len(args.inputs) == 1,
-                                          overwrite=args.overwrite, progress=progress, shard=(rank, world)))
-        reports = gather_reports(reports)  # every rank's, merged on rank 0; None on the others
+    videos, images = split_video_inputs(args.inputs, args.recursive)
+    if videos:
+        plan_video_jobs(videos, args.output, len(args.inputs) == 1)  # refuse a bad plan before any work
+    reports = []
+    if images or not videos:
+        options = ImageOptions(args.recursive, args.fmt, args.overwrite, size, args.quality, args.strip_metadata)
+        reports.append(upscale_files(images or args.inputs, args.output, settings, options, progress=progress,
+                                     shard=(rank, world)))
+    if videos:
+        video = VideoOptions(args.codec, args.crf, args.pix_fmt, args.start, args.duration, size=size,
+                             metadata=not args.strip_metadata)
+        reports.append(upscale_videos(videos, args.output, settings, video, single_input=len(args.inputs) == 1,
+                                      overwrite=args.overwrite, progress=progress, shard=(rank, world)))
+    reports = gather_reports(reports)  # every rank's, merged on rank 0; None on the others
     if reports is None:
         return 0
     for report in reports:
@@ -216,20 +212,6 @@ def run(args: argparse.Namespace) -> int:
     if args.report and (images or not videos):
         write_upscale_page(args.report, images or args.inputs, args.output, args.recursive, args.fmt, reports[0], args.quiet)
     return 0 if all(report.ok for report in reports) else 1
-
-
-@contextlib.contextmanager
-def _notes_shown(shown: bool) -> Iterator[None]:
-    """realsr_fast's notes (warnings: the automatic choice, fallbacks) shown or not inside the block;
-    errors always are (`--quiet`)."""
-    package = logging.getLogger("realsr_fast")
-    level = package.level
-    if not shown:
-        package.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        package.setLevel(level)
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
