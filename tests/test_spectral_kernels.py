@@ -21,7 +21,7 @@ from realsr_fast.kernel_estimation import spectral
 from realsr_fast.kernel_estimation.estimate import estimate_kernel_folder, estimate_kernels
 from realsr_fast.kernel_estimation.estimators import KernelSettings
 from realsr_fast.kernel_estimation.fallback import training_kernels
-from realsr_fast.kernel_estimation.gaussians import BEST_CONSTANT_SIGMA, covariance, gaussian_kernel
+from realsr_fast.kernel_estimation.gaussians import TYPICAL_SIGMA, covariance, gaussian_kernel
 from realsr_fast.kernel_estimation.spectral import (
     MAX_SIGMA,
     MIN_SIGMA,
@@ -86,8 +86,8 @@ def test_shrunk_moves_each_width_towards_the_typical_one_in_log_space():
     assert moved.sigma_major == pytest.approx(3.0**0.75 * 2.0**0.25) and moved.sigma_minor == pytest.approx(2.0**0.25)
     assert (moved.angle, moved.slope) == (0.4, 2.5)
     assert shrunk(fit, weight=0.0) == fit
-    assert shrunk(BlurFit(BEST_CONSTANT_SIGMA, BEST_CONSTANT_SIGMA, 0, 2), 0.5).sigma_major == pytest.approx(
-        BEST_CONSTANT_SIGMA)
+    assert shrunk(BlurFit(TYPICAL_SIGMA, TYPICAL_SIGMA, 0, 2), 0.5).sigma_major == pytest.approx(
+        TYPICAL_SIGMA)
     extreme = shrunk(BlurFit(50.0, 0.01, 0, 2), weight=0.0)
     assert (extreme.sigma_major, extreme.sigma_minor) == (MAX_SIGMA, MIN_SIGMA)
 

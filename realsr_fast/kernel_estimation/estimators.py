@@ -97,7 +97,7 @@ class KernelSettings:
             raise RealSRError(f"--method must be one of {', '.join(ESTIMATORS)}, not {self.method!r}")
         if not self.estimator.batched and self.runs != 1:
             raise RealSRError(f"--seeds belongs to KernelGAN; --method {self.method} is deterministic and "
-                              "checks itself (half_agreement_db or misfit and trusted in the report)")
+                              "checks itself (the trust in its report: trusted and why)")
 
     @property
     def estimator(self) -> Estimator:

@@ -28,11 +28,24 @@ luminance quantisation table (`data.jpeg.luminance_table`) each LR frequency map
 frequency that carries it, and frequencies whose quantisation step exceeds `JPEG_MAX_STEP` grey levels
 are left out of the likelihood.
 
-Trust: `misfit` is the largest log-ratio between the observed and the fitted spectrum averaged over
-radial bands (above `MAX_MISFIT` the photo is not the model), and the family agreement is the PSNR
-between the photo re-synthesised with the kept kernel and with the runner-up family's (below
-`MIN_FAMILY_AGREEMENT_DB` two families that the likelihood hardly tells apart would make different
-training data); either flags the estimate untrusted.
+Trust: the likelihood assumes a natural photo (a smooth power-law spectrum with one orientation term).
+Documents, periodic textures and microscopy break that and the fit then reads their content as blur,
+often far from the truth, while fitting just as confidently. Two checks of the chosen fit ask whether
+the photo is one the model describes, and a third whether the families agree (docs/evaluation.md, "Trust"):
+
+- the clean image's spectral slope alpha is at least `MIN_SLOPE` (natural photos fall near 2; a flatter
+  spectrum is a document's or a texture's, whose fine detail the fit mistakes for sharpness or blur);
+- the residual spread, the standard deviation of log(observed / fitted) over the fitted frequencies in
+  excess of what the Welch average of its tiles leaves by chance (psi'(tiles), the variance of the log
+  of a mean of `tiles` exponential variables), is at most `MAX_RESIDUAL_SPREAD` (periodic content puts
+  power in peaks the smooth model cannot follow);
+- the photo re-synthesised with the kept kernel and with the runner-up family's differs by at most
+  `MIN_FAMILY_AGREEMENT_DB` (PSNR): otherwise two families the likelihood hardly tells apart would make
+  different training data.
+
+A fit that fails any of them is untrusted, and `realsr adapt` trains with the constant fallback kernel
+for that photo. The orientation (the amplitude of the spectrum's 2nd angular harmonic) is reported too;
+as a check it did not pay on the development set.
 """
 from __future__ import annotations
 
@@ -47,6 +60,7 @@ from realsr_fast.errors import RealSRError
 from realsr_fast.kernel_estimation.confidence import IDENTICAL_DB, kernel_agreement_db
 from realsr_fast.kernel_estimation.estimators import KernelEstimate, KernelSettings, Trust
 from realsr_fast.kernel_estimation.family_kernels import FAMILIES, render_kernel, transfer_power
+from realsr_fast.kernel_estimation.gaussians import TYPICAL_SIGMA
 from realsr_fast.kernel_estimation.postprocess import X2_SIZE
 from realsr_fast.kernel_estimation.quality import kernel_report
 from realsr_fast.kernel_estimation.spectral import (
@@ -70,7 +84,7 @@ LENGTH_BOUNDS = (0.5, 16.0)
 """Motion segment length (HR px)."""
 SMOOTH_BOUNDS = (0.05, 4.0)
 """Gaussian smoothing width g of the disk and motion families (HR px)."""
-TYPICAL_SIZE = {"gaussian": math.sqrt(2.8), "disk": 2.0, "motion": 4.0}
+TYPICAL_SIZE = {"gaussian": TYPICAL_SIGMA, "disk": 2.0, "motion": 4.0}
 """The shrink target of each family: the median size of its prior (docs/evaluation.md, "Priors"):
 Gaussian variances uniform in [0.6, 5] (median sqrt(2.8) px), disk radius uniform in [1, 3] px,
 segment length uniform in [2, 6] px."""
@@ -80,13 +94,14 @@ CURVATURE_INFLATION = 1.0
 """Factor on the Laplace variance of the log size (chosen on the development set, docs/evaluation.md)."""
 BIC_WEIGHT = 1.0
 """Factor on the BIC's parameter penalty (1: plain BIC; not tuned, docs/evaluation.md)."""
-MAX_MISFIT = math.inf
-"""Largest radial-band log-ratio of observed to fitted spectrum of a trusted estimate. On the development set
-no finite threshold separated the estimates below the constant kernel from the others better than none
-(benchmarks/kernel_families_tables.py), so the misfit is reported but does not decide."""
-MIN_FAMILY_AGREEMENT_DB = 35.0
+MIN_SLOPE = 1.2
+"""Least fitted spectral slope alpha of a trusted estimate (chosen on the development set, docs/evaluation.md,
+"Trust")."""
+MAX_RESIDUAL_SPREAD = 0.5
+"""Largest excess standard deviation of log(observed / fitted spectrum) of a trusted estimate (development set)."""
+MIN_FAMILY_AGREEMENT_DB = 30.0
 """Least re-synthesis agreement (dB) between the kept kernel and the runner-up family's of a trusted estimate
-(chosen on the development set by benchmarks/kernel_families_tables.py; docs/evaluation.md, "Trust")."""
+(development set)."""
 JPEG_MAX_STEP = 12.0
 """Largest luminance quantisation step (grey levels) of a DCT frequency kept in the JPEG fit (development set)."""
 MAX_SIZE = {"gaussian": 4.0, "disk": 5.0, "motion": 10.0}
@@ -145,7 +160,10 @@ class FamilyFit:
     bic: float
     log_size_sd: float
     """Laplace standard deviation of the log size (from the curvature of the likelihood)."""
-    misfit: float
+    orientation: float
+    """Amplitude of the fitted log spectrum's 2nd angular harmonic."""
+    residual_spread: float
+    """Standard deviation of log(observed / fitted spectrum) in excess of the Welch average's own."""
 
     @property
     def size(self) -> float:
@@ -161,7 +179,17 @@ class FamilyFit:
             params = (size * ratio, size / ratio, self.params[2])
         else:
             params = (size, *self.params[1:])
-        return FamilyFit(self.family, params, self.slope, self.nll, self.bic, self.log_size_sd, self.misfit)
+        return FamilyFit(self.family, params, self.slope, self.nll, self.bic, self.log_size_sd, self.orientation,
+                         self.residual_spread)
+
+    def unnatural(self) -> list[str]:
+        """The natural-photo checks this fit fails (see the module docstring), in words; empty when it passes."""
+        failed = []
+        if self.slope < MIN_SLOPE:
+            failed.append(f"spectral slope {self.slope:.2f} < {MIN_SLOPE:g}")
+        if self.residual_spread > MAX_RESIDUAL_SPREAD:
+            failed.append(f"spectrum residual {self.residual_spread:.2f} > {MAX_RESIDUAL_SPREAD:g}")
+        return failed
 
     def kernel(self, size: int = X2_SIZE) -> np.ndarray:
         """`(size, size)` float64 x2 kernel, sum 1, centred as KernelGAN's."""
@@ -191,28 +219,26 @@ def _objective(periodogram: torch.Tensor, family: str, used: torch.Tensor):
         expected = expected_of(p)
         return (observed / expected + expected.log()).mean()
 
-    return objective, expected_of, observed, u_row[used], u_col[used]
+    return objective, expected_of, observed
 
 
-def _misfit(observed: torch.Tensor, expected: torch.Tensor, u_row: torch.Tensor, u_col: torch.Tensor) -> float:
-    """Largest |log mean(P / E)| over 8 radial bands of LR frequency."""
-    band = (u_row.square() + u_col.square()).sqrt().mul(16).floor().clamp(max=7).long()
-    ratio = observed / expected
-    worst = 0.0
-    for b in range(8):
-        chosen = band == b
-        if int(chosen.sum()) >= 8:
-            worst = max(worst, abs(math.log(float(ratio[chosen].mean()))))
-    return worst
+def _residual_spread(observed: torch.Tensor, expected: torch.Tensor, tiles: int) -> float:
+    """Standard deviation of log(observed / expected) beyond psi'(tiles), the variance the log of a mean
+    of `tiles` independent exponential periodogram values has by chance."""
+    chance = float(torch.special.polygamma(1, torch.tensor(float(max(1, tiles)), dtype=torch.float64)))
+    return math.sqrt(max(0.0, float((observed / expected).log().var()) - chance))
 
 
 def fit_family(periodogram: torch.Tensor, family: str, used: torch.Tensor, tiles: int = 1,
                starts: list[tuple[float, ...]] | None = None) -> FamilyFit:
     """The maximum-likelihood member of `family` for a mean LR periodogram `(T, T)` float64.
 
-    `tiles`: how many tiles the periodogram averages (the likelihood's curvature grows with it).
+    `tiles`: how many Welch tiles the periodogram averages. Half-overlapping tiles are about a quarter
+    independent, which the likelihood's curvature and the BIC count; the residual spread compares with
+    all of them (docs/evaluation.md, "Trust").
     """
-    objective, expected_of, observed, u_row, u_col = _objective(periodogram, family, used)
+    objective, expected_of, observed = _objective(periodogram, family, used)
+    independent = max(1, tiles // 4)
     count = len(_BOUNDS[family])
     level = float(observed.mean())
     best: tuple[float, torch.Tensor] | None = None
@@ -239,7 +265,7 @@ def fit_family(periodogram: torch.Tensor, family: str, used: torch.Tensor, tiles
     n = int(observed.numel())
     # Laplace: the curvature of the total NLL (n frequencies, `tiles` averaged periodograms) in the raw
     # parameters, the variance of the log size by the delta method.
-    hessian = torch.autograd.functional.hessian(objective, p) * n * max(1, tiles)
+    hessian = torch.autograd.functional.hessian(objective, p) * n * independent
     try:
         covariance_raw = torch.linalg.inv(hessian)
         gradient = torch.zeros_like(p)
@@ -250,11 +276,11 @@ def fit_family(periodogram: torch.Tensor, family: str, used: torch.Tensor, tiles
         variance = float("inf")
     log_size_sd = math.sqrt(variance) if variance > 0 and math.isfinite(variance) else float("inf")
     with torch.no_grad():
-        misfit = _misfit(observed, expected_of(p), u_row, u_col)
+        spread = _residual_spread(observed, expected_of(p), tiles)
     k = count + 5
-    bic = 2 * n * max(1, tiles) * loss + BIC_WEIGHT * k * math.log(n * max(1, tiles))
+    bic = 2 * n * independent * loss + BIC_WEIGHT * k * math.log(n * independent)
     return FamilyFit(family, tuple(params), float(_bounded(p[count + 1], *SLOPE_BOUNDS)), loss, bic,
-                     log_size_sd, misfit)
+                     log_size_sd, float(torch.hypot(p[count + 3], p[count + 4])), spread)
 
 
 def _log_size_jacobian(family: str, p: torch.Tensor) -> torch.Tensor:
@@ -290,7 +316,7 @@ class FamiliesEstimate:
     used: FamilyFit
     """The shrunk fit `kernel` draws."""
     trust: Trust
-    """Agreement with the runner-up family (`family_agreement_db`) and the chosen fit's misfit."""
+    """The chosen fit's natural-photo checks and the agreement with the runner-up family."""
 
 
 def estimate_families(image: np.ndarray, jpeg_table: np.ndarray | None = None,
@@ -313,17 +339,15 @@ def estimate_families(image: np.ndarray, jpeg_table: np.ndarray | None = None,
     periodogram = welch_periodograms(grey, tile).all
     step = tile // 2
     tiles = ((height - tile) // step + 1) * ((width - tile) // step + 1)
-    effective = max(1, tiles // 4)  # half-overlapping tiles: about a quarter are independent
     used = frequency_mask(tile, jpeg_table)
-    fits = {name: fit_family(periodogram, name, used, effective) for name in families}
+    fits = {name: fit_family(periodogram, name, used, tiles) for name in families}
     ranked = sorted(fits.values(), key=lambda f: f.bic)
     chosen = ranked[0]
     kept = shrink(chosen)
     kernel = kept.kernel()
     # What the runner-up family would do to this photo, against what the kept kernel does (dB).
     agreement = kernel_agreement_db(image, [kernel, shrink(ranked[1]).kernel()]) if len(ranked) > 1 else IDENTICAL_DB
-    trusted = chosen.misfit <= MAX_MISFIT and agreement >= MIN_FAMILY_AGREEMENT_DB
-    return FamiliesEstimate(kernel, fits, chosen, kept, _trust(chosen.misfit, agreement, trusted))
+    return FamiliesEstimate(kernel, fits, chosen, kept, _trust(chosen.unnatural(), agreement))
 
 
 def estimate(images: Sequence[np.ndarray], names: Sequence[str], settings: KernelSettings,
@@ -336,7 +360,9 @@ def estimate(images: Sequence[np.ndarray], names: Sequence[str], settings: Kerne
         report = kernel_report(found.kernel, (0.0, 0.0), True, settings.scale)
         report.update(method="families", family=chosen.family, fit_params=list(chosen.params),
                       used_params=list(found.used.params), log_size_sd=chosen.log_size_sd, spectrum_slope=chosen.slope,
-                      misfit=chosen.misfit, trusted=found.trust.trusted, family_agreement_db=found.trust.agreement_db,
+                      orientation=chosen.orientation, residual_spread=chosen.residual_spread,
+                      unnatural=chosen.unnatural(), trusted=found.trust.trusted,
+                      family_agreement_db=found.trust.agreement_db,
                       jpeg=table is not None, bic={name: fit.bic for name, fit in found.fits.items()})
         if on_progress is not None:
             on_progress(1)
@@ -345,11 +371,16 @@ def estimate(images: Sequence[np.ndarray], names: Sequence[str], settings: Kerne
 
 
 def trust_of(report: dict) -> Trust:
-    """The runner-up agreement and misfit a families report records."""
-    return _trust(report["misfit"], float(report["family_agreement_db"]), report["trusted"])
+    """The trust a families report records: its failed natural-photo checks and the runner-up agreement."""
+    return _trust(list(report["unnatural"]), float(report["family_agreement_db"]))
 
 
-def _trust(misfit: float, agreement: float, trusted: bool) -> Trust:
-    reason = (f"spectrum misfit {misfit:.2f}, agreement with the runner-up blur family {agreement:.1f} dB: "
-              + ("within the trust thresholds" if trusted else "outside the trust thresholds"))
-    return Trust(agreement, MIN_FAMILY_AGREEMENT_DB, bool(trusted), reason)
+def _trust(unnatural: list[str], agreement: float) -> Trust:
+    """Untrusted when a natural-photo check failed or the runner-up family's kernel re-synthesises the
+    photo differently by more than `MIN_FAMILY_AGREEMENT_DB` allows."""
+    failed = list(unnatural)
+    if agreement < MIN_FAMILY_AGREEMENT_DB:
+        failed.append(f"agreement with the runner-up blur family {agreement:.1f} dB < {MIN_FAMILY_AGREEMENT_DB:g} dB")
+    reason = ("; ".join(failed) if failed else
+              f"a natural photo's spectrum, agreement with the runner-up blur family {agreement:.1f} dB")
+    return Trust(agreement, MIN_FAMILY_AGREEMENT_DB, not failed, reason)

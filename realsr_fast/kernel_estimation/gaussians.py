@@ -17,6 +17,9 @@ MIN_VARIANCE = 0.6
 MAX_VARIANCE = 5.0
 NOISE_LEVEL = 0.25
 X2_SIZE = 11
+TYPICAL_SIGMA = float(np.sqrt((MIN_VARIANCE + MAX_VARIANCE) / 2))
+"""The family's median width (px, x2): the square root of the median variance of the uniform draw above,
+sqrt(2.8); where an estimate is shrunk towards the family, it is shrunk towards this width."""
 BEST_CONSTANT_SIGMA = 1.75
 """The best constant's width (px, x2) on the kernel yardstick's benchmark set (the first 8 cases of seed 2020,
 `evaluation.yardstick.best_constant_sigma`, docs/kernel_prior.md): the typical width of the DIV2KRK family on
