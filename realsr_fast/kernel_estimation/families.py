@@ -85,7 +85,7 @@ LENGTH_BOUNDS = (0.5, 16.0)
 SMOOTH_BOUNDS = (0.05, 4.0)
 """Gaussian smoothing width g of the disk and motion families (HR px)."""
 TYPICAL_SIZE = {"gaussian": TYPICAL_SIGMA, "disk": 2.0, "motion": 4.0}
-"""The shrink target of each family: the median size of its prior (docs/evaluation.md, "Priors"):
+"""The shrink target of each family: the median size of its prior (docs/evaluation.md, "Cases"):
 Gaussian variances uniform in [0.6, 5] (median sqrt(2.8) px), disk radius uniform in [1, 3] px,
 segment length uniform in [2, 6] px."""
 PRIOR_LOG_SD = {"gaussian": 0.28, "disk": 0.31, "motion": 0.31}
