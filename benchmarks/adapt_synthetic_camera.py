@@ -1,14 +1,17 @@
 """A synthetic camera for `realsr adapt`: 8 colour photos bundled with scikit-image, cropped to
-256-512 px, blurred by one non-Gaussian kernel (a 9-pixel diagonal motion streak convolved with a
-disk of radius 1.5) and given signal-dependent sensor noise, variance = 0.5 * I + 4 (0..255 scale,
-independent per pixel and channel), then saved as PNG.
+256-512 px, blurred by one lens kernel and given signal-dependent sensor noise, variance = 0.5 * I + 4
+(0..255 scale, independent per pixel and channel), then saved as PNG or as JPEG.
 
-    python benchmarks/adapt_synthetic_camera.py /tmp/camera_photos
-    realsr adapt /tmp/camera_photos -o /tmp/camera_adapt --minutes 5 --method spectral --threads 1
+Lens kernels (`--blur`): `streak-disk`, a 9-pixel diagonal motion streak convolved with a disk of radius
+1.5 (not Gaussian); `gaussian`, an anisotropic Gaussian of widths 2.2 and 1.2 px at 30 degrees.
+`--jpeg Q` saves the photos as JPEG at quality Q (Pillow, 4:2:0), as a phone does, instead of PNG.
+
+    python benchmarks/adapt_synthetic_camera.py /tmp/camera_photos [--blur gaussian] [--jpeg 85]
+    realsr adapt /tmp/camera_photos -o /tmp/camera_adapt --minutes 15 --threads 2
 """
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +39,29 @@ def camera_kernel() -> np.ndarray:
     return kernel / kernel.sum()
 
 
-def main(out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def gaussian_lens() -> np.ndarray:
+    """An anisotropic Gaussian, widths 2.2 and 1.2 px, major axis at 30 degrees, 15x15, sum 1."""
+    from realsr_fast.kernel_estimation.gaussians import covariance, gaussian_kernel
+
+    return gaussian_kernel(covariance(2.2, 1.2, np.radians(30)), 15, scale=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write a synthetic camera's photos.")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--blur", choices=("streak-disk", "gaussian"), default="streak-disk")
+    parser.add_argument("--jpeg", type=int, default=None, metavar="QUALITY", help="save as JPEG at this quality")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    kernel = camera_kernel()
+    kernel = camera_kernel() if args.blur == "streak-disk" else gaussian_lens()
+    suffix = ".png" if args.jpeg is None else ".jpg"
     for name, top, left, h, w in PHOTOS:
         image = LOADERS[name]()[top:top + h, left:left + w, :3].astype(np.float64)
         blurred = np.stack([convolve(image[..., c], kernel, mode="reflect") for c in range(3)], axis=2)
         noisy = blurred + rng.standard_normal(blurred.shape) * np.sqrt(NOISE_A * np.clip(blurred, 0, 255) + NOISE_B)
-        write_image(out / f"{name}.png", np.clip(np.round(noisy), 0, 255).astype(np.uint8))
+        write_image(args.out / f"{name}{suffix}", np.clip(np.round(noisy), 0, 255).astype(np.uint8), quality=args.jpeg)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main()

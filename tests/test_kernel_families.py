@@ -156,6 +156,9 @@ def test_an_untrusted_families_estimate_falls_back_to_the_constant_kernel(tmp_pa
         choice = _choose("photo", report)
         assert choice.used == kind
         assert ("runner-up blur family 41.0 dB" if trusted else "orientation 1.90") in choice.why
+        # A report of an earlier version (no natural-photo checks recorded) keeps its verdict.
+        report.write_text(json.dumps({"method": "families", "trusted": trusted, "misfit": 0.3, "family_agreement_db": 41.0}))
+        assert _choose("photo", report).used == kind
 
 
 def test_a_blurred_power_law_field_passes_the_natural_photo_checks(rng):

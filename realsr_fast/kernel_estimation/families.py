@@ -371,8 +371,13 @@ def estimate(images: Sequence[np.ndarray], names: Sequence[str], settings: Kerne
 
 
 def trust_of(report: dict) -> Trust:
-    """The trust a families report records: its failed natural-photo checks and the runner-up agreement."""
-    return _trust(list(report["unnatural"]), float(report["family_agreement_db"]))
+    """The trust a families report records: its failed natural-photo checks and the runner-up agreement
+    (a report written before the checks existed keeps the verdict it recorded)."""
+    agreement = float(report["family_agreement_db"])
+    if "unnatural" not in report:
+        return Trust(agreement, MIN_FAMILY_AGREEMENT_DB, bool(report["trusted"]),
+                     f"the verdict recorded with the estimate (agreement with the runner-up blur family {agreement:.1f} dB)")
+    return _trust(list(report["unnatural"]), agreement)
 
 
 def _trust(unnatural: list[str], agreement: float) -> Trust:
