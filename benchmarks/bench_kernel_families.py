@@ -12,10 +12,12 @@ constant isotropic Gaussian of that family and condition (width chosen with the 
 The truth kernels are drawn here, independently of the estimator's own renderer: the disk by its
 exact coverage on a 16x finer grid, the segment by bilinear splats of points 1/32 px apart.
 
-Run (development set, what any constant may be chosen on):
+Run (development set, `dev` and `dev2`, what any constant may be chosen on):
     python benchmarks/bench_kernel_families.py --set dev --json benchmarks/results/kernel_families_dev.json
-Locked set (run once the design is fixed; never used for a choice):
-    python benchmarks/bench_kernel_families.py --set locked --json benchmarks/results/kernel_families_locked.json
+    python benchmarks/bench_kernel_families.py --set dev2 --json benchmarks/results/kernel_families_dev2.json
+Locked set (run once the design is fixed; never used for a choice; its photos come with
+`pip install pywavelets scikit-learn mahotas`), the commands in docs/evaluation.md, "Reproduce":
+    python benchmarks/bench_kernel_families.py --set locked --per-photo 2 --methods families,spectral ...
 """
 from __future__ import annotations
 
