@@ -111,7 +111,7 @@ def main() -> None:
         rows = rows_of(paths)
         hit, bad, false, good = rates(rows, rule)
         far_hit, far = far_off_flagged(rows, rule)
-        gains, trained = trained_gains(rows, Rule(0, np.inf, np.inf, np.inf, -np.inf)), trained_gains(rows, rule)
+        gains, trained = np.array([r["gain"] for r in rows]), trained_gains(rows, rule)
         print(f"\n### {name}\n\n{table(paths, rule)}\n\ntrust: {far_hit} of {far} far-off estimates (over {FAR_OFF_DB:g} dB "
               f"below the constant) flagged, {hit} of {bad} below it, {false} of {good} others; mean gain over all "
               f"{len(rows)}: estimates {gains.mean():+.2f} dB ({100 * (gains > 0).mean():.0f} % above), as trained "

@@ -19,8 +19,9 @@ from realsr_fast.models import zoo
 SCALE, CONTEXT = 4, 10
 
 
-def network() -> ncnn.Net:
-    param, weights = zoo.package_files(zoo.MODELS["df2k"])
+def network(model: str = "df2k") -> ncnn.Net:
+    """The named model's ncnn files in the `ncnn` package, 2 threads (its default CPU options)."""
+    param, weights = zoo.ncnn_files(model)
     net = ncnn.Net()
     net.opt.num_threads = 2
     net.load_param(str(param))

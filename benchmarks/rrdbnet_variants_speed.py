@@ -11,13 +11,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import ncnn
+import ncnn_package_upscale as ncnn_package  # beside this file; needs ncnn
 import numpy as np
 import skimage.data
 import torch
 
 from realsr_fast.inference.upscaler import Upscaler
-from realsr_fast.models import zoo
 from realsr_fast.models.rrdbnet import RRDBNet
 
 
@@ -37,16 +36,10 @@ def main() -> None:
     image = np.ascontiguousarray(skimage.data.astronaut()[60:188, 160:288])
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     chw = x[0].numpy().copy()  # ncnn.Mat borrows it
-    param, weights = zoo.ncnn_files("realesrgan-x4plus")
-    net = ncnn.Net()
-    net.opt.num_threads = 2
-    net.load_param(str(param))
-    net.load_model(str(weights))
+    net = ncnn_package.network("realesrgan-x4plus")
 
     def run_ncnn() -> np.ndarray:
-        extractor = net.create_extractor()
-        extractor.input("data", ncnn.Mat(chw))
-        return np.array(extractor.extract("output")[1])
+        return ncnn_package.run(net, chw)
 
     package = timed(run_ncnn)
     print(f"realesrgan-x4plus, the ncnn package: {package:.2f} s")

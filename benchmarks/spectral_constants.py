@@ -15,16 +15,13 @@ import torch
 from bench_kernel_families import make_cases
 
 from realsr_fast.kernel_estimation import spectral
+from realsr_fast.kernel_estimation.quality import kernel_report
 
 
 def widths(kernel: np.ndarray) -> np.ndarray:
-    """The kernel's two widths (px), major first, from its second moments."""
-    r, c = np.meshgrid(np.arange(kernel.shape[0]), np.arange(kernel.shape[1]), indexing="ij")
-    mean_r, mean_c = (kernel * r).sum(), (kernel * c).sum()
-    dr, dc = r - mean_r, c - mean_c
-    moments = np.array([[(kernel * dr * dr).sum(), (kernel * dr * dc).sum()],
-                        [(kernel * dr * dc).sum(), (kernel * dc * dc).sum()]])
-    return np.sqrt(np.linalg.eigvalsh(moments))[::-1]
+    """The kernel's two widths (px), major first, from its second moments (`quality.kernel_report`'s)."""
+    report = kernel_report(kernel, (0.0, 0.0), True)
+    return np.array([report["sigma_major_px"], report["sigma_minor_px"]])
 
 
 def main() -> None:
