@@ -18,9 +18,11 @@ TORCH_LIBRARY(realsr_fast, m) {
       "batchnorm_relu_backward(Tensor grad_y, Tensor x, Tensor y, Tensor mean, Tensor invstd, "
       "Tensor weight) -> (Tensor, Tensor, Tensor)");
   m.def("correlation_kernel_grad(Tensor x, Tensor grad, int stride, int size) -> Tensor");
-  // Winograd F(6x6, 3x3) tile transforms (CPU only), written into `out` in place.
-  m.def("winograd_input_transform(Tensor x, Tensor(a!) out, int channel_offset) -> ()");
+  // Winograd F(6x6, 3x3) or F(4x4, 3x3) tile transforms (by the output tile side; CPU only) and the
+  // products between them, written into `out` in place.
+  m.def("winograd_input_transform(Tensor x, Tensor(a!) out, int channel_offset, int tile) -> ()");
   m.def(
       "winograd_output_transform(Tensor m, Tensor bias, Tensor(a!) out, float negative_slope, "
-      "bool leaky_relu, Tensor? residual, float residual_scale) -> ()");
+      "bool leaky_relu, Tensor? residual, float residual_scale, int tile) -> ()");
+  m.def("winograd_products(Tensor transformed, Tensor weight, Tensor(a!) out) -> ()");
 }

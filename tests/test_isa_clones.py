@@ -320,3 +320,31 @@ def test_op_tests_pass_under_each_clone(isa):
                              *OP_TESTS], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "REALSR_FAST_ISA": isa})
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("tile", [6, 4])
+def test_winograd_bf16_in_every_clone_is_its_fp32_result_rounded(rng, isa, tile):
+    """Each clone's bf16 transformed values are its own fp32 ones rounded to nearest even, and its
+    output transform reads bf16 products as their fp32 values: the bit handling is the same code
+    in every instruction set, and exact."""
+    _need(isa)
+    n, h, w, c = 2, 13, 10, 16
+    tiles, points = ops.winograd_tile_count(n, h, w, tile), ops.winograd_points(tile)
+    x = torch.from_numpy(rng.standard_normal((n, h, w, c), dtype=np.float32))
+
+    def transform(dtype):
+        out = torch.empty(points, tiles, c, dtype=dtype)
+        ops.winograd_input_transform(x, out, tile=tile)
+        return out
+
+    assert torch.equal(_clone(isa, lambda: transform(torch.bfloat16)), _clone(isa, lambda: transform(torch.float32)).bfloat16())
+    m = torch.from_numpy(rng.standard_normal((points, tiles, c), dtype=np.float32)).bfloat16()
+    bias = torch.from_numpy(rng.standard_normal(c, dtype=np.float32))
+
+    def output(products):
+        out = torch.empty(n, h, w, c)
+        ops.winograd_output_transform(products, bias, out, negative_slope=0.2, tile=tile)
+        return out
+
+    assert torch.equal(_clone(isa, lambda: output(m)), _clone(isa, lambda: output(m.float())))

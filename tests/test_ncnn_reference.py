@@ -71,4 +71,4 @@ def test_bf16_stays_close_to_fp32(upscaler: Upscaler, tmp_path, monkeypatch) -> 
     image = CROPS["astronaut"]()
     bf16 = Upscaler("df2k", device="cpu", precision="bf16")(image)
     value = psnr(bf16, upscaler(image))
-    assert 40 <= value < 80  # measured about 47 dB: bf16 really ran, and stayed close
+    assert 40 <= value < 80  # bf16 really ran, and stayed close (docs/winograd.md has the measured figures)

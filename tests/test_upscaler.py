@@ -229,7 +229,7 @@ def df2k_width_weights(tmp_path_factory) -> Path:
                     reason="measures the peak RSS through Linux's /proc/self/clear_refs")
 @pytest.mark.parametrize("precision, budget_mib", [
     ("fp32", 64),
-    pytest.param("bf16", 14, marks=pytest.mark.skipif(
+    pytest.param("bf16", 32, marks=pytest.mark.skipif(
         not cpu_has_native_bf16(), reason="emulated bf16: its peak depends on oneDNN's per-thread scratch "
         "(9-15 units measured), so the planner's 12 bytes are a margin, not a model to check")),
 ])
@@ -244,7 +244,9 @@ def test_auto_tile_memory_measured_by_the_os(df2k_width_weights, monkeypatch, pr
     the planner assumes 4, so the tile uses 50-72 % of its budget. bf16 without native support
     (the EPYC) takes 9-15 in bf16's units, depending on threads, and is planned at 12 bytes per
     activation instead of 2 as a margin: that case is not checked here. The bounds fail if the
-    planner were off by 2x either way (halved: 140 %, doubled: 31 %, on the EPYC).
+    planner were off by 2x either way (halved: 140 %, doubled: 31 %, on the EPYC). Those bf16
+    figures are from its stock convolutions; bf16 now runs a Winograd trunk whose buffers the planner
+    adds per pixel (`workspace_bytes_per_pixel`), so its budget is larger, to stay above MIN_TILE.
     """
     budget = budget_mib << 20
     monkeypatch.setattr(tile_size, "available_memory",

@@ -543,40 +543,53 @@ void test_kernelgan_teams_match_cpu_ops() {
   }
 }
 
-// Checks got (rows x rows, row-major) against L d L^T, with L (rows x 8) and d (8 x 8, row-major).
-void expect_two_sided_product(const char* name, const float* got, const double (*left)[8], int rows, const float* d) {
+// Checks got (rows x rows, row-major) against L d L^T, with L (rows x n, rows of `left` of any
+// length >= n) and d (n x n, row-major).
+template <size_t kWidth>
+void expect_two_sided_product(const char* name, const float* got, const double (*left)[kWidth], int rows, int n,
+                              const float* d) {
   for (int i = 0; i < rows; ++i)
     for (int j = 0; j < rows; ++j) {
       double want = 0;
-      for (int a = 0; a < 8; ++a)
-        for (int b = 0; b < 8; ++b) want += left[i][a] * d[a * 8 + b] * left[j][b];
+      for (int a = 0; a < n; ++a)
+        for (int b = 0; b < n; ++b) want += left[i][a] * d[a * n + b] * left[j][b];
       EXPECT(std::abs(got[i * rows + j] - want) <= 1e-4 * (1 + std::abs(want)), "%s[%d][%d] = %g, want %g", name, i,
              j, got[i * rows + j], want);
     }
 }
 
 // The tile transforms of winograd.h on plain floats against B^T d B and A^T m A with the matrices
-// of F(6x6, 3x3) written out (points 0, 1, -1, 2, -2, 1/2, -1/2, infinity), on random windows.
+// written out, on random windows: F(6x6, 3x3) (points 0, 1, -1, 2, -2, 1/2, -1/2, infinity) and
+// F(4x4, 3x3) (Lavin & Gray's matrices, points 0, 1, -1, 2, -2, infinity).
 void test_winograd_tiles_match_matrices() {
-  const double bt[8][8] = {{1, 0, -5.25, 0, 5.25, 0, -1, 0},        {0, 1, 1, -4.25, -4.25, 1, 1, 0},
-                           {0, -1, 1, 4.25, -4.25, -1, 1, 0},       {0, 0.5, 0.25, -2.5, -1.25, 2, 1, 0},
-                           {0, -0.5, 0.25, 2.5, -1.25, -2, 1, 0},   {0, 2, 4, -2.5, -5, 0.5, 1, 0},
-                           {0, -2, 4, 2.5, -5, -0.5, 1, 0},         {0, -1, 0, 5.25, 0, -5.25, 0, 1}};
-  const double points[7] = {0, 1, -1, 2, -2, 0.5, -0.5};
-  double at[6][8];
+  const double bt6[8][8] = {{1, 0, -5.25, 0, 5.25, 0, -1, 0},        {0, 1, 1, -4.25, -4.25, 1, 1, 0},
+                            {0, -1, 1, 4.25, -4.25, -1, 1, 0},       {0, 0.5, 0.25, -2.5, -1.25, 2, 1, 0},
+                            {0, -0.5, 0.25, 2.5, -1.25, -2, 1, 0},   {0, 2, 4, -2.5, -5, 0.5, 1, 0},
+                            {0, -2, 4, 2.5, -5, -0.5, 1, 0},         {0, -1, 0, 5.25, 0, -5.25, 0, 1}};
+  const double points6[7] = {0, 1, -1, 2, -2, 0.5, -0.5};
+  double at6[6][8];
   for (int i = 0; i < 6; ++i) {
-    for (int j = 0; j < 7; ++j) at[i][j] = std::pow(points[j], i);
-    at[i][7] = i == 5 ? 1 : 0;
+    for (int j = 0; j < 7; ++j) at6[i][j] = std::pow(points6[j], i);
+    at6[i][7] = i == 5 ? 1 : 0;
   }
+  const double bt4[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                            {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  const double at4[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
   at::manual_seed(11);
-  const at::Tensor values = at::randn({2, 64}, at::kDouble);
+  const at::Tensor values = at::randn({4, 64}, at::kDouble);
   float d[64], v[64], y[36];
   for (int k = 0; k < 64; ++k) d[k] = static_cast<float>(values[0][k].item<double>());
-  winograd_input_tile(d, v);
-  expect_two_sided_product("V", v, bt, 8, d);
+  winograd_input_tile<WinogradF6>(d, v);
+  expect_two_sided_product("V6", v, bt6, 8, 8, d);
   for (int k = 0; k < 64; ++k) d[k] = static_cast<float>(values[1][k].item<double>());
-  winograd_output_tile(d, y);
-  expect_two_sided_product("Y", y, at, 6, d);
+  winograd_output_tile<WinogradF6>(d, y);
+  expect_two_sided_product("Y6", y, at6, 6, 8, d);
+  for (int k = 0; k < 36; ++k) d[k] = static_cast<float>(values[2][k].item<double>());
+  winograd_input_tile<WinogradF4>(d, v);
+  expect_two_sided_product("V4", v, bt4, 6, 6, d);
+  for (int k = 0; k < 36; ++k) d[k] = static_cast<float>(values[3][k].item<double>());
+  winograd_output_tile<WinogradF4>(d, y);
+  expect_two_sided_product("Y4", y, at4, 4, 6, d);
 }
 }  // namespace
 

@@ -1,8 +1,9 @@
 """The torch backend: RRDBNet in eager PyTorch, one tile at a time.
 
 Precision: fp32 on the CPU by default, its trunk's 3x3 convolutions as Winograd F(6x6, 3x3)
-(`winograd_rrdbnet`; speed in docs/winograd.md); bf16 on the CPU on request (faster where the CPU
-has AMX / AVX512-BF16, benchmarks/README.md); fp16 by default on CUDA, where RRDBNet can overflow
+(`winograd_rrdbnet`; speed in docs/winograd.md); bf16 on the CPU on request, a Winograd F(4x4, 3x3)
+trunk with its GEMMs in bf16 (faster where the CPU has AMX / AVX512-BF16, benchmarks/README.md);
+fp16 by default on CUDA, where RRDBNet can overflow
 (docs/METHOD.md, "fp16"): each tile's output is checked and a tile that is not finite is run
 again in fp32.
 """
@@ -17,7 +18,7 @@ import torch
 from realsr_fast.device import cpu_has_native_bf16
 from realsr_fast.errors import RealSRError
 from realsr_fast.inference.backends import TileRunner, UpscalerSettings
-from realsr_fast.inference.winograd_rrdbnet import WinogradRRDBNet, supports_winograd
+from realsr_fast.inference.winograd_rrdbnet import TILE_BY_GEMM_DTYPE, WinogradRRDBNet, supports_winograd
 from realsr_fast.models.loading import load_model
 from realsr_fast.models.rrdbnet import RRDBNet
 
@@ -71,15 +72,15 @@ class TorchRunner(TileRunner):
         if precision == "fp32":
             self._network, self._model = None, self._build(network, torch.float32)
             self._fp32_model: RRDBNet | WinogradRRDBNet | None = self._model
-            self.workspace_bytes_per_pixel = getattr(self._model, "workspace_bytes_per_pixel", 0)
         else:
             self._network, self._model = network, self._build(copy.deepcopy(network), DTYPES[precision])
             self._fp32_model = None
+        self.workspace_bytes_per_pixel = getattr(self._model, "workspace_bytes_per_pixel", 0)
         self._fp32_lock = threading.Lock()
 
     def _build(self, network: RRDBNet, dtype: torch.dtype) -> RRDBNet | WinogradRRDBNet:
-        if dtype == torch.float32 and self.device.type == "cpu" and supports_winograd(network):
-            return WinogradRRDBNet(network)  # keeps its stock layers channels-last itself
+        if dtype in TILE_BY_GEMM_DTYPE and self.device.type == "cpu" and supports_winograd(network):
+            return WinogradRRDBNet(network, dtype)  # keeps its stock layers channels-last itself
         return network.to(self.device, dtype, memory_format=torch.channels_last)
 
     @property

@@ -8,8 +8,9 @@
 - :func:`correlation_kernel_grad`: the kernel gradient of a strided correlation (KernelGAN's
   collapsed generator), which the stock convolution backward computes slowly for large kernels.
 - :func:`winograd_input_transform` / :func:`winograd_output_transform`: the tile transforms of a
-  Winograd F(6x6, 3x3) convolution (docs/winograd.md), for fp32 RRDBNet inference on the CPU
-  (CPU only, no gradient; the products between them are a stock batched GEMM).
+  Winograd F(6x6, 3x3) or F(4x4, 3x3) convolution (docs/winograd.md), for fp32 or bf16 RRDBNet
+  inference on the CPU (CPU only, no gradient), and :func:`winograd_products`, the batched GEMM
+  between them.
 
 The first four run on CPU and CUDA tensors through the dispatcher (``torch.ops.realsr_fast.*``) and have fake
 implementations, so ``torch.compile`` can trace code that calls them. Each op has its own module
@@ -47,12 +48,12 @@ from realsr_fast.ops._isa import cpu_isa, forced_cpu_isa
 from realsr_fast.ops._patch_stats import grey_reference, patch_stats, patch_stats_reference
 from realsr_fast.ops._winograd import (
     WINOGRAD_CHANNEL_MULTIPLE,
-    WINOGRAD_KERNEL_TRANSFORM,
-    WINOGRAD_TILE,
-    WINOGRAD_WINDOW,
+    WINOGRAD_KERNEL_TRANSFORMS,
     winograd_input_transform,
     winograd_kernels,
     winograd_output_transform,
+    winograd_points,
+    winograd_products,
     winograd_tile_count,
 )
 
@@ -61,8 +62,9 @@ __all__ = [
     "patch_stats", "patch_stats_reference", "grey_reference",
     "batchnorm_relu", "batchnorm_relu_reference",
     "correlation_kernel_grad", "correlation_kernel_grad_reference",
-    "WINOGRAD_KERNEL_TRANSFORM", "WINOGRAD_TILE", "WINOGRAD_WINDOW", "WINOGRAD_CHANNEL_MULTIPLE",
-    "winograd_kernels", "winograd_tile_count", "winograd_input_transform", "winograd_output_transform",
+    "WINOGRAD_KERNEL_TRANSFORMS", "WINOGRAD_CHANNEL_MULTIPLE",
+    "winograd_kernels", "winograd_points", "winograd_tile_count", "winograd_input_transform",
+    "winograd_output_transform", "winograd_products",
     "cpu_isa", "forced_cpu_isa",
 ]
 
