@@ -18,9 +18,10 @@ Groups (the `_ours` row is the reference of each):
 - cuda (with a GPU): fp16 vs fp32 on the GPU;
 - by size (`test_by_size_*`, one group per input size): what `realsr upscale` runs by default
   (`backend="auto"`, the reference row) vs the ncnn package alone, and each of our paths forced:
-  torch fp32 (Winograd trunk), torch bf16, and our ncnn backend (fp32 on the CPU); and stock
-  PyTorch: the same RRDBNet's own forward (oneDNN direct convolutions, channels-last, inference
-  mode, whole image), the baseline of the Winograd trunk; and the other CPU engines people deploy
+  torch fp32 (Winograd trunk), torch bf16 (Winograd trunk, bf16 GEMMs), and our ncnn backend
+  (fp32 on the CPU); and stock PyTorch: the same RRDBNet's own forward (oneDNN direct
+  convolutions, channels-last, inference mode, whole image), in fp32 and (CPUs with native bf16)
+  in bf16, the baselines of the Winograd trunk; and the other CPU engines people deploy
   on, each over the same network's fp32 ONNX graph (as `realsr export --format onnx` writes it),
   whole image, 2 threads (optional extras, skipped with the reason when absent): ONNX Runtime's CPU
   provider (all graph optimisations), and OpenVINO's CPU plugin compiled for the image's shape in
@@ -150,14 +151,15 @@ FORCED = {  # Upscaler options of each of our paths, forced
 }
 
 
-def stock_network() -> torch.nn.Module:
+def stock_network(dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """The default model as stock PyTorch runs it best on a CPU: eval mode, channels-last."""
-    return load_model("df2k").eval().to(memory_format=torch.channels_last)
+    return load_model("df2k").eval().to(dtype, memory_format=torch.channels_last)
 
 
 def stock_forward(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    dtype = next(network.parameters()).dtype
     with torch.inference_mode():
-        return network(x.contiguous(memory_format=torch.channels_last)).clamp_(0, 1)
+        return network(x.to(dtype).contiguous(memory_format=torch.channels_last)).float().clamp_(0, 1)
 
 
 @pytest.fixture(scope="module")
@@ -214,8 +216,8 @@ def run_by_size(benchmark, size: str, **options) -> None:
     elif "peer" in options:
         run = PEERS[options["peer"]](options["graph"], image.shape[:2])
         out = benchmark.pedantic(run, args=(x.numpy().copy(),), **ROUNDS)
-    elif options.pop("stock", False):
-        network = stock_network()
+    elif "stock" in options:
+        network = stock_network(options["stock"])
         out = benchmark.pedantic(stock_forward, args=(network, x), **ROUNDS)
     else:
         upscaler = Upscaler("df2k", device="cpu", **options)
@@ -238,7 +240,14 @@ def test_by_size_forced(benchmark, size, path) -> None:
 @pytest.mark.parametrize("size", SIZES)
 def test_by_size_stock_torch(benchmark, size) -> None:
     """Stock PyTorch: RRDBNet.forward in fp32 (what the torch backend ran before its Winograd trunk)."""
-    run_by_size(benchmark, size, stock=True)
+    run_by_size(benchmark, size, stock=torch.float32)
+
+
+@NATIVE_BF16
+@pytest.mark.parametrize("size", SIZES)
+def test_by_size_stock_torch_bf16(benchmark, size) -> None:
+    """Stock PyTorch in bf16: what the torch backend's bf16 ran before its Winograd trunk."""
+    run_by_size(benchmark, size, stock=torch.bfloat16)
 
 
 @pytest.mark.parametrize("size", SIZES)
