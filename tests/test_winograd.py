@@ -168,17 +168,23 @@ def test_winograd_convolution_matches_conv2d(tile, generator) -> None:
     torch.testing.assert_close(out.permute(0, 3, 1, 2).double(), expected, rtol=0, atol=2e-5 * scale)
 
 
+def trained_like(config: dict[str, int], generator: torch.Generator) -> RRDBNet:
+    """A random RRDBNet(**config) in eval mode with trained-like magnitudes (biases not zero)."""
+    torch.manual_seed(int(torch.randint(0, 2**31, (), generator=generator)))
+    network = RRDBNet(**config).eval()
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    return network
+
+
 @pytest.mark.parametrize("config, shape", [
     (dict(nf=16, gc=8, nb=2, scale=4), (2, 3, 13, 9)),
     (dict(nf=8, gc=8, nb=1, scale=2), (1, 3, 4, 21)),
     (dict(nf=16, gc=16, nb=1, scale=1), (1, 3, 17, 17)),
 ])
 def test_winograd_rrdbnet_matches_the_stock_forward(config, shape, generator) -> None:
-    torch.manual_seed(int(torch.randint(0, 2**31, (), generator=generator)))
-    network = RRDBNet(**config).eval()
-    with torch.no_grad():
-        for parameter in network.parameters():  # trained-like magnitudes, biases not zero
-            parameter.add_(torch.randn_like(parameter) * 0.05)
+    network = trained_like(config, generator)
     x = torch.rand(shape, generator=generator)
     winograd = WinogradRRDBNet(network)
     with torch.inference_mode():
@@ -207,11 +213,7 @@ def test_the_default_model_in_winograd_is_within_50_db_of_stock(generator) -> No
     (dict(nf=8, gc=8, nb=1, scale=1), (1, 3, 17, 17)),
 ])
 def test_bf16_gemms_stay_close_to_the_stock_fp32_forward(config, shape, generator) -> None:
-    torch.manual_seed(int(torch.randint(0, 2**31, (), generator=generator)))
-    network = RRDBNet(**config).eval()
-    with torch.no_grad():
-        for parameter in network.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.05)
+    network = trained_like(config, generator)
     x = torch.rand(shape, generator=generator)
     with torch.inference_mode():
         expected = network(x)
