@@ -82,7 +82,7 @@ def winograd_output_transform(m: torch.Tensor, bias: torch.Tensor, out: torch.Te
         m: ``(P, T, C)`` products summed over input channels (`winograd_products` of the
             transformed input and `winograd_kernels`), unit channel stride.
         bias: ``(C,)``.
-        out: ``(N, H, W, C)`` contiguous NHWC with ``winograd_tile_count(N, H, W) == T``; tiles
+        out: ``(N, H, W, C)`` contiguous NHWC with ``winograd_tile_count(N, H, W, tile) == T``; tiles
             are cropped at its right and bottom edges.
         residual: None or a tensor like ``out`` (may be ``out`` itself).
     """
@@ -99,7 +99,7 @@ def winograd_products(transformed: torch.Tensor, weight: torch.Tensor, out: torc
     transforms. CPU, float32 or bfloat16 (all three alike), for inference.
 
     A batched GEMM (`torch.bmm`) that reads `transformed` in place: a dense block's slice
-    ``(64, T, Cin)`` of a wider buffer has rows longer than Cin, which `torch.bmm` in bfloat16 first
+    ``(P, T, Cin)`` of a wider buffer has rows longer than Cin, which `torch.bmm` in bfloat16 first
     copies; here each point is one 2-D product, the points shared among the threads.
 
     Args:
