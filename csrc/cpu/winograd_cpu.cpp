@@ -5,10 +5,10 @@
 //
 // Layouts: images are NHWC float32, contiguous (N, H, W, C); the transformed tensors are
 // (P, T, C') with P = (tile + 2)^2 points and T = N * ceil(H/tile) * ceil(W/tile) tiles in (n, tile
-// row, tile column) order, any
-// strides for the first two dimensions and unit stride for channels, float32 or bfloat16. The
-// arithmetic is float32 either way; bfloat16 values are rounded to nearest even when written, so
-// that the GEMM between the transforms can run in bf16 on CPUs that compute it natively.
+// row, tile column) order, any strides for the first two dimensions and unit stride for channels,
+// float32 or bfloat16. The arithmetic is float32 either way; bfloat16 values are rounded to nearest
+// even when written, so that the GEMM between the transforms can run in bf16 on CPUs that compute
+// it natively.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
