@@ -219,9 +219,8 @@ def test_bf16_gemms_stay_close_to_the_stock_fp32_forward(config, shape, generato
         expected = network(x)
         got = WinogradRRDBNet(network, torch.bfloat16)(x)
     assert got.dtype == torch.bfloat16
-    # bf16 keeps 8 significant bits. Over 200 seeds of each config the root-mean-square error stayed
-    # below 0.0083 of the output's range and the largest below 0.072; the bounds are about twice that
-    # (a wrong transform or kernel errs by a sizeable fraction of the range).
+    # bf16 keeps 8 significant bits: the bounds are about twice the worst errors over 200 seeds of
+    # each config (docs/winograd.md); a wrong transform or kernel errs by a sizeable fraction of the range.
     scale, error = expected.abs().max().item(), (got.float() - expected).abs()
     assert error.square().mean().sqrt().item() <= 2e-2 * scale
     assert error.max().item() <= 0.15 * scale
