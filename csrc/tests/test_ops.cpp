@@ -558,6 +558,21 @@ void expect_two_sided_product(const char* name, const float* got, const double (
     }
 }
 
+// Variant F's input tile transform on a random window against B^T d B, and its output transform on
+// a random tile of products against A^T m A.
+template <typename F, size_t kWidth>
+void expect_variant_matches(const double (*bt)[kWidth], const double (*at)[kWidth]) {
+  constexpr int n = F::kWindow;
+  float d[n * n], v[n * n], y[F::kTile * F::kTile];
+  const at::Tensor values = at::randn({2, n * n}, at::kDouble);
+  for (int k = 0; k < n * n; ++k) d[k] = static_cast<float>(values[0][k].item<double>());
+  winograd_input_tile<F>(d, v);
+  expect_two_sided_product("V", v, bt, n, n, d);
+  for (int k = 0; k < n * n; ++k) d[k] = static_cast<float>(values[1][k].item<double>());
+  winograd_output_tile<F>(d, y);
+  expect_two_sided_product("Y", y, at, F::kTile, n, d);
+}
+
 // The tile transforms of winograd.h on plain floats against B^T d B and A^T m A with the matrices
 // written out, on random windows: F(6x6, 3x3) (points 0, 1, -1, 2, -2, 1/2, -1/2, infinity) and
 // F(4x4, 3x3) (Lavin & Gray's matrices, points 0, 1, -1, 2, -2, infinity).
@@ -576,20 +591,8 @@ void test_winograd_tiles_match_matrices() {
                             {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
   const double at4[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
   at::manual_seed(11);
-  const at::Tensor values = at::randn({4, 64}, at::kDouble);
-  float d[64], v[64], y[36];
-  for (int k = 0; k < 64; ++k) d[k] = static_cast<float>(values[0][k].item<double>());
-  winograd_input_tile<WinogradF6>(d, v);
-  expect_two_sided_product("V6", v, bt6, 8, 8, d);
-  for (int k = 0; k < 64; ++k) d[k] = static_cast<float>(values[1][k].item<double>());
-  winograd_output_tile<WinogradF6>(d, y);
-  expect_two_sided_product("Y6", y, at6, 6, 8, d);
-  for (int k = 0; k < 36; ++k) d[k] = static_cast<float>(values[2][k].item<double>());
-  winograd_input_tile<WinogradF4>(d, v);
-  expect_two_sided_product("V4", v, bt4, 6, 6, d);
-  for (int k = 0; k < 36; ++k) d[k] = static_cast<float>(values[3][k].item<double>());
-  winograd_output_tile<WinogradF4>(d, y);
-  expect_two_sided_product("Y4", y, at4, 4, 6, d);
+  expect_variant_matches<WinogradF6>(bt6, at6);
+  expect_variant_matches<WinogradF4>(bt4, at4);
 }
 }  // namespace
 
